@@ -1,0 +1,212 @@
+"""One-pass explanations: prediction, CBAM attention and a CAM from a single forward per model.
+
+The CAM arithmetic is the grad-cam library's own (``get_cam_image``, then ReLU and
+``scale_cam_image`` exactly as its ``compute_cam_per_layer`` does). What differs is how the
+activations and gradients are obtained: a forward hook on the target layer swaps its output for
+a detached leaf tensor, so autograd records only the layers after the target layer, and the
+gradient of the class score is taken with respect to that leaf. Parameters are frozen for the
+call, so no parameter gradient is ever computed or stored.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from pytorch_grad_cam import (
+    EigenCAM,
+    EigenGradCAM,
+    GradCAM,
+    GradCAMElementWise,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.image import scale_cam_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from ..models import preprocess, record_attention
+
+METHODS: dict[str, type[BaseCAM]] = {
+    "gradcam": GradCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "xgradcam": XGradCAM,
+    "layercam": LayerCAM,
+    "hirescam": HiResCAM,
+    "gradcamelementwise": GradCAMElementWise,
+    "eigengradcam": EigenGradCAM,
+    "eigencam": EigenCAM,
+    "scorecam": ScoreCAM,
+}
+# Methods that need no gradient: they skip the backward step entirely.
+GRADIENT_FREE = {"eigencam", "scorecam"}
+
+
+@dataclass
+class Explanation:
+    """What one model says about one image."""
+
+    cam: np.ndarray  # (H, W) in [0, 1] at the input tensor's size
+    raw_cam: np.ndarray  # (h, w) at the target layer's size, after ReLU, before normalization
+    probs: np.ndarray  # (num_classes,)
+    target: int  # the class explained
+    method: str
+    target_layer: str
+    blocks: list[str] = field(default_factory=list)  # CBAM block names, network order
+    channel_attention: list[np.ndarray] = field(default_factory=list)  # one (C,) per block
+    spatial_attention: list[np.ndarray] = field(default_factory=list)  # one (h, w) per block
+
+    @property
+    def prediction(self) -> int:
+        return int(self.probs.argmax())
+
+    def top_k(self, k: int = 5) -> list[tuple[int, float]]:
+        order = np.argsort(-self.probs)[:k]
+        return [(int(i), float(self.probs[i])) for i in order]
+
+
+def default_target_layer(model: nn.Module) -> str:
+    """The last block of ``layer4``."""
+    return f"layer4.{len(model.layer4) - 1}"
+
+
+def target_layers(model: nn.Module) -> list[str]:
+    """Names selectable as target layer: every residual block, in network order."""
+    names = []
+    for stage in ("layer1", "layer2", "layer3", "layer4"):
+        names += [f"{stage}.{i}" for i in range(len(getattr(model, stage)))]
+    return names
+
+
+@contextmanager
+def _frozen_eval(model: nn.Module) -> Iterator[None]:
+    """Eval mode with frozen parameters and grad enabled; restores every flag afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    flags = {p: p.requires_grad for p in model.parameters()}
+    model.eval()
+    for p in flags:
+        p.requires_grad_(False)
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        for m, training in modes.items():
+            m.training = training
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+
+
+@contextmanager
+def _leaf_at(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Replace ``layer``'s output by a leaf that requires grad; yields a list that receives it."""
+    captured: list[torch.Tensor] = []
+
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        leaf = output.detach().requires_grad_(True)
+        captured.append(leaf)
+        return leaf
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def _cam_method(name: str, model: nn.Module, layer: nn.Module) -> BaseCAM:
+    """The grad-cam library's method object, with the hooks its constructor adds released."""
+    if name not in METHODS:
+        raise ValueError(f"unknown CAM method {name!r}; choose from {sorted(METHODS)}")
+    method = METHODS[name](model=model, target_layers=[layer])
+    method.activations_and_grads.release()
+    return method
+
+
+def _explain_model(model: nn.Module, x: torch.Tensor, targets: Sequence[int] | None, method: str, layer_name: str) -> list[Explanation]:
+    layer = model.get_submodule(layer_name)
+    device = next(model.parameters()).device
+    x = x.to(device)
+    with _frozen_eval(model):
+        with _leaf_at(layer) as captured, record_attention(model) as record:
+            logits = model(x)
+        if not captured:
+            raise ValueError(f"target layer {layer_name!r} was not used by the forward pass")
+        activations = captured[0]
+        chosen = logits.argmax(dim=1) if targets is None else torch.as_tensor(list(targets), device=device)
+        grads = None
+        if method not in GRADIENT_FREE:
+            score = logits.gather(1, chosen[:, None]).sum()
+            grads = torch.autograd.grad(score, activations)[0].cpu().numpy()
+        probs = torch.softmax(logits.detach().float(), dim=1).cpu().numpy()
+        cam_targets = [ClassifierOutputTarget(int(t)) for t in chosen]
+        cam_method = _cam_method(method, model, layer)
+        with torch.no_grad():
+            raw = cam_method.get_cam_image(x, layer, cam_targets, activations.detach().cpu().numpy(), grads, False)
+        raw = np.maximum(raw, 0)
+        cams = scale_cam_image(raw, (x.shape[-1], x.shape[-2]))
+    channel = [c.float().cpu().numpy() for c in record.channel]
+    spatial = [s.float().cpu().numpy() for s in record.spatial]
+    return [
+        Explanation(
+            cam=cams[i], raw_cam=raw[i].astype(np.float32), probs=probs[i], target=int(chosen[i]), method=method,
+            target_layer=layer_name, blocks=list(record.blocks),
+            channel_attention=[c[i] for c in channel], spatial_attention=[s[i] for s in spatial],
+        )
+        for i in range(x.shape[0])
+    ]
+
+
+def _as_batch(model: nn.Module, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected an Nx3xHxW tensor, got shape {tuple(images.shape)}")
+        return images
+    return torch.cat([preprocess(image, model.info) for image in images])
+
+
+def explain_batch(
+    models: Mapping[str, nn.Module],
+    images: Sequence[Image.Image] | torch.Tensor,
+    targets: int | Sequence[int] | None = None,
+    method: str = "gradcam",
+    target_layer: str | None = None,
+) -> dict[str, list[Explanation]]:
+    """Explain N images with every model: one forward pass per model for gradient methods.
+
+    ``targets``: None explains each model's own top-1 class; an int (or one int per image)
+    explains that class with every model. ``target_layer`` is a module name such as
+    "layer4.2"; by default the last block of layer4.
+    """
+    n = images.shape[0] if isinstance(images, torch.Tensor) else len(images)
+    if isinstance(targets, int):
+        targets = [targets] * n
+    if targets is not None and len(targets) != n:
+        raise ValueError(f"got {len(targets)} targets for {n} images")
+    out = {}
+    for label, model in models.items():
+        layer = target_layer or default_target_layer(model)
+        if targets is not None and not all(0 <= t < model.fc.out_features for t in targets):
+            raise ValueError(f"target class out of range for {label} ({model.fc.out_features} classes)")
+        out[label] = _explain_model(model, _as_batch(model, images), targets, method, layer)
+    return out
+
+
+def explain(
+    models: Mapping[str, nn.Module],
+    image: Image.Image | torch.Tensor,
+    target: int | None = None,
+    method: str = "gradcam",
+    target_layer: str | None = None,
+) -> dict[str, Explanation]:
+    """Explain one image (a PIL image or a normalized 1x3xHxW tensor) with every model."""
+    images = image if isinstance(image, torch.Tensor) else [image]
+    if isinstance(image, torch.Tensor) and image.shape[0] != 1:
+        raise ValueError("explain takes one image; use explain_batch for several")
+    return {label: result[0] for label, result in explain_batch(models, images, target, method, target_layer).items()}

@@ -1,0 +1,46 @@
+"""Record CBAM attention maps on request: hooks exist only inside :func:`record_attention`."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .attention import CBAM
+
+
+@dataclass
+class AttentionRecord:
+    """Maps of every CBAM block, in network order, from the forward passes inside the context.
+
+    ``channel[i]`` is (N, C) and ``spatial[i]`` is (N, H, W) for block ``blocks[i]``;
+    ``spatial`` is empty for channel-only models.
+    """
+
+    blocks: list[str] = field(default_factory=list)
+    channel: list[torch.Tensor] = field(default_factory=list)
+    spatial: list[torch.Tensor] = field(default_factory=list)
+
+
+def cbam_blocks(model: nn.Module) -> list[tuple[str, CBAM]]:
+    """``(name, module)`` of every CBAM module, in network order ("layer1.0", ...)."""
+    return [(name.removesuffix(".cbam"), m) for name, m in model.named_modules() if isinstance(m, CBAM)]
+
+
+@contextmanager
+def record_attention(model: nn.Module) -> Iterator[AttentionRecord]:
+    """Yield an :class:`AttentionRecord` filled by forward passes run inside the block."""
+    record = AttentionRecord()
+    handles = []
+    for name, cbam in cbam_blocks(model):
+        record.blocks.append(name)
+        handles.append(cbam.channel.register_forward_hook(lambda m, i, out: record.channel.append(out.detach()[:, :, 0, 0])))
+        if cbam.spatial is not None:
+            handles.append(cbam.spatial.register_forward_hook(lambda m, i, out: record.spatial.append(out.detach()[:, 0])))
+    try:
+        yield record
+    finally:
+        for handle in handles:
+            handle.remove()

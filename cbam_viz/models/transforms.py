@@ -1,0 +1,29 @@
+"""Turn a PIL image into the normalized tensor a model expects (from its ModelInfo)."""
+from __future__ import annotations
+
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from .resnet import ModelInfo
+
+
+def _geometry(info: ModelInfo) -> list:
+    """Resize + center crop, or a plain square resize when ``info.resize`` is None."""
+    size = info.input_size
+    return [T.Resize(info.resize), T.CenterCrop(size)] if info.resize else [T.Resize((size, size))]
+
+
+def model_transform(info: ModelInfo) -> T.Compose:
+    """The full input transform: geometry, then tensor conversion and normalization."""
+    return T.Compose([*_geometry(info), T.ToTensor(), T.Normalize(info.mean, info.std)])
+
+
+def crop_for_display(image: Image.Image, info: ModelInfo) -> Image.Image:
+    """The RGB image the model sees, before normalization: what overlays are drawn on."""
+    return T.Compose(_geometry(info))(image.convert("RGB"))
+
+
+def preprocess(image: Image.Image, info: ModelInfo) -> torch.Tensor:
+    """A ``1x3xHxW`` tensor for one RGB image."""
+    return model_transform(info)(image.convert("RGB")).unsqueeze(0)

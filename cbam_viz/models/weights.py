@@ -1,0 +1,155 @@
+"""Checkpoint loading and saving. Formats are detected from the file's keys:
+
+1. torchvision ResNet state dicts (``conv1.weight``, ``layer1.0.bn1.*``, ``fc.*``);
+2. the CBAM authors' release: ``{"state_dict": ...}`` saved from DataParallel (``module.``
+   prefix), CBAM keys ``cbam.ChannelGate.mlp.1.*`` / ``cbam.SpatialGate.spatial.conv.*``;
+3. pytorchcv's ``cbam_resnet*`` (``features.stage1.unit1.cbam.ch_gate.mlp.fc1.*``);
+4. the project's own format (``{"format": "cbam-viz", "info": ..., "state_dict": ...}``),
+   which also describes the architecture, classes and preprocessing.
+
+Files are read with ``weights_only=True``: a checkpoint cannot run code.
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .resnet import ModelInfo, ResNet, build_from_info
+
+FORMAT = "cbam-viz"
+FORMAT_VERSION = 1
+# torchvision's published ResNet-50 file names (IMAGENET1K_V1, IMAGENET1K_V2) in the hub cache.
+TORCHVISION_RESNET50_FILES = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")
+
+_AUTHORS_RULES = [
+    (r"^module\.", ""),
+    (r"\.cbam\.ChannelGate\.mlp\.1\.", ".cbam.channel.fc1."),
+    (r"\.cbam\.ChannelGate\.mlp\.3\.", ".cbam.channel.fc2."),
+    (r"\.cbam\.SpatialGate\.spatial\.(conv|bn)\.", r".cbam.spatial.\1."),
+]
+_PYTORCHCV_RULES = [
+    (r"^features\.init_block\.conv\.conv\.", "conv1."),
+    (r"^features\.init_block\.conv\.bn\.", "bn1."),
+    (r"^features\.stage(\d)\.unit(\d+)\.", lambda m: f"layer{m[1]}.{int(m[2]) - 1}."),
+    (r"\.body\.conv(\d)\.conv\.", r".conv\1."),
+    (r"\.body\.conv(\d)\.bn\.", r".bn\1."),
+    (r"\.identity_conv\.conv\.", ".downsample.0."),
+    (r"\.identity_conv\.bn\.", ".downsample.1."),
+    (r"\.cbam\.ch_gate\.mlp\.", ".cbam.channel."),
+    (r"\.cbam\.sp_gate\.conv\.(conv|bn)\.", r".cbam.spatial.\1."),
+    (r"^output\.", "fc."),
+]
+
+
+class WeightsError(ValueError):
+    """A checkpoint that cannot be loaded; the message is one line naming the file."""
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise WeightsError(f"{path}: file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise WeightsError(f"{path}: contains Python objects beyond tensors; refusing to load it (it could run code)") from None
+        raise WeightsError(f"{path}: not a PyTorch checkpoint (unreadable pickle)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        reason = "truncated or corrupt" if path.stat().st_size else "empty"
+        raise WeightsError(f"{path}: not a PyTorch checkpoint ({reason}: {str(e).splitlines()[0][:80]})") from None
+
+
+def _rename(keys: dict[str, Any], rules: list) -> dict[str, Any]:
+    out = {}
+    for key, value in keys.items():
+        for pattern, repl in rules:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
+def _tensors(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], ModelInfo | None]:
+    """The state dict in this project's key names, plus the model info of own-format files."""
+    info = None
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        info = ModelInfo.from_dict(obj["info"])
+        obj = obj["state_dict"]
+    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: not a model state dict (expected a mapping of parameter names to tensors)")
+    rules = _PYTORCHCV_RULES if any(k.startswith("features.") for k in obj) else _AUTHORS_RULES
+    return _rename(obj, rules), info
+
+
+def _first(items: list[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
+
+
+def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {list(state[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        title = model.info.title if isinstance(getattr(model, "info", None), ModelInfo) else type(model).__name__
+        parts = [f"{len(missing)} missing ({_first(missing)})" if missing else "",
+                 f"{len(unexpected)} unexpected ({_first(unexpected)})" if unexpected else "",
+                 f"{len(shapes)} shape mismatches (file vs model: {_first(shapes, 2)})" if shapes else ""]
+        raise WeightsError(f"{path}: does not fit {title}: " + "; ".join(p for p in parts if p))
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load any supported checkpoint into ``model`` strictly; returns ``model``.
+
+    Raises :class:`WeightsError` with a one-line message on anything that does not fit.
+    """
+    path = Path(path)
+    state, _ = _tensors(_read(path), path)
+    _check_fit(model, state, path)
+    model.load_state_dict(state)
+    return model
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> ResNet:
+    """Build and load a model from a file in the project's own format, in eval mode."""
+    path = Path(path)
+    obj = _read(path)
+    state, info = _tensors(obj, path)
+    if info is None:
+        raise WeightsError(f"{path}: not a cbam-viz checkpoint (it holds weights only; build the model and use load_weights)")
+    model = build_from_info(info)
+    _check_fit(model, state, path)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def save_checkpoint(model: ResNet, path: str | Path, **extra: Any) -> Path:
+    """Write ``model`` with its :class:`ModelInfo` (and JSON-like ``extra``) in the project's format."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"format": FORMAT, "version": FORMAT_VERSION, "info": model.info.to_dict(), "state_dict": state, **extra}, path)
+    return path
+
+
+def find_torchvision_resnet50() -> Path | None:
+    """torchvision's ResNet-50 weights in the local torch hub cache, if present. Never downloads."""
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    return next((folder / name for name in TORCHVISION_RESNET50_FILES if (folder / name).is_file()), None)
