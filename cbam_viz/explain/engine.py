@@ -210,3 +210,16 @@ def explain(
     if isinstance(image, torch.Tensor) and image.shape[0] != 1:
         raise ValueError("explain takes one image; use explain_batch for several")
     return {label: result[0] for label, result in explain_batch(models, images, target, method, target_layer).items()}
+
+
+def to_arrays(results: Mapping[str, Explanation]) -> dict[str, np.ndarray]:
+    """Flat name -> array mapping of every result, for ``np.savez``."""
+    arrays: dict[str, np.ndarray] = {}
+    for label, r in results.items():
+        arrays.update({f"{label}/cam": r.cam, f"{label}/raw_cam": r.raw_cam, f"{label}/probs": r.probs,
+                       f"{label}/target": np.array(r.target)})
+        for name, c, s in zip(r.blocks, r.channel_attention, r.spatial_attention or [None] * len(r.blocks)):
+            arrays[f"{label}/channel_attention/{name}"] = c
+            if s is not None:
+                arrays[f"{label}/spatial_attention/{name}"] = s
+    return arrays

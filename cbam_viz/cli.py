@@ -1,0 +1,91 @@
+"""Command line: ``python -m cbam_viz COMMAND ...``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _load_models(args: argparse.Namespace) -> tuple[dict, str]:
+    from .models import WeightsError
+    from .models.pairs import PairUnavailable, load_model_file, load_pair
+
+    if bool(args.baseline) != bool(args.cbam):
+        raise CLIError("give both --baseline and --cbam, or neither (then --pair is used)")
+    try:
+        if args.baseline:
+            return {"baseline": load_model_file(args.baseline, None), "cbam": load_model_file(args.cbam, "cbam")}, "files"
+        return load_pair(args.pair).models, args.pair
+    except (PairUnavailable, WeightsError) as e:
+        raise CLIError(str(e)) from None
+
+
+def _resolve_target(target: str | None, class_names: list[str]) -> int | None:
+    if target is None:
+        return None
+    if target.isdigit() and int(target) < len(class_names):
+        return int(target)
+    matches = [i for i, name in enumerate(class_names) if name.lower() == target.lower()]
+    if not matches:
+        raise CLIError(f"unknown target class {target!r} (give a class index or one of the pair's class names)")
+    return matches[0]
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from .explain import METHODS, explain, to_arrays
+    from .images import ImageError, open_image
+    from .models import crop_for_display
+    from .render import comparison_figure
+
+    try:
+        image = open_image(args.image)
+    except ImageError as e:
+        raise CLIError(str(e)) from None
+    if args.method not in METHODS:
+        raise CLIError(f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
+    models, source = _load_models(args)
+    info = models["cbam"].info
+    class_names = info.class_names or [str(i) for i in range(info.num_classes)]
+    results = explain(models, image, target=_resolve_target(args.target, class_names), method=args.method, target_layer=args.layer)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.image).stem
+    display = np.asarray(crop_for_display(image, info))
+    titles = {role: model.info.title for role, model in models.items()}
+    comparison_figure(display, results, class_names, titles).save(out / f"{stem}_{args.method}.png")
+    np.savez_compressed(out / f"{stem}_{args.method}.npz", **to_arrays(results))
+    for role, r in results.items():
+        print(f"{role:8s} {titles[role]:28s} pred {class_names[r.prediction]} ({r.probs[r.prediction]:.1%}), explained {class_names[r.target]}")
+    print(f"wrote {out / f'{stem}_{args.method}.png'} and .npz ({source})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cbam_viz", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("explain", help="side-by-side Grad-CAM of a baseline and a CBAM model on one image")
+    p.add_argument("image")
+    p.add_argument("--pair", default="demo", help="model pair from models/manifest.json (default: demo)")
+    p.add_argument("--baseline", help="baseline checkpoint (project format, or ImageNet ResNet-50 weights)")
+    p.add_argument("--cbam", help="CBAM checkpoint (project format, or the authors' ResNet-50 + CBAM)")
+    p.add_argument("--method", default="gradcam", help="CAM method (gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam, ...)")
+    p.add_argument("--target", help="class index or name explained in both models (default: each model's top-1)")
+    p.add_argument("--layer", help="target layer, e.g. layer4.2 (default: last block of layer4)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_explain)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CLIError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

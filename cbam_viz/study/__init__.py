@@ -1,0 +1,35 @@
+"""User-study backend: configuration, blinded trial scheduling, durable votes, statistics, export."""
+from .config import (
+    DEFAULT_ANSWERS,
+    ConfigError,
+    DemoStimuli,
+    FolderStimuli,
+    Stimulus,
+    StudyConfig,
+    load_config,
+    load_stimuli,
+)
+from .export import EXPORT_COLUMNS, vote_rows, write_votes
+from .scheduler import BASELINE, CBAM, MODELS, Trial, build_trials
+from .stats import Consistency, GroupRow, Proportion, StudyStats, compute_stats, summary_markdown, wilson_interval
+from .storage import (
+    NextTrial,
+    Participant,
+    Progress,
+    RecordedVote,
+    Store,
+    StudyError,
+    VoteMeta,
+    VoteRecord,
+    VoteRejected,
+    new_participant_id,
+    open_store,
+)
+
+__all__ = [
+    "BASELINE", "CBAM", "DEFAULT_ANSWERS", "EXPORT_COLUMNS", "MODELS", "ConfigError", "Consistency",
+    "DemoStimuli", "FolderStimuli", "GroupRow", "NextTrial", "Participant", "Progress", "Proportion",
+    "RecordedVote", "Stimulus", "Store", "StudyConfig", "StudyError", "StudyStats", "Trial", "VoteMeta",
+    "VoteRecord", "VoteRejected", "build_trials", "compute_stats", "load_config", "load_stimuli",
+    "new_participant_id", "open_store", "summary_markdown", "vote_rows", "wilson_interval", "write_votes",
+]

@@ -1,0 +1,86 @@
+"""`study export` / `study summary` commands.
+
+Wired into `python -m cbam_viz` through `add_study_commands`; runs alone as
+`python -m cbam_viz.study.cli study summary --db URL --study NAME`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .export import FORMATS, write_votes
+from .stats import compute_stats, summary_markdown
+from .storage import open_store
+
+
+def add_study_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `study` command group; each leaf sets `func(args) -> int` (the exit status)."""
+    study = subparsers.add_parser("study", help="user-study results: export votes, print a summary")
+    commands = study.add_subparsers(dest="study_command", required=True, metavar="{export,summary}")
+
+    export = commands.add_parser("export", help="write every vote, unblinded, as CSV or JSON")
+    _add_store_args(export)
+    export.add_argument("--format", choices=FORMATS, default="csv")
+    export.add_argument("--out", required=True, help="output file ('-' for stdout)")
+    export.set_defaults(func=_reporting_errors(_export))
+
+    summary = commands.add_parser("summary", help="print the statistics as Markdown")
+    _add_store_args(summary)
+    summary.add_argument("--objective", type=Path,
+                         help='JSON file {stimulus_id: {"baseline": score, "cbam": score}} '
+                              "to measure agreement with an objective score")
+    summary.set_defaults(func=_reporting_errors(_summary))
+    return study
+
+
+def _add_store_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help="SQLAlchemy URL, e.g. postgresql://user@host/db "
+                                     "(default: SQLite file in --data-dir)")
+    parser.add_argument("--data-dir", default="data", help="folder of the default SQLite file")
+    parser.add_argument("--study", required=True, help="study name")
+
+
+def _reporting_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (OSError, ValueError) as exc:  # StudyError is a ValueError
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return run
+
+
+def _export(args: argparse.Namespace) -> int:
+    with open_store(args.db, args.data_dir) as store:
+        votes = store.votes(args.study)
+    if args.out == "-":
+        count = write_votes(votes, sys.stdout, args.format)
+    else:
+        with open(args.out, "w", newline="", encoding="utf-8") as fh:
+            count = write_votes(votes, fh, args.format)
+    print(f"wrote {count} votes to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    objective = json.loads(args.objective.read_text(encoding="utf-8")) if args.objective else None
+    with open_store(args.db, args.data_dir) as store:
+        votes = store.votes(args.study)
+        answers = store.study_config(args.study).answers
+    stats = compute_stats(votes, answers, objective)
+    print(summary_markdown(stats, title=f"Study {args.study!r}"), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cbam_viz.study.cli")
+    add_study_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

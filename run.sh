@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# cbam-viz set-up and entry points. Installs whatever is missing, then:
+#   bash run.sh app    launch the web app on the bundled demo models (http://127.0.0.1:7860)
+#   bash run.sh test   run the whole test suite (browser and PostgreSQL tests included)
+#   bash run.sh cli …  run `python -m cbam_viz …` inside the project environment
+set -euo pipefail
+cd "$(dirname "$0")"
+export GRADIO_ANALYTICS_ENABLED=False HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=1
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+
+ensure_venv() {  # $1: requirements file
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  local stamp=.venv/.installed-$(basename "$1")
+  local want; want=$(cat requirements*.txt | sha256sum | cut -c1-16)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "installing Python packages from $1 (first run: a few minutes)..."
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r "$1" 2>&1 | grep -v "is ignored" || true
+    .venv/bin/python -c "import torch, torchvision, pytorch_grad_cam, gradio" || { echo "install failed" >&2; exit 1; }
+    echo "$want" > "$stamp"
+  fi
+}
+
+ensure_test_system_packages() {  # Chromium for browser tests, PostgreSQL for the study store tests
+  local missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+case "${1:-}" in
+  app) ensure_venv requirements.txt; shift; exec .venv/bin/python app.py "$@" ;;
+  test) ensure_test_system_packages; ensure_venv requirements-test.txt; shift
+        exec .venv/bin/python -m pytest "$@" ;;
+  cli) ensure_venv requirements.txt; shift; exec .venv/bin/python -m cbam_viz "$@" ;;
+  *) echo "usage: bash run.sh app|test|cli [args]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,232 @@
+"""Store behaviour on SQLite and PostgreSQL: resume, validation, idempotency, durability, concurrency."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from pg_fixture import db_url, pg_server_url, pg_url  # noqa: F401  (fixtures)
+
+from cbam_viz.study import (
+    CBAM,
+    DemoStimuli,
+    StudyConfig,
+    StudyError,
+    VoteMeta,
+    VoteRejected,
+    build_trials,
+    load_stimuli,
+    open_store,
+)
+
+SHA = "ab" * 32
+
+
+def make_config(**overrides: object) -> StudyConfig:
+    values = dict(name="pilot", pair="resnet50", stimuli=DemoStimuli(seed=3, count=30), trials_per_participant=20)
+    return StudyConfig(**{**values, **overrides})
+
+
+@pytest.fixture
+def store(db_url: str):
+    with open_store(db_url) as store:
+        store.ensure_study(make_config(repeat_trial=True))
+        yield store
+
+
+def test_assignment_is_stored_and_resumed_after_reload(store, db_url: str) -> None:
+    created = store.get_or_create_participant("pilot", "p1")
+    assert created.is_new
+    expected = build_trials("pilot", "p1", load_stimuli(make_config()), 20, repeat=True)
+    assert store.trials("pilot", "p1") == expected
+    for position in range(3):
+        store.record_vote("pilot", "p1", position, "A")
+
+    with open_store(db_url) as reloaded:  # a page reload or server restart: same id, fresh engine
+        again = reloaded.get_or_create_participant("pilot", "p1")
+        assert not again.is_new and again.created_at == created.created_at
+        nxt = reloaded.next_trial("pilot", "p1")
+        assert nxt.trial == expected[3]
+        assert (nxt.progress.answered, nxt.progress.total) == (3, 21)
+        for trial in expected[3:]:
+            reloaded.record_vote("pilot", "p1", trial.position, "same", stimulus_id=trial.stimulus_id)
+        assert reloaded.next_trial("pilot", "p1") is None
+        assert reloaded.progress("pilot", "p1").done
+
+
+def test_next_trial_skips_answers_given_out_of_order(store) -> None:
+    store.get_or_create_participant("pilot", "p1")
+    store.record_vote("pilot", "p1", 0, "B")
+    store.record_vote("pilot", "p1", 2, "B")
+    assert store.next_trial("pilot", "p1").trial.position == 1
+    store.record_vote("pilot", "p1", 1, "B")
+    assert store.next_trial("pilot", "p1").trial.position == 3
+
+
+@pytest.mark.parametrize(
+    "study, participant, position, answer, kwargs, message",
+    [
+        ("nope", "p1", 0, "A", {}, "unknown study"),
+        ("pilot", "ghost", 0, "A", {}, "unknown participant"),
+        ("pilot", "p1", 99, "A", {}, "not assigned"),
+        ("pilot", "p1", -1, "A", {}, "not assigned"),
+        ("pilot", "p1", "0", "A", {}, "not assigned"),
+        ("pilot", "p1", 0, "A", {"stimulus_id": "demo:3:999"}, "not assigned"),
+        ("pilot", "p2", 0, "A", {"stimulus_id": "wrong"}, "not assigned"),
+        ("pilot", "p1", 0, "C", {}, "not one of"),
+        ("pilot", "p1", 0, "a", {}, "not one of"),
+        ("pilot", "p1", 0, "A", {"response_ms": -5}, "response_ms"),
+        ("pilot", "p1", 0, "A", {"meta": VoteMeta(cbam_prob=1.5)}, "probabilities"),
+        ("pilot", "p1", 0, "A", {"image_sha256": "xyz"}, "image_sha256"),
+        ("pilot", "p1", 1, "B", {}, "replay"),
+    ],
+)
+def test_bad_submissions_are_rejected_and_change_nothing(store, study, participant, position, answer, kwargs,
+                                                         message) -> None:
+    store.get_or_create_participant("pilot", "p1")
+    store.get_or_create_participant("pilot", "p2")
+    store.record_vote("pilot", "p1", 1, "A")
+    before = store.row_counts()
+    with pytest.raises(VoteRejected, match=message):
+        store.record_vote(study, participant, position, answer, **kwargs)
+    assert store.row_counts() == before
+    assert [v.answer for v in store.votes("pilot")] == ["A"]
+
+
+def test_identical_resubmission_returns_the_stored_vote(store) -> None:
+    store.get_or_create_participant("pilot", "p1")
+    first = store.record_vote("pilot", "p1", 0, "neither", response_ms=900, meta=VoteMeta(target_class="cat"))
+    counts = store.row_counts()
+    again = store.record_vote("pilot", "p1", 0, "neither", response_ms=1400)
+    assert not first.duplicate and again.duplicate
+    assert again.vote == first.vote and again.vote.response_ms == 900
+    assert store.row_counts() == counts
+
+
+def test_vote_carries_assignment_and_metadata(store) -> None:
+    store.get_or_create_participant("pilot", "p1")
+    trial = store.next_trial("pilot", "p1").trial
+    meta = VoteMeta(target_class="tabby", baseline_pred="tabby", baseline_prob=0.7, cbam_pred="tiger cat",
+                    cbam_prob=0.4, app_version="9.9", baseline_checksum="b0", cbam_checksum="c0")
+    vote = store.record_vote("pilot", "p1", trial.position, "A", response_ms=1234, meta=meta, image_sha256=SHA).vote
+    assert (vote.shown_as_a, vote.chosen_model, vote.stimulus_id) == (trial.model_a, trial.model_a, trial.stimulus_id)
+    assert (vote.method, vote.pair, vote.response_ms, vote.image_sha256) == ("gradcam", "resnet50", 1234, SHA)
+    assert (vote.cbam_pred, vote.cbam_prob, vote.app_version, vote.cbam_checksum) == ("tiger cat", 0.4, "9.9", "c0")
+    assert vote.created_at.tzinfo is not None
+
+
+def test_vote_is_durable_across_engines(store, db_url: str) -> None:
+    store.get_or_create_participant("pilot", "p1")
+    recorded = store.record_vote("pilot", "p1", 0, "B").vote
+    with open_store(db_url) as other:  # the first store stays open: no close/flush needed
+        assert other.votes("pilot") == [recorded]
+
+
+def test_sqlite_default_file_wal_and_full_sync(tmp_path: Path) -> None:
+    with open_store(None, tmp_path / "data") as store:
+        assert (tmp_path / "data" / "study.sqlite3").is_file()
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+
+
+def test_study_registration_is_idempotent_and_guards_changes(store) -> None:
+    store.ensure_study(make_config(repeat_trial=True))
+    assert store.study_config("pilot") == make_config(repeat_trial=True)
+    with pytest.raises(StudyError, match="trials_per_participant"):
+        store.ensure_study(make_config(repeat_trial=True, trials_per_participant=10))
+    with pytest.raises(StudyError, match="unknown study"):
+        store.next_trial("other", "p1")
+
+
+def test_expertise_must_be_an_option_of_a_collecting_study(store) -> None:
+    with pytest.raises(StudyError, match="expertise"):
+        store.get_or_create_participant("pilot", "p1", expertise="layperson")  # study does not collect it
+    store.ensure_study(make_config(name="experts", collect_expertise=True, expertise_options=("novice", "pro")))
+    with pytest.raises(StudyError, match="expertise"):
+        store.get_or_create_participant("experts", "p1", expertise="guru")
+    with pytest.raises(StudyError, match="participant id"):
+        store.get_or_create_participant("experts", "bad id with spaces")
+    assert store.get_or_create_participant("experts", "p1", expertise="pro").expertise == "pro"
+    store.record_vote("experts", "p1", 0, "A")
+    assert store.votes("experts")[0].expertise == "pro"
+
+
+def test_free_votes(store) -> None:
+    first = store.record_free_vote("session1", SHA, "B", "baseline", pair="resnet50", method="gradcam")
+    assert first.vote.stimulus_id == f"upload:{SHA}" and first.vote.chosen_model == CBAM
+    assert store.record_free_vote("session1", SHA, "B", "baseline", pair="resnet50", method="gradcam").duplicate
+    with pytest.raises(VoteRejected, match="replay"):
+        store.record_free_vote("session1", SHA, "A", "baseline", pair="resnet50", method="gradcam")
+    for bad in ({"image_sha256": "ABC"}, {"shown_as_a": "left"}, {"answer": "maybe"}, {"session_id": ""}):
+        args = {"session_id": "session2", "image_sha256": SHA, "answer": "A", "shown_as_a": "cbam"} | bad
+        with pytest.raises(VoteRejected):
+            store.record_free_vote(**args, pair="resnet50", method="gradcam")
+    store.record_free_vote("session2", SHA, "A", "cbam", pair="resnet50", method="gradcam")
+    assert [v.participant_id for v in store.free_votes("resnet50")] == ["session1", "session2"]
+    assert store.free_votes("other") == [] and store.votes("pilot") == []
+
+
+def test_concurrent_threads_store_each_vote_exactly_once(store) -> None:
+    participants = [f"t{i}" for i in range(8)]
+    for pid in participants + ["shared"]:
+        store.get_or_create_participant("pilot", pid)
+    duplicates: list[bool] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(participants))
+
+    def vote(pid: str) -> None:
+        try:
+            start.wait()
+            for position in range(20):  # own trials, interleaved with everyone racing on "shared"
+                store.record_vote("pilot", pid, position, "A")
+                duplicates.append(store.record_vote("pilot", "shared", position, "B").duplicate)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=vote, args=(pid,)) for pid in participants]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert store.row_counts()["votes"] == 8 * 20 + 20
+    assert sorted(duplicates).count(False) == 20  # each shared vote stored once, acknowledged 7 more times
+    shared = [v for v in store.votes("pilot") if v.participant_id == "shared"]
+    assert sorted(v.position for v in shared) == list(range(20))
+
+
+_WORKER = textwrap.dedent("""
+    import sys
+    from cbam_viz.study import open_store
+    url, me = sys.argv[1], sys.argv[2]
+    stored_shared = 0
+    with open_store(url) as store:
+        for pid in (me, "shared"):
+            store.get_or_create_participant("pilot", pid)
+        for position in range(20):
+            store.record_vote("pilot", me, position, "A")
+            stored_shared += not store.record_vote("pilot", "shared", position, "A").duplicate
+    print(stored_shared)
+""")
+
+
+@pytest.mark.postgres
+def test_two_processes_share_one_postgresql(pg_url: str) -> None:
+    with open_store(pg_url) as store:
+        store.ensure_study(make_config())
+    workers = [subprocess.Popen([sys.executable, "-c", _WORKER, pg_url, name], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for name in ("w1", "w2")]
+    results = [w.communicate(timeout=60) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], results
+    assert sum(int(out) for out, _ in results) == 20  # each shared vote stored by exactly one process
+    with open_store(pg_url) as store:
+        votes = store.votes("pilot")
+        assert store.row_counts()["participants"] == 3
+    assert len(votes) == 60
+    expected = {(pid, position) for pid in ("w1", "w2", "shared") for position in range(20)}
+    assert {(v.participant_id, v.position) for v in votes} == expected
