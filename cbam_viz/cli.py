@@ -65,6 +65,25 @@ def cmd_explain(args: argparse.Namespace) -> None:
     print(f"wrote {out / f'{stem}_{args.method}.png'} and .npz ({source})")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from .training import Recipe, register_pair, train_pair
+
+    recipe = Recipe(epochs=args.epochs, train_size=args.train_size, val_size=args.val_size, width=args.width,
+                    depth=args.depth, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    out = Path(args.out_dir)
+    results = train_pair(recipe, out, args.name, args.device, args.resume)
+    print(f"wrote {register_pair(results, out, args.name)}")
+    for role, metrics in results.items():
+        print(f"{role:8s} held-out accuracy {metrics['val_accuracy']:.2%} ({metrics['train_seconds']:.0f} s)")
+
+
+def cmd_samples(args: argparse.Namespace) -> None:
+    from .data import write_samples
+
+    paths = write_samples(args.out, args.n, args.seed, args.size)
+    print(f"wrote {len(paths)} images with masks and labels.csv to {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cbam_viz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +97,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", help="target layer, e.g. layer4.2 (default: last block of layer4)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("train", help="train the demo pair (baseline + CBAM, same recipe and data)")
+    p.add_argument("--out-dir", default="models")
+    p.add_argument("--name", default="demo")
+    p.add_argument("--depth", type=int, default=18)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--train-size", type=int, default=20_000)
+    p.add_argument("--val-size", type=int, default=2_000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("samples", help="write generated images with masks and labels as PNG files")
+    p.add_argument("--out", required=True)
+    p.add_argument("-n", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=64)
+    p.set_defaults(func=cmd_samples)
     return parser
 
 

@@ -1,0 +1,162 @@
+"""Train the demo pair: a baseline and a CBAM ResNet with one recipe, one seed, one dataset.
+
+Both models see the same pre-rendered images in the same order (the shuffle is seeded per
+epoch), so the only difference between them is the attention module. Training is resumable:
+after every epoch a ``.state.pt`` file next to the output holds model, optimizer, scheduler
+and epoch; ``resume=True`` continues from it.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .data import CLASSES, MEAN, STD, render_sample
+from .models import ResNet, build_resnet, save_checkpoint
+
+TRAIN_SEED, VAL_SEED = 1, 2  # dataset seeds: training images, held-out images
+
+
+@dataclass
+class Recipe:
+    depth: int = 18
+    width: int = 16
+    size: int = 64
+    train_size: int = 20_000
+    val_size: int = 2_000
+    epochs: int = 8
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    seed: int = 0
+
+
+def render_tensors(seed: int, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` generated images as a normalized float tensor, with their labels."""
+    images = np.empty((n, size, size, 3), dtype=np.uint8)
+    labels = np.empty(n, dtype=np.int64)
+    for i in tqdm(range(n), desc=f"rendering {n} images (seed {seed})", leave=False, file=sys.stderr):
+        sample = render_sample(seed, i, size)
+        images[i], labels[i] = np.asarray(sample.image), sample.label
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+    mean, std = torch.tensor(MEAN)[None, :, None, None], torch.tensor(STD)[None, :, None, None]
+    return (x - mean) / std, torch.from_numpy(labels)
+
+
+def build_demo_model(recipe: Recipe, attention: str | None) -> ResNet:
+    torch.manual_seed(recipe.seed)
+    model = build_resnet(recipe.depth, attention, num_classes=len(CLASSES), width=recipe.width, stem="small")
+    info = model.info
+    info.class_names, info.input_size, info.resize, info.mean, info.std = list(CLASSES), recipe.size, None, MEAN, STD
+    info.name = f"ResNet-{recipe.depth}/w{recipe.width}" + (" + CBAM" if attention else "") + " (demo)"
+    return model
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    model.eval()
+    device = next(model.parameters()).device
+    correct = sum(int((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum())
+                  for i in range(0, len(x), batch_size))
+    return correct / len(x)
+
+
+def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tuple,
+          device: str = "cpu", resume: bool = False) -> dict:
+    """Train one model; write the checkpoint to ``out``; return its metrics."""
+    if resume and out.is_file() and not out.with_suffix(".state.pt").is_file():
+        print(f"{out.name} is already trained; keeping it", file=sys.stderr)
+        return torch.load(out, weights_only=True)["metrics"]
+    x, y = data
+    model = build_demo_model(recipe, attention).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay, nesterov=True)
+    steps = recipe.epochs * (len(x) // recipe.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=steps, pct_start=0.2)
+    state_path, start = out.with_suffix(".state.pt"), 0
+    if resume and state_path.is_file():
+        state = torch.load(state_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = state["epoch"]
+        print(f"resuming {out.name} after epoch {start}", file=sys.stderr)
+    began = time.perf_counter()
+    for epoch in range(start, recipe.epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(recipe.seed * 1000 + epoch))
+        bar = tqdm(range(len(x) // recipe.batch_size), desc=f"{'cbam' if attention else 'baseline'} epoch {epoch + 1}/{recipe.epochs}", file=sys.stderr)
+        seen = correct = 0
+        for step in bar:
+            idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+            xb, yb = x[idx].to(device), y[idx].to(device)
+            flip = torch.rand(len(idx), generator=torch.Generator().manual_seed(epoch * 100_000 + step)) < 0.5
+            xb = torch.where(flip.to(device)[:, None, None, None], xb.flip(3), xb)  # the shapes' classes are mirror-invariant
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            seen += len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.3f}")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1}, state_path)
+    val_acc = accuracy(model, *val)
+    metrics = {"val_accuracy": val_acc, "val_size": len(val[0]), "val_seed": VAL_SEED, "train_seed": TRAIN_SEED,
+               "train_seconds": round(time.perf_counter() - began, 1), "recipe": asdict(recipe)}
+    save_checkpoint(model.cpu(), out, metrics=metrics)
+    state_path.unlink(missing_ok=True)
+    print(f"{out.name}: held-out accuracy {val_acc:.2%} on {len(val[0])} images", file=sys.stderr)
+    return metrics
+
+
+def train_pair(recipe: Recipe, out_dir: Path, name: str = "demo", device: str = "cpu", resume: bool = False) -> dict[str, dict]:
+    """Train baseline and CBAM with the same recipe and data; returns metrics per role."""
+    torch.manual_seed(recipe.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    data = render_tensors(TRAIN_SEED, recipe.train_size, recipe.size)
+    val = render_tensors(VAL_SEED, recipe.val_size, recipe.size)
+    command = "python -m cbam_viz " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for role, attention in (("baseline", None), ("cbam", "cbam")):
+        metrics = train(recipe, attention, out_dir / f"{name}-{role}.pt", data, val, device, resume)
+        results[role] = {**metrics, "command": command, "file": f"{name}-{role}.pt"}
+    return results
+
+
+def register_pair(results: dict[str, dict], out_dir: Path, name: str = "demo") -> Path:
+    """Describe the trained pair in ``out_dir/manifest.json`` (file, SHA-256, recipe, accuracy)."""
+    from .models import load_checkpoint, sha256
+    from .models.pairs import read_manifest
+
+    path = out_dir / "manifest.json"
+    manifest = read_manifest(out_dir) if path.is_file() else {"models": {}, "pairs": {}}
+    for role, metrics in results.items():
+        file = out_dir / metrics["file"]
+        info = load_checkpoint(file).info
+        manifest["models"][f"{name}-{role}"] = {
+            "kind": "shipped", "title": info.title, "file": metrics["file"], "sha256": sha256(file),
+            "architecture": {"depth": info.depth, "attention": info.attention, "options": info.options},
+            "class_names": info.class_names, "input_size": info.input_size,
+            "normalization": {"mean": list(info.mean), "std": list(info.std)},
+            "training_command": metrics["command"], "seed": metrics["recipe"]["seed"],
+            "train_dataset_seed": metrics["train_seed"], "heldout_dataset_seed": metrics["val_seed"],
+            "heldout_accuracy": round(metrics["val_accuracy"], 4), "heldout_size": metrics["val_size"],
+            "train_seconds": metrics["train_seconds"],
+            "how_to_get": f"it ships with the project; retrain with: {metrics['command']}",
+        }
+    manifest["pairs"] = {name: {"baseline": f"{name}-baseline", "cbam": f"{name}-cbam",
+                                "description": "ResNet-18-style baseline vs CBAM, trained by the project on generated shapes (64 px)"},
+                         **{k: v for k, v in manifest["pairs"].items() if k != name}}
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path

@@ -1,0 +1,64 @@
+"""State shared by every tab of the app: the loaded model pairs and an explanation cache."""
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..explain import Explanation, explain
+from ..models.pairs import MODELS_DIR, Pair, PairUnavailable, default_device, load_pair, pair_names
+
+
+def image_sha256(image: Image.Image) -> str:
+    """Digest of the RGB pixels and size (what the models see), independent of file encoding."""
+    rgb = image.convert("RGB")
+    return hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+
+
+class AppContext:
+    """Loads every pair of the manifest once; unavailable pairs keep their reason.
+
+    ``explain`` results are cached (LRU) by pair, image digest, method, target and layer.
+    """
+
+    def __init__(self, pairs: list[str] | None = None, models_dir: Path = MODELS_DIR, device: str | None = None, cache_size: int = 256):
+        self.device = device or default_device()
+        self.pairs: dict[str, Pair] = {}
+        self.unavailable: dict[str, str] = {}
+        for name in pairs or pair_names(models_dir):
+            try:
+                self.pairs[name] = load_pair(name, models_dir, self.device)
+            except PairUnavailable as e:
+                self.unavailable[name] = str(e)
+        self._cache: OrderedDict[tuple, dict[str, Explanation]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()  # one explanation at a time: the models are shared
+
+    def pair(self, name: str) -> Pair:
+        if name in self.pairs:
+            return self.pairs[name]
+        raise PairUnavailable(self.unavailable.get(name, f"unknown pair {name!r}"))
+
+    def explain(self, pair: str, image: Image.Image, method: str = "gradcam", target: int | None = None,
+                layer: str | None = None, digest: str | None = None) -> dict[str, Explanation]:
+        key = (pair, digest or image_sha256(image), method, target, layer)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            result = explain(self.pair(pair).models, image, target=target, method=method, target_layer=layer)
+            self._cache[key] = result
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            return result
+
+
+def display_image(pair: Pair, image: Image.Image) -> np.ndarray:
+    """The RGB uint8 image as the pair's models see it (resized/cropped), for overlays."""
+    from ..models import crop_for_display
+
+    return np.asarray(crop_for_display(image, pair.models["cbam"].info))
