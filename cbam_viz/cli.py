@@ -84,6 +84,25 @@ def cmd_samples(args: argparse.Namespace) -> None:
     print(f"wrote {len(paths)} images with masks and labels.csv to {args.out}")
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate, markdown_table, summary_rows, write_outputs
+    from .explain import METHODS
+    from .models.pairs import PairUnavailable, load_pair
+
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise CLIError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    try:
+        pair = load_pair(args.pair, device=args.device)
+        evaluation = evaluate(pair, methods, args.n, args.seed, args.batch_size, road=not args.no_road)
+    except (PairUnavailable, ValueError) as e:
+        raise CLIError(str(e)) from None
+    print(markdown_table(evaluation, summary_rows(evaluation)))
+    for path in write_outputs(evaluation, Path(args.out)):
+        print(f"wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cbam_viz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,20 +132,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("evaluate", help="localization benchmark of a pair on held-out generated images")
+    p.add_argument("--pair", default="demo")
+    p.add_argument("--methods", default="gradcam", help="comma-separated CAM methods")
+    p.add_argument("-n", type=int, default=1000, help="number of held-out images")
+    p.add_argument("--seed", type=int, default=3, help="dataset seed (training used 1, validation 2)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--no-road", action="store_true", help="skip the ROAD score (the slowest metric)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--out", default="results", help="folder for the CSV and Markdown files")
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("samples", help="write generated images with masks and labels as PNG files")
     p.add_argument("--out", required=True)
     p.add_argument("-n", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64)
     p.set_defaults(func=cmd_samples)
+
+    from .study.cli import add_study_commands
+
+    add_study_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except CLIError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0

@@ -359,6 +359,15 @@ class Store:
         trials, answered = self._trial_state(study, participant_id)
         return Progress(len(answered), len(trials))
 
+    def answered_positions(self, study: str, participant_id: str) -> set[int]:
+        """Positions the participant has answered (one query; for callers that cache `trials`).
+        Empty for an unknown participant or study."""
+        query = (select(_Vote.position).join(_Participant, _Vote.participant_pk == _Participant.id)
+                 .join(_Study, _Participant.study_id == _Study.id)
+                 .where(_Study.name == study, _Participant.participant_id == participant_id))
+        with self._sessions() as s:
+            return set(s.scalars(query))
+
     def next_trial(self, study: str, participant_id: str) -> NextTrial | None:
         """The first unanswered trial with progress, or None when all are answered. Resuming
         after a reload is calling this again with the same participant id."""

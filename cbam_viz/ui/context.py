@@ -7,6 +7,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from ..explain import Explanation, explain
@@ -38,6 +39,13 @@ class AppContext:
         self._cache_size = cache_size
         self._lock = threading.Lock()  # one explanation at a time: the models are shared
 
+    def add(self, pair: Pair) -> None:
+        """Make ``pair`` available under its name (replacing a pair of that name, loaded or not)."""
+        with self._lock:
+            self.pairs[pair.name] = pair
+            self.unavailable.pop(pair.name, None)
+            self._cache = OrderedDict((k, v) for k, v in self._cache.items() if k[0] != pair.name)
+
     def pair(self, name: str) -> Pair:
         if name in self.pairs:
             return self.pairs[name]
@@ -55,6 +63,23 @@ class AppContext:
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
             return result
+
+
+def random_imagenet_pair(device: str | None = None) -> Pair:
+    """The ImageNet pair's architectures (ResNet-50, ResNet-50 + CBAM, 224 px) with random weights:
+    for benchmarks on machines without the weight files. Every title says "random weights"."""
+    from ..models import ModelInfo, build_from_info
+    from ..models.pairs import imagenet_classes
+
+    models = {}
+    with torch.random.fork_rng(devices=[]):  # reproducible weights, caller's RNG untouched
+        torch.manual_seed(0)
+        for role, attention in (("baseline", None), ("cbam", "cbam")):
+            info = ModelInfo(depth=50, attention=attention, class_names=imagenet_classes())
+            info.name = f"{info.title} (random weights)"
+            models[role] = build_from_info(info).to(device or default_device()).eval()
+    return Pair("imagenet", "RANDOM WEIGHTS, for benchmarks: ImageNet-shaped ResNet-50 vs ResNet-50 + CBAM, 224 px; "
+                "predictions and maps are meaningless", models)
 
 
 def display_image(pair: Pair, image: Image.Image) -> np.ndarray:

@@ -1,0 +1,35 @@
+# cbam-viz web app. CPU by default:
+#   docker build -t cbam-viz .
+#   docker run --rm -p 7860:7860 cbam-viz
+# NVIDIA GPU (needs the NVIDIA Container Toolkit on the host):
+#   docker build --build-arg BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 -t cbam-viz:gpu .
+#   docker run --rm --gpus all -p 7860:7860 cbam-viz:gpu
+# The PyPI torch wheel pinned in requirements.txt carries its own CUDA libraries and also runs on CPU.
+ARG BASE=python:3.11-slim-bookworm
+FROM ${BASE}
+
+ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    GRADIO_ANALYTICS_ENABLED=False HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=1 \
+    MPLCONFIGDIR=/tmp/matplotlib
+
+# CUDA base images come without Python (Ubuntu 24.04's python3 is 3.12, which the project supports).
+RUN if ! command -v python3 >/dev/null; then \
+        apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi \
+    && python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+RUN useradd --create-home --uid 10001 cbamviz
+COPY --chown=cbamviz:cbamviz . .
+RUN mkdir -p /app/data && chown cbamviz:cbamviz /app/data
+USER cbamviz
+
+EXPOSE 7860
+HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:7860/', timeout=4)" || exit 1
+CMD ["python", "app.py", "--host", "0.0.0.0", "--port", "7860"]

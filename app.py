@@ -1,0 +1,99 @@
+"""cbam-viz web app: compare a baseline and a CBAM ResNet on any image; optionally run a user study.
+
+    .venv/bin/python app.py [--host 127.0.0.1] [--port 7860] [--pairs demo imagenet] [--random-imagenet]
+                            [--study study.toml [--db URL] [--data-dir data] [--admin-password PW]]
+"""
+from __future__ import annotations
+
+import os
+
+# Never reach the network: set before Gradio and huggingface_hub are imported.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+from cbam_viz.ui.compare import build_compare_tab  # noqa: E402
+from cbam_viz.ui.context import AppContext, random_imagenet_pair  # noqa: E402
+
+TITLE = "cbam-viz · baseline vs CBAM"
+THEME = gr.themes.Default(primary_hue="indigo", secondary_hue="slate")
+CSS = """
+.gradio-container { max-width: 1400px !important; }
+.note { font-size: 0.92em; opacity: 0.9; }
+#summary { min-height: 5em; }
+"""
+
+
+def build_app(ctx: AppContext, store: Any = None, study: Any = None, admin_password: str | None = None) -> gr.Blocks:
+    """The whole UI: the Compare tab, plus the study tabs when a store and study config are given."""
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as app:
+        gr.Markdown("## cbam-viz: what does CBAM attention change?\n"
+                    "Grad-CAM and friends for a baseline ResNet and its CBAM twin, side by side, "
+                    "with the spatial and channel attention of every CBAM block.")
+        with gr.Tab("Compare", id="compare", elem_id="compare-tab"):
+            compare = build_compare_tab(ctx)
+            if store is not None:
+                from cbam_viz.ui.study import build_free_vote
+
+                build_free_vote(ctx, store, compare["image"], compare["pair"], compare["method"])
+        if study is not None:
+            from cbam_viz.ui.study import build_study_tab
+
+            build_study_tab(ctx, store, study)
+            if admin_password:
+                from cbam_viz.ui.results import build_results_tab
+
+                build_results_tab(ctx, store, study, admin_password)
+    return app
+
+
+def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_file_size: str | int = "20mb", **kwargs: Any) -> Any:
+    """Serve ``app``: errors are shown to the user, uploads above ``max_file_size`` are refused."""
+    return app.queue(default_concurrency_limit=2).launch(
+        server_name=host, server_port=port, max_file_size=max_file_size, show_error=True,
+        theme=THEME, css=CSS, footer_links=["api"], **kwargs)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--pairs", nargs="+", help="model pairs to load (default: every pair of models/manifest.json)")
+    p.add_argument("--random-imagenet", action="store_true",
+                   help="load the ImageNet-shaped pair (ResNet-50 vs ResNet-50 + CBAM) with RANDOM weights, for benchmarks")
+    p.add_argument("--study", metavar="CONFIG.toml", help="run the user study described by this file")
+    p.add_argument("--db", metavar="URL", help="study database (SQLAlchemy URL; default: SQLite in --data-dir)")
+    p.add_argument("--data-dir", default="data", help="folder for the study's SQLite file (default: ./data)")
+    p.add_argument("--admin-password", default=os.environ.get("CBAM_VIZ_ADMIN_PASSWORD"),
+                   help="enables the study's Results tab (default: $CBAM_VIZ_ADMIN_PASSWORD)")
+    p.add_argument("--max-file-size", default="20mb", help="largest accepted upload, e.g. 20mb (default)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    start = time.perf_counter()
+    args = parse_args(argv)
+    ctx = AppContext(pairs=args.pairs)
+    if args.random_imagenet:
+        ctx.add(random_imagenet_pair(ctx.device))
+    for name, reason in ctx.unavailable.items():
+        print(f"pair {name!r} unavailable: {reason}")
+    store = study = None
+    if args.study:
+        from cbam_viz.study import load_config, open_store
+
+        study = load_config(args.study)
+        store = open_store(args.db, args.data_dir)
+    app = build_app(ctx, store, study, args.admin_password)
+    launch(app, args.host, args.port, args.max_file_size, prevent_thread_lock=True)
+    print(f"ready in {time.perf_counter() - start:.1f} s: pairs {', '.join(ctx.pairs) or 'none'} on {ctx.device}", flush=True)
+    app.block_thread()
+
+
+if __name__ == "__main__":
+    main()

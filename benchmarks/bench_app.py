@@ -1,0 +1,142 @@
+"""End-to-end latency of the running app against a plain forward pass of both models, in one run.
+
+1. Start-up: launches `app.py` with the bundled pairs and prints the seconds until it serves.
+2. Latency: launches `app.py --random-imagenet --pairs imagenet` (ResNet-50 vs ResNet-50 + CBAM, random
+   weights, 224 px) and drives it with gradio_client: upload a new photo -> /compare (both models, Grad-CAM,
+   every attention panel) -> all outputs downloaded. Interleaved with those requests, this process times a
+   plain forward pass of the same two models (inference mode, same thread count, same device).
+   Prints both medians, their ratio (goal: at most 3x) and the time explain() took inside the app
+   (read from the summary it returns).
+
+    .venv/bin/python -m benchmarks.bench_app [--repeats 15] [--threads 2] [--skip-startup]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import httpx  # noqa: E402
+import torch  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+from matplotlib import cbook  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from cbam_viz.models import preprocess  # noqa: E402
+from cbam_viz.ui.compare import OWN  # noqa: E402
+from cbam_viz.ui.context import random_imagenet_pair  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(args: list[str], threads: int, timeout: float = 120) -> tuple[subprocess.Popen, str, float]:
+    """``app.py`` in a subprocess; returns it, its URL and the seconds until it answered HTTP."""
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    while time.perf_counter() - start < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"app.py exited with status {proc.returncode}:\n{proc.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return proc, url, time.perf_counter() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"app.py did not answer within {timeout} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def photos(n: int, folder: Path) -> list[Path]:
+    """``n`` different JPEGs (a marked copy of grace_hopper.jpg each), so that no request hits the app's cache."""
+    base = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+    paths = []
+    for i in range(n):
+        image = base.copy()
+        ImageDraw.Draw(image).rectangle((8, 8, 40, 40), fill=(i * 37 % 256, i * 91 % 256, i * 53 % 256))
+        paths.append(folder / f"photo-{i:03d}.jpg")
+        image.save(paths[-1], quality=90)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--skip-startup", action="store_true", help="skip the start-up measurement with the bundled pairs")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    if not args.skip_startup:
+        proc, _, seconds = start_app([], args.threads)
+        stop(proc)
+        print(f"start-up to ready, bundled pairs:          {seconds:6.1f} s")
+
+    proc, url, seconds = start_app(["--random-imagenet", "--pairs", "imagenet"], args.threads)
+    print(f"start-up to ready, --random-imagenet:      {seconds:6.1f} s")
+    try:
+        pair = random_imagenet_pair()
+        device = next(pair.models["cbam"].parameters()).device
+        client = Client(url, verbose=False)
+        client.predict("imagenet", api_name="/select_pair")  # the session's choices: ResNet-50 layers and ImageNet classes
+        with tempfile.TemporaryDirectory() as tmp:
+            files = photos(args.warmup + args.repeats, Path(tmp))
+            x = preprocess(Image.open(files[0]), pair.models["cbam"].info).to(device)
+            forward_ms, request_ms, explain_ms = [], [], []
+            for i, path in enumerate(files):
+                start = time.perf_counter()
+                with torch.inference_mode():
+                    for model in pair.models.values():
+                        model(x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                forward = (time.perf_counter() - start) * 1000
+                start = time.perf_counter()
+                outputs = client.predict(handle_file(str(path)), pair="imagenet", method="gradcam", layer="layer4.2",
+                                         target=OWN, shared=False, block="layer4.2", api_name="/compare")
+                request = (time.perf_counter() - start) * 1000
+                assert outputs[7] and outputs[8], "the attention panels are missing"
+                if i >= args.warmup:
+                    forward_ms.append(forward)
+                    request_ms.append(request)
+                    explain_ms.append(float(re.search(r" on \w+: ([\d.]+) s", outputs[0]).group(1)) * 1000)
+    finally:
+        stop(proc)
+    forward, request, explained = (statistics.median(v) for v in (forward_ms, request_ms, explain_ms))
+    print(f"device {device}, {args.threads} threads, {args.repeats} requests (after {args.warmup} warm-up), 224 px photo")
+    print(f"plain forward, both ResNet-50s (median):   {forward:6.0f} ms")
+    print(f"app end to end, upload -> all panels:      {request:6.0f} ms   (min {min(request_ms):.0f}, max {max(request_ms):.0f})")
+    print(f"  of which explain() in the app (median):  {explained:6.0f} ms   (the rest: upload, rendering, encoding, HTTP)")
+    print(f"ratio:                                     {request / forward:6.2f} x   (goal: <= 3)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Panels of the app's Compare tab: CAM views, CBAM attention grids and heat maps, labels, text.
+
+numpy and PIL only, so a full set of panels renders in milliseconds. Images are RGB uint8.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..data import energy_pointing_game, pointing_game
+from ..explain import Explanation
+from .overlay import colorize, outline, overlay
+
+CAM_CMAP = "jet"
+ATTENTION_CMAP = "viridis"
+INK = (33, 37, 41)
+PAD = 6
+FONT_SIZE = 11
+TOP = 28  # room for the label Gradio draws over an image's top-left corner
+Text = tuple[tuple[int, int], str]  # (x, y) top-left, text
+
+
+@lru_cache(maxsize=1)
+def _font() -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=FONT_SIZE)
+
+
+def _with_text(canvas: np.ndarray, texts: Sequence[Text]) -> np.ndarray:
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    for xy, text in texts:
+        draw.text(xy, text, fill=INK, font=_font())
+    return np.asarray(picture)
+
+
+def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    if image.shape[:2] == (height, width):
+        return image
+    shrinking = height < image.shape[0]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+
+
+def upscale(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` enlarged (bicubic) so that its shorter side is at least ``side`` pixels."""
+    h, w = image.shape[:2]
+    factor = side / min(h, w)
+    return image if factor <= 1 else _resize(image, round(h * factor), round(w * factor))
+
+
+def _outlined(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    return image if mask is None else outline(image, mask)
+
+
+def colorbar(cmap: str, width: int, low: str, high: str, height: int = 10) -> np.ndarray:
+    """A horizontal colour bar with a label under each end, on white."""
+    bar = np.full((height + 18, width, 3), 255, np.uint8)
+    bar[:height] = colorize(np.tile(np.linspace(0, 1, width), (height, 1)), cmap)
+    right = width - int(_font().getlength(high))
+    return _with_text(bar, [((0, height + 3), low), ((right, height + 3), high)])
+
+
+def shared_scale(results: Mapping[str, Explanation]) -> float:
+    """The largest raw CAM value of all results: the top of one colour scale shared by all."""
+    return max((float(r.raw_cam.max()) for r in results.values()), default=0.0) or 1.0
+
+
+def cam_view(image: np.ndarray, result: Explanation, scale: float | None = None, mask: np.ndarray | None = None) -> np.ndarray:
+    """The CAM on ``image``: normalized to [0, 1] per map (``scale`` None) or raw on [0, ``scale``]."""
+    values, vmax = (result.cam, 1.0) if scale is None else (result.raw_cam, scale)
+    return _outlined(overlay(image, values, cmap=CAM_CMAP, vmax=vmax), mask)
+
+
+def stages(blocks: Sequence[str]) -> dict[str, list[int]]:
+    """Block indices grouped by stage, in network order: {"layer1": [0, 1], ...}."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(blocks):
+        groups.setdefault(name.split(".")[0], []).append(i)
+    return groups
+
+
+def attention_grid(image: np.ndarray, blocks: Sequence[str], maps: Sequence[np.ndarray], mask: np.ndarray | None = None,
+                   shared: bool = True, tile: int = 128) -> np.ndarray:
+    """Spatial attention of every CBAM block on ``image``: one row per stage, a caption per tile
+    (block, value range) and a colour bar. ``shared``: every map on [0, 1], else each on its own range."""
+    groups = stages(blocks)
+    cols = max((len(g) for g in groups.values()), default=1)
+    label_w, cap_h = 64, 18
+    base = _resize(image, tile, tile)
+    bar_w = min(cols * (tile + PAD) - PAD, 320)
+    height = TOP + len(groups) * (tile + cap_h + PAD) + 30
+    canvas = np.full((height, label_w + cols * (tile + PAD), 3), 255, np.uint8)
+    texts: list[Text] = []
+    for row, (stage, indices) in enumerate(groups.items()):
+        y = TOP + row * (tile + cap_h + PAD)
+        h, w = maps[indices[0]].shape
+        texts += [((0, y + tile // 2 - 14), stage), ((0, y + tile // 2 + 2), f"{h}x{w}")]
+        for col, i in enumerate(indices):
+            values = maps[i]
+            lo, hi = float(values.min()), float(values.max())
+            vmin, vmax = (0.0, 1.0) if shared else (lo, hi if hi > lo else lo + 1e-6)
+            x = label_w + col * (tile + PAD)
+            canvas[y:y + tile, x:x + tile] = _outlined(overlay(base, values, alpha=0.6, cmap=ATTENTION_CMAP, vmin=vmin, vmax=vmax), mask)
+            texts.append(((x, y + tile + 2), f"{blocks[i]}  {lo:.2f}-{hi:.2f}"))
+    low, high = ("0 suppressed", "1 kept") if shared else ("min of each map", "max of each map")
+    bar = colorbar(ATTENTION_CMAP, bar_w, low, high)
+    canvas[height - bar.shape[0]:, label_w:label_w + bar_w] = bar
+    return _with_text(canvas, texts)
+
+
+def channel_heatmap(blocks: Sequence[str], channel: Sequence[np.ndarray], width: int = 384, row: int = 14) -> np.ndarray:
+    """Channel attention, blocks x channels: each block's channels sorted from highest to lowest
+    attention and resampled to ``width`` columns, so blocks of different widths line up; colour bar."""
+    label_w, gap, top = 104, 3, TOP + 18
+    order = [(i, stage) for stage, indices in enumerate(stages(blocks).values()) for i in indices]
+    y_of = {i: top + n * row + stage * gap for n, (i, stage) in enumerate(order)}  # a gap between stages
+    height = top + len(order) * row + (order[-1][1] + 1) * gap + 32
+    canvas = np.full((height, label_w + width + PAD, 3), 255, np.uint8)
+    texts: list[Text] = [((label_w, TOP), "channels sorted by attention: highest -> lowest")]
+    for i, values in enumerate(channel):
+        ranked = np.sort(values)[::-1]
+        resampled = np.interp(np.linspace(0, 1, width), np.linspace(0, 1, len(ranked)), ranked)
+        canvas[y_of[i]:y_of[i] + row - 1, label_w:label_w + width] = colorize(resampled[None], ATTENTION_CMAP)
+        texts.append(((0, y_of[i]), f"{blocks[i]} ({len(values)})"))
+    bar = colorbar(ATTENTION_CMAP, width, "0 suppressed", "1 kept")
+    canvas[height - bar.shape[0]:, label_w:label_w + width] = bar
+    return _with_text(canvas, texts)
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Class names made unique: a repeated name gets its index appended ("crane (517)")."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return [f"{name} ({i})" if counts[name] > 1 else name for i, name in enumerate(names)]
+
+
+def top_k(result: Explanation, names: Sequence[str], k: int = 5) -> dict[str, float]:
+    """The ``k`` most probable classes, {name: probability}, for a ``gr.Label``."""
+    return {names[i]: p for i, p in result.top_k(k)}
+
+
+def top_channels(values: np.ndarray, k: int = 10) -> dict[str, float]:
+    """The ``k`` channels with the highest attention, {"channel i": value}, for a ``gr.Label``."""
+    order = np.argsort(-values)[:k]
+    return {f"channel {i}": float(values[i]) for i in order}
+
+
+def _pred(result: Explanation, names: Sequence[str]) -> str:
+    return f"**{names[result.prediction]}** ({result.probs[result.prediction]:.1%})"
+
+
+def agreement(results: Mapping[str, Explanation], names: Sequence[str], titles: Mapping[str, str], truth: int | None = None) -> str:
+    """Markdown: each model's prediction and whether the models agree (and are right, if known)."""
+    predictions = {r.prediction for r in results.values()}
+    lines = [f"- {titles[label]}: {_pred(r, names)}" + ("" if r.target == r.prediction else f", explaining **{names[r.target]}**")
+             for label, r in results.items()]
+    head = "**The models agree.**" if len(predictions) == 1 else "**The models disagree.**"
+    if truth is not None:
+        correct = [titles[label] for label, r in results.items() if r.prediction == truth]
+        head += f" Ground truth: **{names[truth]}**; correct: {', '.join(correct) or 'neither'}."
+    return "\n".join([head, *lines])
+
+
+def localization(results: Mapping[str, Explanation], titles: Mapping[str, str], mask: np.ndarray) -> str:
+    """Markdown table: pointing game and energy-based pointing game of each CAM against ``mask``."""
+    ys, xs = np.nonzero(mask)
+    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    rows = ["| model | pointing game | energy in box |", "|---|---|---|"]
+    for label, r in results.items():
+        hit = "hit" if pointing_game(r.cam, mask) else "miss"
+        rows.append(f"| {titles[label]} | {hit} | {energy_pointing_game(r.cam, box):.1%} |")
+    return "\n".join(rows)
+
+
+def legend(shared: bool, scale: float | None = None) -> str:
+    """Markdown: what the colours of every panel mean."""
+    cam = (f"raw CAM values (after ReLU) on one scale shared by both models, blue = 0 to red = {scale:.3g}"
+           if shared else "each CAM normalized to its own range: blue = its minimum, red = its maximum")
+    spatial = ("the gate's value on a fixed scale, dark purple = 0 (suppressed) to yellow = 1 (kept)"
+               if shared else "each map stretched to its own range, printed under it (purple = min, yellow = max)")
+    return "\n".join([
+        f"- **CAM overlays** (jet): {cam}.",
+        f"- **Spatial attention** (viridis): {spatial}.",
+        ("- **Channel attention** (viridis): the gate value of every channel, 0 = suppressed, 1 = kept; "
+         "each row is one CBAM block, its channels sorted from the highest value (left) to the lowest."),
+        "- A white outline marks the ground-truth object, where the image has one.",
+    ])

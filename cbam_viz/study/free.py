@@ -1,0 +1,115 @@
+"""Blinded A/B votes on the user's own upload (the Compare tab), free of Gradio.
+
+`prepare` explains the image with both models for one class (the class the two models find
+most likely on average), renders the two maps to content-named PNGs and draws the side at
+random. The returned `FreeTrial` stays on the server (a Gradio `State`); the browser gets only
+`FreeTrial.public()` -- the two map files and the question. The image itself is never stored:
+votes carry its SHA-256 (of the RGB pixels and size, `cbam_viz.ui.context.image_sha256`).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .config import DEFAULT_ANSWERS
+from .scheduler import BASELINE, CBAM, MODELS, other_model
+from .session import MAX_RESPONSE_MS, _as_int
+from .stimuli import DISPLAY_SIZE, _upscale
+from .storage import RecordedVote, Store, VoteMeta, VoteRejected, new_participant_id
+
+QUESTION = "Which map better covers the {target}?"
+
+
+@dataclass(frozen=True)
+class FreeTrial:
+    """A prepared free vote. Server-side only: `shown_as_a` and `meta` unblind it."""
+
+    image_sha256: str
+    pair: str
+    method: str
+    shown_as_a: str
+    target_class: str
+    map_a: str
+    map_b: str
+    meta: VoteMeta
+    shown_at: float
+
+    @property
+    def question(self) -> str:
+        return QUESTION.format(target=self.target_class)
+
+
+class FreeVotes:
+    """Prepares and records free votes for an `AppContext` and a `Store`."""
+
+    def __init__(self, ctx: Any, store: Store, out_dir: str | Path | None = None, clock=time.monotonic):
+        self.ctx = ctx
+        self.store = store
+        self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="cbam-viz-vote-"))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+
+    def prepare(self, image: Image.Image, pair: str, method: str) -> FreeTrial:
+        """Explain `image` with both models of `pair` and draw which one is shown as A."""
+        from ..render import overlay
+        from ..ui.context import display_image, image_sha256
+
+        if image is None:
+            raise VoteRejected("upload an image first")
+        if not pair or not method:
+            raise VoteRejected("choose a model pair and a method first")
+        loaded = self.ctx.pair(pair)
+        digest = image_sha256(image)
+        first = self.ctx.explain(pair, image, method, None, digest=digest)
+        mean_probs = (np.asarray(first[BASELINE].probs) + np.asarray(first[CBAM].probs)) / 2
+        target = int(mean_probs.argmax())
+        result = self.ctx.explain(pair, image, method, target, digest=digest)
+        big = _upscale(display_image(loaded, image), DISPLAY_SIZE)
+        paths = {m: self._write(overlay(big, result[m].cam)) for m in MODELS}
+        names = loaded.class_names
+        shown_as_a = secrets.choice(MODELS)
+        meta = VoteMeta(
+            target_class=names[target],
+            baseline_pred=names[result[BASELINE].prediction], baseline_prob=float(result[BASELINE].probs.max()),
+            cbam_pred=names[result[CBAM].prediction], cbam_prob=float(result[CBAM].probs.max()),
+            baseline_checksum=loaded.entries.get(BASELINE, {}).get("sha256"),
+            cbam_checksum=loaded.entries.get(CBAM, {}).get("sha256"))
+        return FreeTrial(digest, pair, method, shown_as_a, names[target], paths[shown_as_a],
+                         paths[other_model(shown_as_a)], meta, self._clock())
+
+    def vote(self, trial: FreeTrial | None, voter_id: str | None, answer: str,
+             response_ms: object = None) -> tuple[RecordedVote, str]:
+        """Store the answer to `trial`; returns the vote and the voter id (new when empty)."""
+        if trial is None:
+            raise VoteRejected("show the blinded maps first")
+        if answer not in DEFAULT_ANSWERS:
+            raise VoteRejected(f"answer {answer!r} is not one of {list(DEFAULT_ANSWERS)}")
+        if response_ms is None or response_ms == "":
+            response_ms = int(round((self._clock() - trial.shown_at) * 1000))
+        else:
+            response_ms = _as_int("response time", response_ms, rounding=True)
+            if not 0 <= response_ms <= MAX_RESPONSE_MS:
+                raise VoteRejected(f"response time must be between 0 and {MAX_RESPONSE_MS} ms")
+        voter_id = voter_id or new_participant_id()
+        recorded = self.store.record_free_vote(
+            voter_id, trial.image_sha256, answer, trial.shown_as_a, pair=trial.pair, method=trial.method,
+            response_ms=response_ms, meta=trial.meta)
+        return recorded, voter_id
+
+    def _write(self, pixels: np.ndarray) -> str:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        data = buffer.getvalue()
+        path = self.out_dir / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+        if not path.exists():
+            path.write_bytes(data)
+        return str(path)

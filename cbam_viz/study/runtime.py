@@ -1,0 +1,64 @@
+"""One running study inside the app: stimulus cache + participant session, built once per
+(context, store, study) and shared by the Study and Results tabs. Free of Gradio."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, StudyConfig, load_stimuli
+from .session import StudySession
+from .stimuli import StimulusCache, renderer_from_context, resolve_target, stimulus_targets
+from .storage import Store
+
+_registry: dict[tuple[int, int, str], StudyRuntime] = {}
+_registry_lock = threading.Lock()
+
+
+@dataclass
+class StudyRuntime:
+    config: StudyConfig
+    store: Store
+    cache: StimulusCache
+    session: StudySession
+
+    def objective(self) -> dict[str, dict[str, float]]:
+        """Energy pointing game per stimulus with ground truth: {id: {"baseline": s, "cbam": s}}."""
+        return self.cache.objective()
+
+
+def build_runtime(ctx: Any, store: Store, config: StudyConfig, out_dir: str | Path | None = None,
+                  warm: bool = True) -> StudyRuntime:
+    """Check the study against the loaded pair (method, every target class), register it in
+    the store, and start rendering every stimulus in the background. Raises ConfigError."""
+    from ..explain.engine import METHODS
+
+    if config.method not in METHODS:
+        raise ConfigError(f"method must be one of {sorted(METHODS)}, got {config.method!r}")
+    try:
+        renderer = renderer_from_context(ctx, config, out_dir)
+    except Exception as exc:  # PairUnavailable and friends: the study cannot run
+        raise ConfigError(f"study {config.name!r}: model pair {config.pair!r} is not available: {exc}") from None
+    stimuli = load_stimuli(config)
+    targets = stimulus_targets(config, stimuli)
+    for sid, target in targets.items():
+        try:
+            resolve_target(target, renderer.side.class_names)
+        except ConfigError as exc:
+            raise ConfigError(f"study {config.name!r}, stimulus {sid!r}: {exc}") from None
+    store.ensure_study(config, stimuli)
+    cache = StimulusCache(stimuli, targets, renderer)
+    if warm:
+        cache.warm()
+    return StudyRuntime(config, store, cache, StudySession(store, config, cache))
+
+
+def runtime_for(ctx: Any, store: Store, config: StudyConfig) -> StudyRuntime:
+    """The shared runtime of this (context, store, study), built on first use."""
+    key = (id(ctx), id(store), config.name)
+    with _registry_lock:
+        runtime = _registry.get(key)
+        if runtime is None or runtime.config != config:
+            runtime = _registry[key] = build_runtime(ctx, store, config)
+        return runtime

@@ -1,0 +1,214 @@
+"""The participant-facing study logic, free of Gradio: join/resume, blinded trial views, votes.
+
+A `TrialView` is everything the participant's browser receives for one trial. It holds file
+paths named by content hash, the target class, the question and the progress, and nothing
+that says which model is "A": the side lives in the store's assignment (server-side) and is
+applied here when the view is built. The client answers with (participant id, position,
+answer, response time) only.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import DEFAULT_ANSWERS, StudyConfig
+from .scheduler import MODELS, Trial, other_model
+from .stimuli import StimulusCache
+from .storage import Store, StudyError, VoteRejected, new_participant_id
+
+ANSWER_LABELS = {"A": "A", "B": "B", "same": "about the same", "neither": "neither"}
+MAX_RESPONSE_MS = 24 * 3600 * 1000  # anything longer is not a response time
+NO_EXPERTISE = "prefer not to say"
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """One trial as the participant sees it."""
+
+    position: int
+    image: Path
+    map_a: Path
+    map_b: Path
+    target_class: str
+    question: str
+    answered: int
+    total: int
+
+    @property
+    def progress_text(self) -> str:
+        return f"Trial {self.answered + 1} of {self.total}"
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """The state of the Study tab for one participant: the next trial, or done, or not started."""
+
+    participant_id: str
+    trial: TrialView | None
+    answered: int = 0
+    total: int = 0
+    message: str = ""
+
+    @property
+    def started(self) -> bool:
+        return bool(self.participant_id) and self.total > 0
+
+    @property
+    def done(self) -> bool:
+        return self.started and self.trial is None
+
+    @property
+    def progress_text(self) -> str:
+        if self.trial is not None:
+            return self.trial.progress_text
+        return f"{self.answered} of {self.total} done" if self.started else ""
+
+
+def answer_choices(answers: Sequence[str]) -> list[tuple[str, str]]:
+    """(label, value) pairs for the answer buttons: "same" reads "about the same"."""
+    return [(ANSWER_LABELS.get(a, a), a) for a in answers]
+
+
+class StudySession:
+    """Join, resume and vote for one study; thread-safe, shared by every participant."""
+
+    def __init__(self, store: Store, config: StudyConfig, cache: StimulusCache, clock=time.monotonic):
+        self.store = store
+        self.config = config
+        self.cache = cache
+        self._clock = clock
+        self._shown: OrderedDict[tuple[str, int], float] = OrderedDict()  # (participant, position) -> shown at
+        self._shown_lock = threading.Lock()
+        self._trial_cache: OrderedDict[str, list[Trial]] = OrderedDict()
+
+    # participant actions
+
+    def resume(self, participant_id: str | None) -> StudyView:
+        """The participant's current state; an empty or unknown id is "not started" (no error)."""
+        if not participant_id:
+            return StudyView("", None)
+        try:
+            trials = self._trials(participant_id)
+        except StudyError:
+            return StudyView("", None)
+        return self._view(participant_id, trials, self.store.answered_positions(self.config.name, participant_id))
+
+    def join(self, participant_id: str | None, expertise: str | None = None) -> StudyView:
+        """Start (or continue) as `participant_id`, a fresh anonymous id when empty."""
+        participant_id = participant_id or new_participant_id()
+        if expertise in (None, "", NO_EXPERTISE) or not self.config.collect_expertise:
+            expertise = None
+        self.store.get_or_create_participant(self.config.name, participant_id, expertise)
+        trials = self._trials(participant_id)
+        return self._view(participant_id, trials, self.store.answered_positions(self.config.name, participant_id))
+
+    def vote(self, participant_id: str, position: object, answer: str,
+             response_ms: object = None) -> tuple[StudyView, bool]:
+        """Record the answer to trial `position` and return the next view and whether the vote
+        had been stored before (an identical resubmission). Raises VoteRejected, storing nothing,
+        for an unknown participant, a trial not assigned or not yet shown to them, an answer
+        outside the options, a bad response time, or a different answer to an answered trial."""
+        if not isinstance(participant_id, str) or not participant_id:
+            raise VoteRejected("no participant id: start the study first")
+        position = _as_int("trial position", position)
+        if answer not in self.config.answers:
+            raise VoteRejected(f"answer {answer!r} is not one of {list(self.config.answers)}")
+        measured = self._shown_ms(participant_id, position)
+        if response_ms is None or response_ms == "":
+            response_ms = measured
+        else:
+            response_ms = _as_int("response time", response_ms, rounding=True)
+            if not 0 <= response_ms <= MAX_RESPONSE_MS:
+                raise VoteRejected(f"response time must be between 0 and {MAX_RESPONSE_MS} ms, got {response_ms}")
+        try:
+            trials = self._trials(participant_id)
+        except StudyError as exc:
+            raise VoteRejected(str(exc)) from None
+        answered = self.store.answered_positions(self.config.name, participant_id)
+        pending = next((t for t in trials if t.position not in answered), None)
+        meta = stimulus_id = None
+        if not any(t.position == position for t in trials):
+            raise VoteRejected(f"trial {position} is not assigned to participant {participant_id!r} "
+                               f"(trials 0-{len(trials) - 1})")
+        if pending is not None and position > pending.position:
+            raise VoteRejected(f"trial {position} is not the current trial of this participant "
+                               f"(answer trial {pending.position} first)")
+        if pending is not None and position == pending.position:
+            stimulus_id = pending.stimulus_id
+            meta = self.cache.get(stimulus_id).meta
+        recorded = self.store.record_vote(
+            self.config.name, participant_id, position, answer, stimulus_id=stimulus_id,
+            response_ms=response_ms, **({"meta": meta} if meta is not None else {}))
+        answered.add(position)
+        message = "This vote had already been recorded." if recorded.duplicate else "Vote recorded."
+        return self._view(participant_id, trials, answered, message), recorded.duplicate
+
+    # internals
+
+    def _trials(self, participant_id: str) -> list[Trial]:
+        """The participant's trial list (immutable once created: cached after the first read)."""
+        trials = self._trial_cache.get(participant_id)
+        if trials is None:
+            trials = self.store.trials(self.config.name, participant_id)  # StudyError if unknown
+            with self._shown_lock:
+                self._trial_cache[participant_id] = trials
+                while len(self._trial_cache) > 100_000:
+                    self._trial_cache.popitem(last=False)
+        return trials
+
+    def _view(self, participant_id: str, trials: Sequence[Trial], answered: set[int], message: str = "") -> StudyView:
+        total, done = len(trials), sum(t.position in answered for t in trials)
+        trial = next((t for t in trials if t.position not in answered), None)
+        if trial is None:
+            return StudyView(participant_id, None, done, total,
+                             " ".join(filter(None, [message, "All trials done: thank you for taking part!"])))
+        rendered = self.cache.get(trial.stimulus_id)
+        if trial.model_a not in MODELS:
+            raise StudyError(f"corrupt assignment: model_a={trial.model_a!r}")
+        view = TrialView(position=trial.position, image=rendered.image,
+                         map_a=rendered.maps[trial.model_a], map_b=rendered.maps[other_model(trial.model_a)],
+                         target_class=rendered.target_class,
+                         question=self.config.question_for(rendered.target_class),
+                         answered=done, total=total)
+        self._mark_shown(participant_id, trial.position)
+        return StudyView(participant_id, view, done, total, message)
+
+    def _mark_shown(self, participant_id: str, position: int) -> None:
+        with self._shown_lock:
+            key = (participant_id, position)
+            self._shown.pop(key, None)
+            self._shown[key] = self._clock()
+            while len(self._shown) > 100_000:
+                self._shown.popitem(last=False)
+
+    def _shown_ms(self, participant_id: str, position: int) -> int | None:
+        with self._shown_lock:
+            shown = self._shown.get((participant_id, position))
+        return None if shown is None else int(round((self._clock() - shown) * 1000))
+
+
+def _as_int(what: str, value: object, rounding: bool = False) -> int:
+    """Integers from JSON/Gradio numbers (3, 3.0, "3"); bools and fractions are refused."""
+    if isinstance(value, bool):
+        raise VoteRejected(f"{what} must be an integer, got {value!r}")
+    try:
+        number = float(value) if isinstance(value, str) else value
+        if isinstance(number, float):
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError
+            if not rounding and not number.is_integer():
+                raise ValueError
+            number = int(round(number))
+        if not isinstance(number, int):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise VoteRejected(f"{what} must be an integer, got {value!r}") from None
+    return number
+
+
+__all__ = ["ANSWER_LABELS", "DEFAULT_ANSWERS", "NO_EXPERTISE", "StudySession", "StudyView", "TrialView",
+           "answer_choices"]

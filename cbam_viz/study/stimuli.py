@@ -1,0 +1,242 @@
+"""Stimulus maps for a study: each stimulus is explained once by both models and rendered to
+PNG files (image, baseline map, CBAM map) that are cached for the life of the process.
+
+Nothing here imports Gradio. The files are named by the SHA-256 of their bytes, so a path or
+URL never says which model a map belongs to; only the in-memory `RenderedStimulus` knows.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .config import ConfigError, DemoStimuli, Stimulus, StudyConfig
+from .scheduler import BASELINE, CBAM, MODELS
+from .storage import VoteMeta
+
+log = logging.getLogger(__name__)
+
+DISPLAY_SIZE = 256  # images smaller than this are upscaled for the participant
+ExplainFn = Callable[[Image.Image, int], Mapping[str, Any]]  # (image, target) -> {"baseline": Explanation, "cbam": ...}
+
+
+@dataclass(frozen=True)
+class RenderedStimulus:
+    """One stimulus, ready to show. `maps` and `meta` are server-side only (they unblind)."""
+
+    stimulus_id: str
+    target_index: int
+    target_class: str
+    image: Path
+    maps: Mapping[str, Path]  # model ("baseline"/"cbam") -> PNG of its map as displayed
+    meta: VoteMeta
+    objective: Mapping[str, float] | None  # energy pointing game per model, where ground truth exists
+
+
+@dataclass(frozen=True)
+class ModelSide:
+    """What the renderer needs to know about the pair, independent of how it is loaded."""
+
+    class_names: Sequence[str]
+    input_size: int
+    resize: int | None
+    checksums: Mapping[str, str | None]
+
+
+def resolve_target(name: str, class_names: Sequence[str]) -> int:
+    """Index of class `name` (exact, else case-insensitive); ConfigError when it is not a class."""
+    if name in class_names:
+        return list(class_names).index(name)
+    folded = [c.casefold() for c in class_names]
+    if name.casefold() in folded:
+        return folded.index(name.casefold())
+    sample = ", ".join(list(class_names)[:8]) + (", ..." if len(class_names) > 8 else "")
+    raise ConfigError(f"target class {name!r} is not a class of the model pair (classes: {sample})")
+
+
+def stimulus_targets(config: StudyConfig, stimuli: Sequence[Stimulus]) -> dict[str, str]:
+    """Target class name of every stimulus: the demo sample's class, or the CSV's target_class."""
+    from ..data import CLASSES, NUM_CLASSES
+
+    targets = {}
+    for s in stimuli:
+        if isinstance(config.stimuli, DemoStimuli):
+            targets[s.id] = CLASSES[s.index % NUM_CLASSES]  # render_sample's label rule
+        else:
+            targets[s.id] = s.target_class
+    return targets
+
+
+def box_to_input(box: tuple[int, int, int, int], image_size: tuple[int, int], input_size: int,
+                 resize: int | None) -> tuple[int, int, int, int]:
+    """Map a box (x0, y0, x1, y1) in image pixels to the model input (what `cam` covers): a plain
+    square resize when `resize` is None, else resize of the short side then a centre crop."""
+    w, h = image_size
+    if resize is None:
+        sx, sy, ox, oy = input_size / w, input_size / h, 0.0, 0.0
+    else:
+        scale = resize / min(w, h)
+        new_w, new_h = round(w * scale), round(h * scale)
+        sx = sy = scale
+        ox, oy = round((new_w - input_size) / 2.0), round((new_h - input_size) / 2.0)
+    x0, y0, x1, y1 = box
+    clip = lambda v: int(min(max(v, 0), input_size))  # noqa: E731
+    return clip(np.floor(x0 * sx - ox)), clip(np.floor(y0 * sy - oy)), clip(np.ceil(x1 * sx - ox)), clip(np.ceil(y1 * sy - oy))
+
+
+class StimulusRenderer:
+    """Turns a `Stimulus` into a `RenderedStimulus` (model call + PNG files in `out_dir`)."""
+
+    def __init__(self, config: StudyConfig, side: ModelSide, explain: ExplainFn,
+                 display: Callable[[Image.Image], np.ndarray], out_dir: str | Path | None = None):
+        self.config = config
+        self.side = side
+        self._explain = explain
+        self._display = display
+        self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="cbam-viz-study-"))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.targets: dict[str, str] = {}
+
+    def load(self, stimulus: Stimulus) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
+        """The stimulus image and, for demo samples, its ground-truth box."""
+        spec = self.config.stimuli
+        if isinstance(spec, DemoStimuli):
+            from ..data import render_sample
+
+            size = int(min(max(self.side.resize or self.side.input_size, 32), 256))
+            sample = render_sample(spec.seed, stimulus.index, size)
+            return sample.image, sample.box
+        from ..images import open_image
+
+        return open_image(stimulus.path), None
+
+    def __call__(self, stimulus: Stimulus, target_class: str) -> RenderedStimulus:
+        from ..data import energy_pointing_game
+        from ..render import overlay, threshold_regions
+
+        target = resolve_target(target_class, self.side.class_names)
+        image, box = self.load(stimulus)
+        explanations = self._explain(image, target)
+        seen = self._display(image)
+        big = _upscale(seen, DISPLAY_SIZE)
+        maps = {}
+        for model in MODELS:
+            cam = explanations[model].cam
+            if self.config.display == "threshold":
+                shown = threshold_regions(big, cam, self.config.threshold)
+            else:
+                shown = overlay(big, cam)
+            maps[model] = self._write(shown)
+        objective = None
+        if box is not None:
+            cam_box = box_to_input(box, image.size, self.side.input_size, self.side.resize)
+            objective = {m: energy_pointing_game(explanations[m].cam, cam_box) for m in MODELS}
+        meta = VoteMeta(target_class=self.side.class_names[target], **{
+            f"{m}_{field}": value for m in MODELS for field, value in _prediction(explanations[m], self.side.class_names).items()},
+            baseline_checksum=self.side.checksums.get(BASELINE), cbam_checksum=self.side.checksums.get(CBAM))
+        return RenderedStimulus(stimulus.id, target, self.side.class_names[target], self._write(big), maps, meta, objective)
+
+    def _write(self, pixels: np.ndarray) -> Path:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        data = buffer.getvalue()
+        path = self.out_dir / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+        if not path.exists():
+            tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return path
+
+
+def _prediction(explanation: Any, class_names: Sequence[str]) -> dict[str, Any]:
+    pred = int(explanation.prediction)
+    return {"pred": class_names[pred], "prob": float(explanation.probs[pred])}
+
+
+def _upscale(pixels: np.ndarray, size: int) -> np.ndarray:
+    h, w = pixels.shape[:2]
+    if max(h, w) >= size:
+        return pixels
+    scale = size / max(h, w)
+    return np.asarray(Image.fromarray(pixels).resize((round(w * scale), round(h * scale)), Image.Resampling.BICUBIC))
+
+
+class StimulusCache:
+    """Renders every stimulus at most once; `get` blocks only when a stimulus is not ready yet.
+    `warm()` renders all of them in a background thread (started once)."""
+
+    def __init__(self, stimuli: Sequence[Stimulus], targets: Mapping[str, str],
+                 render: Callable[[Stimulus, str], RenderedStimulus]):
+        self.stimuli = {s.id: s for s in stimuli}
+        self.targets = dict(targets)
+        self._render = render
+        self._done: dict[str, RenderedStimulus] = {}
+        self._locks = {s.id: threading.Lock() for s in stimuli}
+        self._warm_thread: threading.Thread | None = None
+        self._warm_lock = threading.Lock()
+        self.ready = threading.Event()
+
+    def get(self, stimulus_id: str) -> RenderedStimulus:
+        done = self._done.get(stimulus_id)
+        if done is not None:
+            return done
+        if stimulus_id not in self.stimuli:
+            raise KeyError(f"unknown stimulus {stimulus_id!r}")
+        with self._locks[stimulus_id]:
+            done = self._done.get(stimulus_id)
+            if done is None:
+                done = self._render(self.stimuli[stimulus_id], self.targets[stimulus_id])
+                self._done[stimulus_id] = done
+            return done
+
+    def warm(self, first: Sequence[str] = ()) -> threading.Thread:
+        """Render everything in the background (the ids in `first` first); idempotent."""
+        with self._warm_lock:
+            if self._warm_thread is None:
+                order = list(dict.fromkeys([*first, *self.stimuli]))
+                self._warm_thread = threading.Thread(target=self._warm_all, args=(order,),
+                                                     name="study-stimuli", daemon=True)
+                self._warm_thread.start()
+            return self._warm_thread
+
+    def _warm_all(self, order: Sequence[str]) -> None:
+        start = time.perf_counter()
+        try:
+            for stimulus_id in order:
+                self.get(stimulus_id)
+            print(f"study stimuli: {len(order)} maps ready in {time.perf_counter() - start:.1f} s", flush=True)
+        except Exception:  # surfaced again, with its message, by the request that needs it
+            log.exception("rendering study stimuli failed")
+        finally:
+            self.ready.set()
+
+    def objective(self) -> dict[str, dict[str, float]]:
+        """Energy pointing game per model for every stimulus with ground truth (renders all)."""
+        return {sid: dict(r.objective) for sid in self.stimuli
+                if (r := self.get(sid)).objective is not None}
+
+
+def renderer_from_context(ctx: Any, config: StudyConfig, out_dir: str | Path | None = None) -> StimulusRenderer:
+    """A renderer on an `AppContext`'s loaded pair (cached explanations, shared model lock)."""
+    from ..ui.context import display_image
+
+    pair = ctx.pair(config.pair)
+    info = pair.models[CBAM].info
+    side = ModelSide(class_names=pair.class_names, input_size=info.input_size, resize=info.resize,
+                     checksums={m: pair.entries.get(m, {}).get("sha256") for m in MODELS})
+    return StimulusRenderer(
+        config, side,
+        explain=lambda image, target: ctx.explain(config.pair, image, config.method, target),
+        display=lambda image: display_image(pair, image),
+        out_dir=out_dir,
+    )

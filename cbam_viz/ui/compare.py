@@ -1,0 +1,252 @@
+"""The Compare tab: a baseline and a CBAM model on one image, their CAMs and every CBAM attention map.
+
+Handlers only validate input, call the library and hand numpy panels to Gradio; every user error
+(bad image, unavailable pair, unknown option) becomes a ``gr.Error`` with a one-line message.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from matplotlib import cbook
+from PIL import Image
+
+from ..data import Sample, render_sample
+from ..explain import METHODS, Explanation, default_target_layer, target_layers, to_arrays
+from ..images import open_image
+from ..models import cbam_blocks, crop_for_display
+from ..models.pairs import Pair, PairUnavailable
+from ..render import comparison_figure, panels
+from .context import AppContext, image_sha256
+
+OWN = "each model's own prediction"
+METHOD_LABELS = {
+    "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM", "layercam": "LayerCAM",
+    "hirescam": "HiResCAM", "gradcamelementwise": "Grad-CAM element-wise", "eigengradcam": "Eigen-Grad-CAM",
+    "eigencam": "EigenCAM", "scorecam": "Score-CAM (slow: one forward pass per channel)",
+}
+ROLE_NAMES = {"baseline": "Baseline", "cbam": "CBAM"}
+HINT = "Upload an image, paste one or pick an example."
+VIEW = 256  # CAM views are drawn at least this large
+EXAMPLE_SEED = 9001  # a dataset seed that training (1), validation (2), evaluation (3) and the study (0) do not use
+
+
+@dataclass(frozen=True)
+class Example:
+    path: Path
+    caption: str
+    sample: Sample | None = None  # ground truth of generated demo images
+
+
+def write_examples(folder: Path, count: int = 12) -> list[Example]:
+    """One generated demo image per class (with ground truth), then grace_hopper.jpg."""
+    folder.mkdir(parents=True, exist_ok=True)
+    examples = []
+    for index in range(count):
+        sample = render_sample(EXAMPLE_SEED, index, 64)
+        path = folder / f"demo-{index:02d}-{sample.class_name}.png"
+        sample.image.save(path)
+        examples.append(Example(path, f"demo: {sample.class_name}", sample))
+    hopper = folder / "grace_hopper.jpg"
+    shutil.copyfile(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), hopper)
+    return [*examples, Example(hopper, "photo (ImageNet pair): Grace Hopper")]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Show bad input, unavailable pairs and invalid options to the user as ``gr.Error``."""
+    try:
+        yield
+    except (PairUnavailable, ValueError) as e:
+        raise gr.Error(str(e), print_exception=False) from None
+
+
+def _choices(pair: Pair) -> dict[str, Any]:
+    """The pair's target layers, class choices and CBAM blocks, with their defaults."""
+    model = pair.models["cbam"]
+    blocks = [name for name, _ in cbam_blocks(model)]
+    return {"layers": target_layers(model), "layer": default_target_layer(model),
+            "classes": [OWN, *panels.unique_names(pair.class_names)], "blocks": blocks, "block": blocks[-1] if blocks else None}
+
+
+def _pair_info(ctx: AppContext, name: str) -> str:
+    if name not in ctx.pairs:
+        return f"**Pair “{name}” is unavailable.** {ctx.unavailable.get(name, 'Unknown pair.')}"
+    pair = ctx.pairs[name]
+    info = pair.models["cbam"].info
+    titles = " vs ".join(m.info.title for m in pair.models.values())
+    return f"{pair.description}  \n{titles} · {info.input_size} px · {len(pair.class_names)} classes · {ctx.device}"
+
+
+@dataclass
+class _Request:
+    """One validated request and its explanation, with what every panel needs."""
+
+    pair: Pair
+    image: Image.Image
+    results: dict[str, Explanation]
+    seconds: float
+    names: list[str]  # unique class names
+    titles: dict[str, str]  # role -> "Baseline · ResNet-18"
+    display: np.ndarray  # the image as the models see it
+    mask: np.ndarray | None  # ground-truth mask on ``display``, for generated demo images
+    truth: int | None  # ground-truth class, when it is one of the pair's classes
+
+
+class CompareTab:
+    """The tab's handlers; ``truth`` maps an image digest to the generated sample it is."""
+
+    def __init__(self, ctx: AppContext, examples: list[Example], export_dir: Path):
+        self.ctx = ctx
+        self.truth = {image_sha256(e.sample.image): e.sample for e in examples if e.sample}
+        self.export_dir = export_dir
+
+    def _run(self, image: dict | None, pair: str, method: str, layer: str, target: str) -> _Request:
+        if not image:
+            raise ValueError("upload an image, paste one or pick an example first")
+        loaded = self.ctx.pair(pair)
+        if method not in METHODS:
+            raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(METHODS)}")
+        layers = target_layers(loaded.models["cbam"])
+        if layer not in layers:
+            raise ValueError(f"unknown target layer {layer!r} for pair {pair}; choose from {layers[0]} … {layers[-1]}")
+        names = panels.unique_names(loaded.class_names)
+        if target not in (OWN, *names):
+            raise ValueError(f"unknown target class {target!r} for pair {pair}")
+        picture = open_image(image["path"], name=image.get("orig_name") or Path(image["path"]).name)
+        digest = image_sha256(picture)
+        start = time.perf_counter()
+        results = self.ctx.explain(pair, picture, method, None if target == OWN else names.index(target), layer, digest)
+        seconds = time.perf_counter() - start
+        info = loaded.models["cbam"].info
+        sample = self.truth.get(digest)
+        mask = None
+        if sample is not None:
+            mask = np.asarray(crop_for_display(Image.fromarray(sample.mask.astype(np.uint8) * 255), info))[..., 0] >= 128
+        titles = {role: f"{ROLE_NAMES[role]} · {m.info.title}" for role, m in loaded.models.items()}
+        truth = loaded.class_names.index(sample.class_name) if sample and sample.class_name in loaded.class_names else None
+        return _Request(loaded, picture, results, seconds, names, titles, np.asarray(crop_for_display(picture, info)),
+                        mask if mask is not None and mask.any() else None, truth)
+
+    def compare(self, image: dict | None, pair: str, method: str, layer: str, target: str, shared: bool, block: str,
+                progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+        """Everything the tab shows for one image; blank panels and a hint when there is no image."""
+        if not image:
+            return (HINT, *[None] * 9)
+        with user_errors():
+            progress(0, desc="explaining with both models")
+            r = self._run(image, pair, method, layer, target)
+            cbam = r.results["cbam"]
+            if block not in cbam.blocks:
+                raise ValueError(f"unknown CBAM block {block!r}; choose from {', '.join(cbam.blocks)}")
+        view = panels.upscale(r.display, VIEW)
+        scale = panels.shared_scale(r.results) if shared else None
+        views = [panels.cam_view(view, r.results[role], scale, r.mask) for role in ("baseline", "cbam")]
+        explained = OWN if target == OWN else f"class {target}"
+        summary = [panels.agreement(r.results, r.names, r.titles, r.truth),
+                   f"\n*{METHOD_LABELS[method]} of {layer} for {explained}, on {self.ctx.device}: {r.seconds:.2f} s.*"]
+        width, height = r.image.size
+        size = r.pair.models["cbam"].info.input_size
+        if min(width, height) < size:
+            summary.append(f"*The image ({width}×{height}) is smaller than the model input ({size} px); it was enlarged.*")
+        if r.mask is not None:
+            summary.append("\n**Localization against the ground-truth mask**\n\n" + panels.localization(r.results, r.titles, r.mask))
+        grid = panels.attention_grid(view, cbam.blocks, cbam.spatial_attention, r.mask, shared) if cbam.spatial_attention else None
+        return ("\n".join(summary), *views, tuple(views),
+                panels.top_k(r.results["baseline"], r.names), panels.top_k(cbam, r.names), panels.legend(shared, scale),
+                grid, panels.channel_heatmap(cbam.blocks, cbam.channel_attention),
+                panels.top_channels(cbam.channel_attention[cbam.blocks.index(block)]))
+
+    def export(self, image: dict | None, pair: str, method: str, layer: str, target: str) -> list[str]:
+        """The comparison figure (PNG) and every array (``.npz``) of the current explanation."""
+        with user_errors():
+            r = self._run(image, pair, method, layer, target)
+        stem = self.export_dir / f"cbam-viz_{pair}_{method}_{layer}_{image_sha256(r.image)[:10]}"
+        comparison_figure(r.display, r.results, r.pair.class_names, r.titles).save(f"{stem}.png")
+        extra = {"image": r.display} if r.mask is None else {"image": r.display, "mask": r.mask}
+        np.savez_compressed(f"{stem}.npz", **to_arrays(r.results), **extra)
+        return [f"{stem}.png", f"{stem}.npz"]
+
+    def select_pair(self, pair: str) -> tuple:
+        """The pair's description and its layers, classes and CBAM blocks as dropdown choices."""
+        if pair not in self.ctx.pairs:
+            return _pair_info(self.ctx, pair), gr.Dropdown(), gr.Dropdown(), gr.Dropdown()
+        c = _choices(self.ctx.pairs[pair])
+        return (_pair_info(self.ctx, pair), gr.Dropdown(choices=c["layers"], value=c["layer"]),
+                gr.Dropdown(choices=c["classes"], value=OWN), gr.Dropdown(choices=c["blocks"], value=c["block"]))
+
+
+def default_pair(ctx: AppContext) -> str | None:
+    """"demo" when loaded, else the first loaded pair, else the first unavailable one."""
+    names = [*ctx.pairs, *ctx.unavailable]
+    return "demo" if "demo" in ctx.pairs else next(iter(ctx.pairs), names[0] if names else None)
+
+
+def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
+    """The Compare tab's components, wired to :class:`CompareTab`; call inside ``gr.Blocks``."""
+    work = Path(tempfile.mkdtemp(prefix="cbam-viz-"))
+    examples = write_examples(work / "examples")
+    (work / "exports").mkdir()
+    tab = CompareTab(ctx, examples, work / "exports")
+    weakref.finalize(tab, shutil.rmtree, work, ignore_errors=True)  # at exit at the latest
+    name = default_pair(ctx)
+    c = _choices(ctx.pairs[name]) if name in ctx.pairs else {"layers": [], "layer": None, "classes": [OWN], "blocks": [], "block": None}
+    pair_labels = [(p if p in ctx.pairs else f"{p} (unavailable)", p) for p in [*ctx.pairs, *ctx.unavailable]]
+
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=300):
+            image = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Image", height=280,
+                             elem_id="image")
+            pair = gr.Dropdown(pair_labels, value=name, label="Model pair", elem_id="pair")
+            pair_info = gr.Markdown(_pair_info(ctx, name) if name else "No model pair in the manifest.", elem_classes="note", elem_id="pair-info")
+            method = gr.Dropdown([(label, key) for key, label in METHOD_LABELS.items() if key in METHODS], value="gradcam", label="CAM method", elem_id="method")
+            layer = gr.Dropdown(c["layers"], value=c["layer"], label="Target layer", info="default: last block of layer4", elem_id="layer")
+            target = gr.Dropdown(c["classes"], value=OWN, label="Target class", filterable=True, elem_id="target",
+                                 info="type to search; one class explains both models")
+            shared = gr.Checkbox(label="Raw values on one shared colour scale", info="CAMs of both models, and the attention maps")
+            run = gr.Button("Explain", variant="primary")
+            gr.Examples([[str(e.path)] for e in examples], inputs=image, example_labels=[e.caption for e in examples],
+                        label="Examples: generated demo images (with ground truth) and a photo", examples_per_page=13)
+            export = gr.Button("Prepare downloads: figure (PNG) + arrays (.npz)", size="md")
+            files = gr.File(label="Downloads", file_count="multiple", interactive=False, height=120)
+        with gr.Column(scale=2, min_width=520):
+            summary = gr.Markdown(HINT, label="Summary", elem_id="summary")
+            with gr.Row():
+                view_baseline = gr.Image(label="Baseline CAM", format="jpeg", interactive=False, elem_id="view-baseline")
+                view_cbam = gr.Image(label="CBAM CAM", format="jpeg", interactive=False, elem_id="view-cbam")
+            with gr.Row():
+                top_baseline = gr.Label(num_top_classes=5, label="Baseline: top-5")
+                top_cbam = gr.Label(num_top_classes=5, label="CBAM: top-5")
+            slider = gr.ImageSlider(label="Before / after: baseline ⟷ CBAM", format="jpeg", interactive=False, max_height=420,
+                                    elem_id="slider")
+    gr.Markdown("### CBAM attention in every block")
+    legend = gr.Markdown(panels.legend(False), label="Legend", elem_classes="note")
+    with gr.Row(equal_height=False):
+        spatial = gr.Image(label="Spatial attention per block, one row per stage", format="jpeg", interactive=False,
+                           scale=3, elem_id="spatial")
+        with gr.Column(scale=2):
+            channels = gr.Image(label="Channel attention: blocks × channels (sorted)", format="jpeg", interactive=False, elem_id="channels")
+            block = gr.Dropdown(c["blocks"], value=c["block"], label="CBAM block", elem_id="block")
+            top_channels = gr.Label(num_top_classes=10, label="Top channels of the block (gate value)", show_heading=False)
+
+    inputs = [image, pair, method, layer, target, shared, block]
+    outputs = [summary, view_baseline, view_cbam, slider, top_baseline, top_cbam, legend, spatial, channels, top_channels]
+    # preprocess=False: handlers get the uploaded file unopened (open_image reads it and words any error) and
+    # the raw option values, which _run validates against the chosen pair (not the session's dropdown choices).
+    gr.on([image.change, run.click, method.input, layer.input, target.input, shared.input, block.input],
+          tab.compare, inputs, outputs, api_name="compare", trigger_mode="always_last", preprocess=False)
+    pair.input(tab.select_pair, pair, [pair_info, layer, target, block], api_name="select_pair").then(
+        tab.compare, inputs, outputs, api_visibility="private", preprocess=False)
+    export.click(tab.export, inputs[:5], files, api_name="export", preprocess=False)
+    return {"image": image, "pair": pair, "method": method, "layer": layer, "target": target, "shared": shared,
+            "block": block, "summary": summary, "view_baseline": view_baseline, "view_cbam": view_cbam, "slider": slider,
+            "spatial": spatial, "channels": channels, "files": files}

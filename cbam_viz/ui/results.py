@@ -1,0 +1,66 @@
+"""The Results tab: the study owner's statistics and unblinded exports, behind a password.
+
+The tab exists only when an admin password is set. Its one endpoint, ``study_results(password)``,
+returns nothing but an error unless the password matches, so the unblinded data never reaches
+a participant's browser or API client.
+"""
+from __future__ import annotations
+
+import hmac
+import tempfile
+import time
+from typing import Any
+
+import gradio as gr
+
+from ..study.config import StudyConfig
+from ..study.report import build_report, write_exports
+from ..study.runtime import runtime_for
+from ..study.storage import Store
+from .study import tab
+
+WRONG_PASSWORD_DELAY_S = 0.5  # slows down guessing; the wait happens in the worker thread
+
+
+def check_password(given: Any, expected: str) -> bool:
+    """Constant-time comparison of the typed password with the configured one."""
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def build_results_tab(ctx: Any, store: Store, config: StudyConfig, admin_password: str | None):
+    """Create the "Results" tab inside the current gr.Blocks; no tab at all (returns None)
+    without a password."""
+    if not admin_password:
+        return None
+    runtime = runtime_for(ctx, store, config)
+    export_dir = tempfile.mkdtemp(prefix="cbam-viz-export-")
+
+    with tab("Results", "results"):
+        gr.Markdown(f"### Results of study `{config.name}` (pair `{config.pair}`, method `{config.method}`)\n"
+                    "For the study owner. Everything below is **unblinded**: do not show it to participants.")
+        with gr.Row():
+            password = gr.Textbox(label="Admin password", type="password", elem_id="results-password", scale=3)
+            show = gr.Button("Show results", variant="primary", elem_id="results-show", scale=1)
+        summary = gr.Markdown(elem_id="results-summary")
+        answers = gr.Dataframe(label="Votes per option (unblinded)", interactive=False, elem_id="results-answers")
+        per_image = gr.Dataframe(label="Per image (energy pointing game where ground truth exists)",
+                                 interactive=False, elem_id="results-per-image")
+        per_participant = gr.Dataframe(label="Per participant", interactive=False, elem_id="results-per-participant")
+        free = gr.Markdown(elem_id="results-free")
+        files = gr.File(label="Export: every vote, unblinded (CSV, JSON; upload votes CSV)", file_count="multiple",
+                        interactive=False, elem_id="results-files")
+
+    def results(password: Any):
+        if not check_password(password, admin_password):
+            time.sleep(WRONG_PASSWORD_DELAY_S)
+            raise gr.Error("Wrong admin password.")
+        report = build_report(store, config.name, runtime.objective())
+        paths = write_exports(report, config.name, tempfile.mkdtemp(dir=export_dir))
+        table = lambda t: {"headers": t[0], "data": t[1] or [[None] * len(t[0])]}  # noqa: E731
+        return (report.markdown, table(report.answers), table(report.per_image), table(report.per_participant),
+                report.free_markdown, [str(p) for p in paths])
+
+    outputs = [summary, answers, per_image, per_participant, free, files]
+    show.click(results, inputs=[password], outputs=outputs, api_name="study_results", concurrency_limit=2)
+    password.submit(results, inputs=[password], outputs=outputs, api_visibility="private", concurrency_limit=2)
+    return {"password": password, "show": show, "summary": summary, "files": files}

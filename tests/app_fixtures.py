@@ -1,0 +1,68 @@
+"""Fixtures for the app tests: a models folder with a random-weight demo pair, and the app served in-process.
+
+`models_dir`: a manifest whose "demo" pair is two random-init ResNet-18s (width 16, 64 px, the 12
+synthetic classes; study_ui_fixtures.write_demo_models), plus the real manifest's other pairs: the
+"imagenet" pair, whose weight files are absent here, is unavailable. `serve(ctx)` / `app_url`: the app on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from study_ui_fixtures import write_demo_models
+
+from cbam_viz.models.pairs import MODELS_DIR, read_manifest
+from cbam_viz.ui.context import AppContext
+
+MAX_FILE_SIZE = "2mb"  # small, so that the over-size test upload stays small
+
+
+def write_models(folder: Path) -> Path:
+    """The random-weight demo pair (study_ui_fixtures) plus every other pair of models/manifest.json."""
+    write_demo_models(folder)
+    manifest, real = json.loads((folder / "manifest.json").read_text()), read_manifest(MODELS_DIR)
+    for name, spec in real["pairs"].items():
+        if name != "demo":
+            manifest["pairs"][name] = spec
+            manifest["models"].update({spec[role]: real["models"][spec[role]] for role in ("baseline", "cbam")})
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_models(tmp_path_factory.mktemp("models"))
+
+
+@contextmanager
+def serve(ctx: AppContext) -> Iterator[str]:
+    """The app for ``ctx`` served in this process on 127.0.0.1 (a free port); yields its URL."""
+    import app as app_module
+
+    app = app_module.build_app(ctx)
+    port = free_port()
+    app_module.launch(app, "127.0.0.1", port, MAX_FILE_SIZE, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(models_dir: Path) -> Iterator[str]:
+    """The app with the demo pair and the unavailable imagenet pair."""
+    for name in ("CBAM_VIZ_RESNET50", "CBAM_VIZ_RESNET50_CBAM"):
+        assert not os.environ.get(name), f"unset {name}: the tests expect the ImageNet pair to be unavailable"
+    with serve(AppContext(models_dir=models_dir, device="cpu")) as url:
+        yield url

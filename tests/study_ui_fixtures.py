@@ -1,0 +1,38 @@
+"""A temporary models folder with a random-init "demo" pair, for the study UI tests and the
+load benchmark (the trained demo pair is not needed to test plumbing and blinding).
+
+`write_demo_models(folder)` is plain Python so `benchmarks/` can use it without pytest.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from cbam_viz.data import CLASSES, MEAN, STD
+from cbam_viz.models import build_resnet, save_checkpoint, sha256
+
+TITLES = {"baseline": "Demo ResNet-18", "cbam": "Demo ResNet-18 + CBAM"}
+
+
+def write_demo_models(folder: str | Path, seed: int = 0) -> Path:
+    """Random-init baseline/CBAM ResNet-18s (width 16, 64 px, 12 classes) and a manifest."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    models = {}
+    for role, attention in (("baseline", None), ("cbam", "cbam")):
+        model = build_resnet(18, attention, num_classes=len(CLASSES), width=16, stem="small")
+        model.info.class_names = list(CLASSES)
+        model.info.input_size, model.info.resize = 64, None
+        model.info.mean, model.info.std = tuple(MEAN), tuple(STD)
+        model.info.name = TITLES[role]
+        path = save_checkpoint(model.eval(), folder / f"demo-{role}.pt")
+        models[f"demo-{role}"] = {"kind": "shipped", "title": TITLES[role], "file": path.name,
+                                  "sha256": sha256(path)}
+    manifest = {"models": models,
+                "pairs": {"demo": {"baseline": "demo-baseline", "cbam": "demo-cbam",
+                                   "description": "random-init test pair"}}}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return folder

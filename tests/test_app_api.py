@@ -1,0 +1,228 @@
+"""The app's API through gradio_client: every input control of the Compare tab, every kind of bad input."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from app_fixtures import MAX_FILE_SIZE, models_dir, serve  # noqa: F401  (fixture)
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from cbam_viz.data import CLASSES, render_sample
+from cbam_viz.explain import METHODS
+from cbam_viz.ui.compare import EXAMPLE_SEED, OWN
+from cbam_viz.ui.context import AppContext, random_imagenet_pair
+
+LAYER = "layer4.1"  # last block of a ResNet-18
+RANDOM = "resnet50-random"  # the --random-imagenet pair, under another name: "imagenet" stays unavailable
+DEFAULTS = {"pair": "demo", "method": "gradcam", "layer": LAYER, "target": OWN, "shared": False, "block": LAYER}
+
+
+@pytest.fixture(scope="module")
+def app_url(models_dir: Path) -> Iterator[str]:  # noqa: F811
+    """The app with the demo pair, the unavailable imagenet pair and a random-weight ResNet-50 pair."""
+    ctx = AppContext(models_dir=models_dir, device="cpu")
+    ctx.add(replace(random_imagenet_pair("cpu"), name=RANDOM))
+    with serve(ctx) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(app_url: str) -> Client:
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def sample_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Example 0 of the app's gallery (a generated circle): the app knows its ground truth."""
+    path = tmp_path_factory.mktemp("good") / "circle.png"
+    render_sample(EXAMPLE_SEED, 0, 64).image.save(path)
+    return path
+
+
+def compare(client: Client, path: Path | str, **kwargs: object) -> tuple:
+    return client.predict(handle_file(str(path)), **{**DEFAULTS, **kwargs}, api_name="/compare")
+
+
+def export(client: Client, path: Path | str, **kwargs: object) -> dict[str, np.ndarray]:
+    args = {k: v for k, v in {**DEFAULTS, **kwargs}.items() if k not in ("shared", "block")}
+    files = client.predict(handle_file(str(path)), **args, api_name="/export")
+    by_suffix = {Path(f).suffix: f for f in files}
+    assert set(by_suffix) == {".png", ".npz"} and Image.open(by_suffix[".png"]).width > 200
+    with np.load(by_suffix[".npz"]) as arrays:
+        return dict(arrays)
+
+
+def test_endpoints(client: Client) -> None:
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/compare", "/select_pair", "/export"} <= set(api)
+
+
+def test_compare_shows_both_models_and_every_attention_panel(client: Client, sample_path: Path) -> None:
+    summary, baseline, cbam, slider, top_b, top_c, legend, spatial, channels, top_ch = compare(client, sample_path)
+    assert "Ground truth: **circle**" in summary and "pointing game" in summary and "energy in box" in summary
+    assert ("agree" in summary) and "Grad-CAM of layer4.1" in summary
+    for path in (baseline, cbam, *slider):
+        assert Image.open(path).size == (256, 256)
+    assert np.asarray(Image.open(baseline)).std() > 0 and not np.array_equal(np.asarray(Image.open(baseline)), np.asarray(Image.open(cbam)))
+    for top in (top_b, top_c):
+        assert len(top["confidences"]) == 5 and all(c["label"] in CLASSES for c in top["confidences"])
+    assert len(top_ch["confidences"]) == 10 and top_ch["confidences"][0]["label"].startswith("channel ")
+    grid, heat = Image.open(spatial), Image.open(channels)
+    assert grid.width > 2 * 128 and grid.height > 4 * 128  # 4 stages x 2 blocks
+    assert heat.width > 384 and heat.height > 8 * 14
+    assert "normalized to its own range" in legend
+
+
+def test_every_method(client: Client, sample_path: Path) -> None:
+    for method in METHODS:
+        summary = compare(client, sample_path, method=method)[0]
+        assert " of layer4.1" in summary, method
+
+
+def test_layer_target_block_and_shared_scale(client: Client, sample_path: Path) -> None:
+    views = {}
+    for layer in ("layer1.0", "layer3.1"):
+        summary, views[layer] = compare(client, sample_path, layer=layer)[:2]
+        assert f"of {layer} " in summary
+    assert not np.array_equal(np.asarray(Image.open(views["layer1.0"])), np.asarray(Image.open(views["layer3.1"])))
+
+    arrays = export(client, sample_path, target="star")
+    assert int(arrays["baseline/target"]) == int(arrays["cbam/target"]) == CLASSES.index("star")
+    assert "for class star" in compare(client, sample_path, target="star")[0]
+
+    normal, shared = compare(client, sample_path), compare(client, sample_path, shared=True)
+    assert "one scale shared by both models" in shared[6] and "own range" in normal[6]
+    assert not np.array_equal(np.asarray(Image.open(normal[1])), np.asarray(Image.open(shared[1])))
+
+    first, last = (compare(client, sample_path, block=b)[9]["confidences"] for b in ("layer1.0", "layer4.1"))
+    assert first != last
+
+
+def test_export_has_every_array_and_the_ground_truth(client: Client, sample_path: Path) -> None:
+    arrays = export(client, sample_path)
+    assert arrays["image"].shape == (64, 64, 3) and arrays["mask"].shape == (64, 64)
+    np.testing.assert_array_equal(arrays["mask"], render_sample(EXAMPLE_SEED, 0, 64).mask)
+    assert {"baseline/cam", "cbam/cam", "cbam/channel_attention/layer4.1", "cbam/spatial_attention/layer1.0"} <= set(arrays)
+
+
+def test_pairs(client: Client, sample_path: Path) -> None:
+    info, layer, target, block = client.predict("imagenet", api_name="/select_pair")
+    assert "unavailable" in info and "resnet50" in info.lower()
+    with pytest.raises(AppError, match="missing ResNet-50"):
+        compare(client, sample_path, pair="imagenet")
+    info, layer, target, block = client.predict("demo", api_name="/select_pair")
+    assert layer["value"] == LAYER and target["value"] == OWN and block["value"] == LAYER
+    assert [c[1] for c in target["choices"]] == [OWN, *CLASSES]
+    assert compare(client, sample_path)[1]
+
+
+def test_random_imagenet_pair_and_invalid_options(client: Client, sample_path: Path) -> None:
+    info, layer, target, block = client.predict(RANDOM, api_name="/select_pair")
+    assert "RANDOM WEIGHTS" in info and layer["value"] == block["value"] == "layer4.2"
+    classes = [c[1] for c in target["choices"]]
+    assert len(classes) == len(set(classes)) == 1001 and "tabby" in classes
+    summary, baseline = compare(client, sample_path, pair=RANDOM, layer="layer3.5", target="tabby", block="layer2.3")[:2]
+    assert "(random weights)" in summary and "of layer3.5 for class tabby" in summary
+    assert Image.open(baseline).size == (256, 256)
+    client.predict("demo", api_name="/select_pair")
+    for kwargs, message in [({"layer": "layer3.5"}, "unknown target layer"), ({"target": "tabby"}, "unknown target class"),
+                            ({"block": "layer2.3"}, "unknown CBAM block"), ({"method": "nope"}, "unknown CAM method"),
+                            ({"pair": "nope"}, "unknown pair")]:  # ResNet-50 layers and ImageNet classes are not the demo's
+        with pytest.raises(AppError, match=message):
+            compare(client, sample_path, **kwargs)
+    assert compare(client, sample_path)[1]
+
+
+# ---------------------------------------------------------------- bad and unusual files
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` (a decompression bomb's header) and holds no pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+def _encoded(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, fmt, **kwargs)
+    return out.getvalue()
+
+
+def _halves(size: tuple[int, int] = (96, 64)) -> Image.Image:
+    """Left half red, right half blue."""
+    pixels = np.zeros((size[1], size[0], 3), np.uint8)
+    pixels[:, : size[0] // 2, 0] = 255
+    pixels[:, size[0] // 2:, 2] = 255
+    return Image.fromarray(pixels)
+
+
+def _exif_rotated() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90° clockwise: the red (left) half goes to the top
+    return _encoded(_halves(), "JPEG", exif=exif, quality=95)
+
+
+def _animated_gif() -> bytes:
+    red, blue = Image.new("RGB", (64, 64), (255, 0, 0)), Image.new("RGB", (64, 64), (0, 0, 255))
+    return _encoded(red, "GIF", save_all=True, append_images=[blue], duration=100, loop=0)
+
+
+BAD = {  # name: (file bytes, error message)
+    "truncated.jpg": (lambda: _encoded(render_sample(1, 1, 128).image, "JPEG")[:1500], "truncated or corrupt"),
+    "bomb.png": (lambda: _png_header_only(30000, 30000), "too large"),
+    "tiny.png": (lambda: _encoded(Image.new("RGB", (4, 4), "white"), "PNG"), "too small"),
+    "text.png": (lambda: b"this is not an image\n" * 20, "not an image file"),
+    "empty.jpg": (lambda: b"", "not an image file"),
+}
+GOOD = {  # name: (file bytes, check of the image the models saw: (64, 64, 3) uint8)
+    "gray.png": (lambda: _encoded(Image.new("L", (80, 80), 128), "PNG"), lambda im: np.all(im == 128)),
+    "deep.png": (lambda: _encoded(Image.fromarray(np.tile(np.arange(0, 65536, 512, dtype=np.uint16), (128, 1))), "PNG"),
+                 lambda im: im[:, 0].max() < 10 and im[:, -1].min() > 245),
+    "cmyk.jpg": (lambda: _encoded(Image.new("CMYK", (80, 80), (0, 255, 255, 0)), "JPEG", quality=95),
+                 lambda im: im[..., 0].mean() > 200 and im[..., 1:].mean() < 60),
+    "rgba.png": (lambda: _encoded(Image.new("RGBA", (80, 80), (255, 0, 0, 0)), "PNG"), lambda im: np.all(im == 255)),
+    "animated.gif": (_animated_gif, lambda im: im[..., 0].mean() > 200 and im[..., 2].mean() < 50),
+    "rotated.jpg": (_exif_rotated, lambda im: im[:20, :, 0].mean() > 200 and im[-20:, :, 2].mean() > 200),
+    "small.png": (lambda: _encoded(Image.new("RGB", (20, 20), (0, 255, 0)), "PNG"), lambda im: np.all(im[..., 1] > 240)),
+}
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_file_is_refused_with_a_clear_message(client: Client, sample_path: Path, tmp_path: Path, name: str) -> None:
+    make, message = BAD[name]
+    (tmp_path / name).write_bytes(make())
+    with pytest.raises(AppError, match=message) as error:
+        compare(client, tmp_path / name)
+    assert str(error.value).startswith(name) and "/tmp" not in str(error.value)
+    assert compare(client, sample_path)[1]  # the server keeps serving
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_unusual_file_is_handled(client: Client, sample_path: Path, tmp_path: Path, name: str) -> None:
+    make, check = GOOD[name]
+    (tmp_path / name).write_bytes(make())
+    summary = compare(client, tmp_path / name)[0]
+    assert "of layer4.1" in summary
+    assert ("smaller than the model input" in summary) == (name == "small.png")
+    seen = export(client, tmp_path / name)["image"]
+    assert seen.shape == (64, 64, 3) and check(seen), name
+    assert compare(client, sample_path)[1]
+
+
+def test_oversize_upload_is_refused(client: Client, app_url: str, sample_path: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    big.write_bytes(_encoded(Image.new("RGB", (64, 64)), "PNG") + bytes(3 * 1024 * 1024))
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):  # gradio_client checks first
+        compare(client, big)
+    response = httpx.post(f"{app_url}gradio_api/upload", files={"files": ("big.png", big.read_bytes(), "image/png")})
+    assert response.status_code == 413, (response.status_code, MAX_FILE_SIZE)  # and the server refuses it too
+    assert compare(client, sample_path)[1]

@@ -1,0 +1,103 @@
+"""The Compare tab in a real browser: Playwright's Python package driving Debian's Chromium.
+
+Never `playwright install`: the test uses the `chromium` binary on PATH and FAILS without it
+(.ci/run installs it). It saves docs/screenshot-compare.png, the README's screenshot.
+"""
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from app_fixtures import models_dir, serve  # noqa: F401  (fixture)
+from PIL import Image
+from playwright.sync_api import Page, expect, sync_playwright
+
+from cbam_viz.models.pairs import MODELS_DIR
+from cbam_viz.ui.context import AppContext
+
+pytestmark = pytest.mark.browser
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot-compare.png"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 60_000  # a shared 2-core machine can be slow
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+@pytest.fixture(scope="module")
+def app_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The bundled demo pair once it is trained (a meaningful screenshot), else the random-weight test pair."""
+    ctx = AppContext(models_dir=MODELS_DIR, device="cpu")
+    if "demo" not in ctx.pairs:
+        ctx = AppContext(models_dir=request.getfixturevalue("models_dir"), device="cpu")
+    with serve(ctx) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(app_url: str) -> Iterator[Page]:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is not installed: apt-get install -y chromium (never `playwright install`)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(app_url)
+            yield page
+        finally:
+            browser.close()
+
+
+def choose(page: Page, label: str, option: str, search: str | None = None) -> None:
+    """Pick ``option`` in the dropdown labelled ``label``, typing ``search`` first to filter the list."""
+    box = page.get_by_role("combobox", name=label)
+    box.click()
+    if search:
+        box.fill(search)
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def expect_images(page: Page, *selectors: str) -> None:
+    for selector in selectors:
+        image = page.locator(f"{selector} img").first
+        expect(image).to_be_visible()
+        page.wait_for_function("s => document.querySelector(s)?.naturalWidth > 0", arg=f"{selector} img")
+
+
+def test_compare_tab(page: Page) -> None:
+    summary = page.locator("#summary")
+    page.get_by_text("demo: circle", exact=True).click()  # an example from the gallery
+    expect(summary).to_contain_text("Grad-CAM of layer4.1", timeout=TIMEOUT_MS)
+    expect(summary).to_contain_text("pointing game")  # the example's ground truth is known
+    expect_images(page, "#view-baseline", "#view-cbam", "#spatial", "#channels")
+    expect(page.locator("#slider img")).to_have_count(2)
+
+    choose(page, "CAM method", "Grad-CAM++")
+    expect(summary).to_contain_text("Grad-CAM++ of layer4.1")
+    choose(page, "Target class", "star", search="sta")
+    expect(summary).to_contain_text("Grad-CAM++ of layer4.1 for class star")
+    expect_images(page, "#view-baseline", "#view-cbam", "#spatial", "#channels")
+    page.wait_for_timeout(500)  # let the images finish painting
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=SCREENSHOT, full_page=True)
+
+    upload = page.locator("#image input[type=file]")
+    page.locator("#image").get_by_role("button", name="Remove Image").click()
+    upload.set_input_files(files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"}])
+    expect(page.get_by_text("notes.png: not an image file").first).to_be_visible()
+    page.locator("#image").get_by_role("button", name="Remove Image").click()
+    upload.set_input_files(files=[{"name": "small.png", "mimeType": "image/png", "buffer": _png(20)}])
+    expect(summary).to_contain_text("smaller than the model input")
+
+    choose(page, "Model pair", "imagenet (unavailable)")
+    expect(page.locator("#pair-info")).to_contain_text("unavailable")
+    expect(page.get_by_text("missing ResNet-50").first).to_be_visible()
+
+
+def _png(side: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (side, side), (30, 160, 90)).save(out, "PNG")
+    return out.getvalue()

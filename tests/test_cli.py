@@ -1,0 +1,77 @@
+"""``python -m cbam_viz`` end to end, in subprocesses, on the shipped demo pair."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cbam_viz.data import CLASSES, render_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cbam_viz", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_explain_writes_figure_and_arrays(tmp_path):
+    sample = render_sample(seed=9, index=4, size=64)
+    sample.image.save(tmp_path / "star.png")
+    result = run("explain", str(tmp_path / "star.png"), "--target", sample.class_name, "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    figure = Image.open(tmp_path / "out" / "star_gradcam.png")
+    assert figure.width > 600 and figure.height > 300
+    arrays = np.load(tmp_path / "out" / "star_gradcam.npz")
+    assert arrays["baseline/cam"].shape == arrays["cbam/cam"].shape == (64, 64)
+    assert int(arrays["baseline/target"]) == int(arrays["cbam/target"]) == CLASSES.index(sample.class_name)
+    assert len([k for k in arrays.files if k.startswith("cbam/spatial_attention/")]) == 8
+    assert not any(k.startswith("baseline/spatial_attention/") for k in arrays.files)
+    assert f"explained {sample.class_name}" in result.stdout
+
+
+def test_explain_with_checkpoint_files_and_method(tmp_path):
+    sample = render_sample(seed=9, index=5, size=64)
+    sample.image.save(tmp_path / "x.jpg")
+    models = ROOT / "models"
+    result = run("explain", str(tmp_path / "x.jpg"), "--baseline", str(models / "demo-baseline.pt"),
+                 "--cbam", str(models / "demo-cbam.pt"), "--method", "layercam", "--layer", "layer3.1", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "x_layercam.png").is_file()
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path):
+    (tmp_path / "fake.png").write_text("not an image")
+    good = tmp_path / "good.png"
+    render_sample(0, 0).image.save(good)
+    cases = [
+        (["explain", str(tmp_path / "fake.png"), "--out", str(tmp_path)], "fake.png: not an image file"),
+        (["explain", str(tmp_path / "missing.png"), "--out", str(tmp_path)], "missing.png: file not found"),
+        (["explain", str(good), "--method", "magic", "--out", str(tmp_path)], "unknown method 'magic'"),
+        (["explain", str(good), "--target", "unicorn", "--out", str(tmp_path)], "unknown target class 'unicorn'"),
+        (["explain", str(good), "--baseline", str(good), "--out", str(tmp_path)], "give both --baseline and --cbam"),
+        (["explain", str(good), "--baseline", str(good), "--cbam", str(good), "--out", str(tmp_path)], "good.png: not a PyTorch checkpoint"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.startswith("error: ") and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_missing_imagenet_weights_name_the_file(tmp_path, monkeypatch):
+    good = tmp_path / "good.png"
+    render_sample(0, 0).image.save(good)
+    result = run("explain", str(good), "--pair", "imagenet", "--out", str(tmp_path),
+                 env={"TORCH_HOME": str(tmp_path / "torch"), "CBAM_VIZ_RESNET50": "", "CBAM_VIZ_RESNET50_CBAM": ""})
+    assert result.returncode == 2
+    assert "resnet50-11ad3fa6.pth" in result.stderr and "CBAM_VIZ_RESNET50" in result.stderr
+
+
+def test_samples_command(tmp_path):
+    result = run("samples", "--out", str(tmp_path / "s"), "-n", "3", "--seed", "4")
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "s").glob("*_mask.png"))) == 3
+    assert (tmp_path / "s" / "labels.csv").read_text().count("\n") == 4

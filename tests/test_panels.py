@@ -1,0 +1,66 @@
+"""The Compare tab's numpy panels, without Gradio."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cbam_viz.explain import Explanation
+from cbam_viz.render import panels
+
+BLOCKS = ["layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer2.2", "layer3.0", "layer4.0"]
+
+
+def result(raw_max: float, probs: list[float]) -> Explanation:
+    raw = np.linspace(0, raw_max, 16, dtype=np.float32).reshape(4, 4)
+    return Explanation(cam=np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64), raw_cam=raw,
+                       probs=np.array(probs), target=int(np.argmax(probs)), method="gradcam", target_layer="layer4.0")
+
+
+def test_stages_group_blocks_in_network_order() -> None:
+    assert panels.stages(BLOCKS) == {"layer1": [0, 1], "layer2": [2, 3, 4], "layer3": [5], "layer4": [6]}
+
+
+def test_attention_grid_has_one_row_per_stage_and_draws_the_mask() -> None:
+    image = np.full((64, 64, 3), 128, np.uint8)
+    maps = [np.random.default_rng(i).random((8, 8)).astype(np.float32) for i in range(len(BLOCKS))]
+    mask = np.zeros((64, 64), bool)
+    mask[16:48, 16:48] = True
+    grid = panels.attention_grid(image, BLOCKS, maps, tile=64)
+    outlined = panels.attention_grid(image, BLOCKS, maps, mask, tile=64)
+    assert grid.dtype == np.uint8 and grid.shape[0] > 4 * 64 and grid.shape[1] > 3 * 64
+    assert (outlined == 255).all(axis=2).sum() > (grid == 255).all(axis=2).sum()  # white outlines added
+    assert not np.array_equal(grid, panels.attention_grid(image, BLOCKS, maps, shared=False, tile=64))
+
+
+def test_channel_heatmap_sorts_channels_and_lines_up_blocks() -> None:
+    channel = [np.linspace(0, 1, 16), np.linspace(1, 0, 64)]
+    heat = panels.channel_heatmap(["layer1.0", "layer2.0"], channel, width=128)
+    assert heat.dtype == np.uint8 and heat.shape[1] > 128
+    top = panels.TOP + 18
+    rows = [heat[top + 2, 104:104 + 128], heat[top + 14 + 3 + 2, 104:104 + 128]]
+    np.testing.assert_array_equal(rows[0], rows[1])  # both sorted high -> low on the same 0..1 scale
+
+
+def test_shared_scale_keeps_the_difference_in_strength() -> None:
+    weak, strong = result(1.0, [0.9, 0.1]), result(4.0, [0.2, 0.8])
+    scale = panels.shared_scale({"baseline": weak, "cbam": strong})
+    assert scale == 4.0
+    image = np.zeros((64, 64, 3), np.uint8)
+    shared = [panels.cam_view(image, r, scale) for r in (weak, strong)]
+    normalized = [panels.cam_view(image, r) for r in (weak, strong)]
+    assert np.array_equal(normalized[0], normalized[1]) and not np.array_equal(shared[0], shared[1])
+
+
+def test_text_panels() -> None:
+    names = ["cat", "crane", "dog", "crane"]
+    assert panels.unique_names(names) == ["cat", "crane (1)", "dog", "crane (3)"]
+    a, b = result(1.0, [0.1, 0.6, 0.2, 0.1]), result(1.0, [0.1, 0.2, 0.6, 0.1])
+    titles = {"baseline": "Baseline", "cbam": "CBAM"}
+    text = panels.agreement({"baseline": a, "cbam": b}, panels.unique_names(names), titles, truth=2)
+    assert "disagree" in text and "correct: CBAM" in text
+    assert panels.top_k(a, names, 2) == pytest.approx({"crane": 0.6, "dog": 0.2})
+    assert list(panels.top_channels(np.array([0.1, 0.9, 0.5]), 2)) == ["channel 1", "channel 2"]
+    mask = np.zeros((64, 64), bool)
+    mask[40:, 40:] = True  # where the test CAM is highest
+    assert "| Baseline | hit |" in panels.localization({"baseline": a}, titles, mask)
+    assert "shared by both models" in panels.legend(True, 2.0) and "own range" in panels.legend(False)

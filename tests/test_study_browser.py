@@ -1,0 +1,115 @@
+"""A short study in a real browser: a participant completes it (with a reload half-way, which must
+resume), then the owner reads the results. Playwright's Python package driving Debian's Chromium;
+never `playwright install`: without the `chromium` binary on PATH the test FAILS."""
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from app_fixtures import free_port, models_dir  # noqa: F401  (fixture)
+from playwright.sync_api import Page, expect, sync_playwright
+
+from cbam_viz.study import DemoStimuli, StudyConfig, open_store
+from cbam_viz.study.runtime import runtime_for
+from cbam_viz.ui.context import AppContext
+
+pytestmark = pytest.mark.browser
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 30_000  # a shared 2-core machine can be slow
+PASSWORD = "owner-pw"
+CONFIG = StudyConfig(name="browser-study", pair="demo", stimuli=DemoStimuli(seed=21, count=6),
+                     trials_per_participant=3, collect_expertise=True)
+
+
+@pytest.fixture(scope="module")
+def served(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:  # noqa: F811
+    import app as app_module
+
+    ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
+    store = open_store(None, tmp_path_factory.mktemp("data"))
+    app = app_module.build_app(ctx, store, CONFIG, PASSWORD)
+    port = free_port()
+    app_module.launch(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    assert runtime_for(ctx, store, CONFIG).cache.ready.wait(120)
+    try:
+        yield f"http://127.0.0.1:{port}/", store
+    finally:
+        app.close()
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def page(served) -> Iterator[Page]:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is not installed: apt-get install -y chromium (never `playwright install`)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+def open_tab(page: Page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def expect_trial(page: Page, number: int) -> None:
+    expect(page.locator("#study-progress")).to_contain_text(f"Trial {number} of 3")
+    for selector in ("#study-image", "#study-map-a", "#study-map-b"):
+        expect(page.locator(f"{selector} img").first).to_be_visible()
+        page.wait_for_function("s => document.querySelector(s)?.naturalWidth > 0", arg=f"{selector} img")
+
+
+def answer(page: Page, label: str) -> None:
+    page.locator("#study-answer").get_by_text(label, exact=True).click()
+    page.wait_for_timeout(300)  # a participant looks before clicking: a measurable response time
+    page.locator("#study-submit").click()
+
+
+def test_participant_completes_a_study_then_the_owner_reads_the_results(page: Page, served) -> None:
+    url, store = served
+    page.goto(url)
+    open_tab(page, "Study")
+    expect(page.locator("#study-trial")).to_be_hidden()
+    page.get_by_role("combobox", name="Your experience with computer vision (optional)").click()
+    page.get_by_role("option", name="some ML experience", exact=True).click()
+    page.locator("#study-start-button").click()
+    expect_trial(page, 1)
+    expect(page.locator("#study-question")).to_contain_text("Which map better covers the")
+    answer(page, "A")
+    expect_trial(page, 2)
+
+    page.reload()  # the id lives in the browser: the study resumes where it was left
+    open_tab(page, "Study")
+    expect_trial(page, 2)
+    expect(page.locator("#study-start")).to_be_hidden()
+    answer(page, "about the same")
+    expect_trial(page, 3)
+    answer(page, "B")
+    expect(page.locator("#study-status")).to_contain_text("All trials done")
+    expect(page.locator("#study-trial")).to_be_hidden()
+
+    votes = store.votes(CONFIG.name)
+    assert [v.answer for v in votes] == ["A", "same", "B"]
+    assert len({v.participant_id for v in votes}) == 1 and votes[0].expertise == "some ML experience"
+    assert all(v.response_ms is not None and 250 <= v.response_ms < 60_000 for v in votes), [v.response_ms for v in votes]
+
+    open_tab(page, "Results")
+    page.locator("#results-password input").fill("wrong")
+    page.locator("#results-show").click()
+    expect(page.get_by_text("Wrong admin password.").first).to_be_visible()
+    expect(page.locator("#results-summary")).not_to_contain_text("votes from")
+    page.locator("#results-password input").fill(PASSWORD)
+    page.locator("#results-show").click()
+    summary = page.locator("#results-summary")
+    expect(summary).to_contain_text("3 votes from 1 participants")
+    expect(summary).to_contain_text("Prefers CBAM")
+    expect(page.get_by_role("link", name=re.compile("KB")).first).to_be_visible()
+    expect(page.get_by_role("cell", name="browser-study-votes.csv")).to_be_visible()

@@ -1,0 +1,264 @@
+"""The participant logic without Gradio or models: blinded trial views, vote checks, response time,
+resume, the stimulus cache and renderer, the owner's report."""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cbam_viz.study import (
+    BASELINE,
+    CBAM,
+    ConfigError,
+    DemoStimuli,
+    StudyConfig,
+    VoteMeta,
+    VoteRejected,
+    load_stimuli,
+    open_store,
+)
+from cbam_viz.study.report import build_report, write_exports
+from cbam_viz.study.session import StudySession, answer_choices
+from cbam_viz.study.stimuli import (
+    ModelSide,
+    RenderedStimulus,
+    StimulusCache,
+    StimulusRenderer,
+    box_to_input,
+    resolve_target,
+    stimulus_targets,
+)
+
+META = VoteMeta(target_class=None, baseline_pred="zebra", baseline_prob=0.75, cbam_pred="okapi",
+                cbam_prob=0.5, baseline_checksum="b" * 64, cbam_checksum="c" * 64)
+
+
+def make_config(**overrides: object) -> StudyConfig:
+    values = dict(name="s1", pair="demo", stimuli=DemoStimuli(seed=1, count=6), trials_per_participant=4)
+    return StudyConfig(**{**values, **overrides})
+
+
+class FakeRender:
+    """Writes three distinct small files per stimulus; counts calls."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.calls = folder, []
+
+    def __call__(self, stimulus, target: str) -> RenderedStimulus:
+        self.calls.append(stimulus.id)
+        paths = {}
+        for kind in ("image", BASELINE, CBAM):
+            path = self.folder / f"{abs(hash((stimulus.id, kind))):x}.png"
+            path.write_bytes(f"{stimulus.id}/{kind}".encode())
+            paths[kind] = path
+        objective = {BASELINE: 0.25, CBAM: 0.75} if stimulus.index % 2 else {BASELINE: 0.5, CBAM: 0.25}
+        return RenderedStimulus(stimulus.id, 0, target, paths["image"], {BASELINE: paths[BASELINE], CBAM: paths[CBAM]},
+                                META, objective)
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    config = make_config(repeat_trial=True)
+    stimuli = load_stimuli(config)
+    render = FakeRender(tmp_path)
+    cache = StimulusCache(stimuli, stimulus_targets(config, stimuli), render)
+    with open_store(f"sqlite:///{tmp_path / 'db.sqlite3'}") as store:
+        store.ensure_study(config, stimuli)
+        clock = [100.0]
+        session = StudySession(store, config, cache, clock=lambda: clock[0])
+        yield session, store, render, clock
+
+
+def test_views_are_blinded_and_follow_the_server_side_assignment(setup) -> None:
+    session, store, render, _ = setup
+    view = session.join(None)
+    pid = view.participant_id
+    trials = store.trials("s1", pid)
+    seen_sides = set()
+    while view.trial is not None:
+        trial = trials[view.trial.position]
+        rendered = session.cache.get(trial.stimulus_id)
+        other = CBAM if trial.model_a == BASELINE else BASELINE
+        assert (view.trial.map_a, view.trial.map_b) == (rendered.maps[trial.model_a], rendered.maps[other])
+        seen_sides.add(trial.model_a)
+        public = json.dumps({k: str(v) for k, v in vars(view.trial).items()})
+        for secret in ("baseline", "cbam", "0.75", "0.5", "zebra", "okapi", "b" * 64, "c" * 64):
+            assert secret not in public.lower()
+        assert view.trial.question == f"Which map better covers the {view.trial.target_class}?"
+        view, duplicate = session.vote(pid, view.trial.position, "A", 500)
+        assert not duplicate
+    assert seen_sides == {BASELINE, CBAM}
+    assert view.done and (view.answered, view.total) == (5, 5) and view.progress_text == "5 of 5 done"
+    votes = store.votes("s1")
+    assert [v.position for v in votes] == list(range(5))
+    assert all(v.baseline_prob == 0.75 and v.cbam_checksum == "c" * 64 for v in votes)
+    assert sum(v.is_repeat for v in votes) == 1
+
+
+def test_progress_text_and_resume_with_the_same_id(setup) -> None:
+    session, _, _, _ = setup
+    view = session.join("browser-id-1")
+    assert view.trial.progress_text == "Trial 1 of 5"
+    session.vote("browser-id-1", 0, "B", 10)
+    again = session.resume("browser-id-1")  # a reload: same id from the browser
+    assert again.trial.position == 1 and again.trial.progress_text == "Trial 2 of 5"
+    assert session.resume("") == session.resume(None)
+    assert not session.resume("never-seen").started
+
+
+def test_response_time_from_client_or_measured_by_server(setup) -> None:
+    session, store, _, clock = setup
+    session.join("p1")
+    session.vote("p1", 0, "A", 1234.4)
+    clock[0] += 2.5  # the next trial was shown at 100.0 (when the vote returned it)
+    session.vote("p1", 1, "A", None)
+    times = {v.position: v.response_ms for v in store.votes("s1")}
+    assert times == {0: 1234, 1: 2500}
+
+
+@pytest.mark.parametrize("participant, position, answer, response_ms, message", [
+    ("nobody", 0, "A", 10, "unknown participant"),
+    ("", 0, "A", 10, "start the study first"),
+    ("p1", 99, "A", 10, "not assigned"),
+    ("p1", -1, "A", 10, "not assigned"),
+    ("p1", 1, "A", 10, "not the current trial"),
+    ("p1", 0, "C", 10, "not one of"),
+    ("p1", 0, "A", -1, "response time"),
+    ("p1", 0, "A", 10**12, "response time"),
+    ("p1", 0.5, "A", 10, "must be an integer"),
+    ("p1", True, "A", 10, "must be an integer"),
+    ("p1", "zero", "A", 10, "must be an integer"),
+    ("p1", 0, "A", "soon", "must be an integer"),
+])
+def test_bad_submissions_change_nothing(setup, participant, position, answer, response_ms, message) -> None:
+    session, store, _, _ = setup
+    session.join("p1")
+    before = store.row_counts()
+    with pytest.raises(VoteRejected, match=message):
+        session.vote(participant, position, answer, response_ms)
+    assert store.row_counts() == before
+
+
+def test_replay_same_answer_is_idempotent_and_different_answer_refused(setup) -> None:
+    session, store, _, _ = setup
+    session.join("p1")
+    first, dup = session.vote("p1", 0, "A", 100)
+    assert not dup and first.trial.position == 1
+    again, dup = session.vote("p1", 0, "A", 999)  # a double click or a retry after a lost response
+    assert dup and again.trial.position == 1 and "already" in again.message
+    with pytest.raises(VoteRejected, match="replay"):
+        session.vote("p1", 0, "B", 100)
+    assert [(v.position, v.answer, v.response_ms) for v in store.votes("s1")] == [(0, "A", 100)]
+
+
+def test_expertise_is_recorded_only_when_collected(tmp_path: Path) -> None:
+    config = make_config(collect_expertise=True)
+    stimuli = load_stimuli(config)
+    cache = StimulusCache(stimuli, stimulus_targets(config, stimuli), FakeRender(tmp_path))
+    with open_store(f"sqlite:///{tmp_path / 'db.sqlite3'}") as store:
+        store.ensure_study(config, stimuli)
+        session = StudySession(store, config, cache)
+        session.join("p1", "ML/vision expert")
+        session.join("p2", "prefer not to say")
+        session.vote("p1", 0, "A")
+        session.vote("p2", 0, "A")
+        assert {v.participant_id: v.expertise for v in store.votes("s1")} == {"p1": "ML/vision expert", "p2": None}
+
+
+def test_cache_renders_each_stimulus_once_under_concurrency(tmp_path: Path) -> None:
+    config = make_config()
+    stimuli = load_stimuli(config)
+    render = FakeRender(tmp_path)
+    cache = StimulusCache(stimuli, stimulus_targets(config, stimuli), render)
+    threads = [threading.Thread(target=cache.get, args=(stimuli[i % 3].id,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cache.warm().join()
+    assert sorted(render.calls) == sorted(s.id for s in stimuli)
+    assert cache.ready.is_set()
+    assert set(cache.objective()) == {s.id for s in stimuli}
+    with pytest.raises(KeyError):
+        cache.get("demo:1:999")
+
+
+def test_answer_labels() -> None:
+    assert answer_choices(("A", "B", "same", "neither")) == [
+        ("A", "A"), ("B", "B"), ("about the same", "same"), ("neither", "neither")]
+
+
+def test_targets_and_class_lookup() -> None:
+    config = make_config()
+    targets = stimulus_targets(config, load_stimuli(config))
+    from cbam_viz.data import CLASSES, render_sample
+
+    assert all(targets[f"demo:1:{i}"] == render_sample(1, i, 32).class_name for i in range(6))
+    assert resolve_target("Star", CLASSES) == CLASSES.index("star")
+    with pytest.raises(ConfigError, match="not a class"):
+        resolve_target("tabby cat", CLASSES)
+
+
+def test_box_to_input() -> None:
+    assert box_to_input((8, 16, 24, 32), (64, 64), 64, None) == (8, 16, 24, 32)
+    assert box_to_input((8, 16, 24, 32), (64, 64), 128, None) == (16, 32, 48, 64)
+    # 256x256 image, resize 256 then centre crop 224: offset 16 on each side, clipped
+    assert box_to_input((0, 100, 256, 140), (256, 256), 224, 256) == (0, 84, 224, 124)
+
+
+def test_renderer_writes_content_named_files_and_objective(tmp_path: Path) -> None:
+    from cbam_viz.data import CLASSES, render_sample
+
+    class Expl:
+        def __init__(self, cam: np.ndarray, probs: np.ndarray):
+            self.cam, self.probs = cam, probs
+
+        @property
+        def prediction(self) -> int:
+            return int(self.probs.argmax())
+
+    sample = render_sample(1, 2, 64)
+    x0, y0, x1, y1 = sample.box
+    inside = np.zeros((64, 64)); inside[y0:y1, x0:x1] = 1.0
+    outside = 1.0 - inside
+    probs = np.full(len(CLASSES), 0.01); probs[3] = 0.89
+
+    def explain(image, target):
+        return {BASELINE: Expl(outside, probs), CBAM: Expl(inside, probs)}
+
+    for display in ("overlay", "threshold"):
+        config = make_config(display=display)
+        side = ModelSide(class_names=list(CLASSES), input_size=64, resize=None, checksums={BASELINE: "x", CBAM: "y"})
+        renderer = StimulusRenderer(config, side, explain, lambda img: np.asarray(img.convert("RGB")), tmp_path / display)
+        stimulus = load_stimuli(config)[2]
+        rendered = renderer(stimulus, sample.class_name)
+        assert rendered.objective == {BASELINE: 0.0, CBAM: 1.0}
+        assert rendered.meta.baseline_pred == CLASSES[3] and rendered.meta.cbam_prob == pytest.approx(0.89)
+        assert rendered.meta.target_class == sample.class_name
+        names = [p.name for p in (rendered.image, *rendered.maps.values())]
+        assert all(len(n) == 36 and n.endswith(".png") for n in names) and len(set(names)) == 3
+        from PIL import Image
+
+        assert Image.open(rendered.maps[CBAM]).size == (256, 256)  # upscaled for display
+
+
+def test_report_and_exports(setup, tmp_path: Path) -> None:
+    session, store, _, _ = setup
+    for pid in ("p1", "p2"):
+        view = session.join(pid)
+        while view.trial is not None:
+            view, _ = session.vote(pid, view.trial.position, "A", 100)
+    store.record_free_vote("s" * 8, "ab" * 32, "B", CBAM, pair="demo", method="gradcam")
+    report = build_report(store, "s1", session.cache.objective())
+    assert report.stats.votes == 8 and report.stats.participants == 2
+    assert report.per_image[0][-2:] == ["energy PG baseline", "energy PG CBAM"]
+    assert "Agrees with the objective score" in report.markdown
+    assert "Votes on uploads" in report.free_markdown and "1 votes" in report.free_markdown
+    paths = write_exports(report, "s1", tmp_path / "out")
+    assert [p.name for p in paths] == ["s1-votes.csv", "s1-votes.json", "s1-upload-votes.csv"]
+    rows = json.loads(paths[1].read_text())
+    assert len(rows) == 10 and {r["chosen_model"] for r in rows} <= {BASELINE, CBAM}
+    assert paths[0].read_text().count("\n") == 11

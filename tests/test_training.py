@@ -1,0 +1,120 @@
+"""Training smoke run, resumability, manifest checksums, evaluation, and the shipped demo pair."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import cbam_viz.training as training
+from cbam_viz.data import CLASSES, energy_pointing_game, pointing_game, render_sample
+from cbam_viz.evaluate import evaluate, markdown_table, summary_rows, write_outputs
+from cbam_viz.explain import explain_batch
+from cbam_viz.models import load_checkpoint
+from cbam_viz.models.pairs import MODELS_DIR, PairUnavailable, load_pair, read_manifest
+from cbam_viz.training import Recipe, register_pair, train_pair
+
+TINY = Recipe(width=8, train_size=256, val_size=64, epochs=2, batch_size=64, lr=0.05, seed=7)
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    results = train_pair(TINY, out)
+    register_pair(results, out)
+    return out, results
+
+
+def test_smoke_training_writes_loadable_checkpoints_and_manifest(tiny_pair):
+    out, results = tiny_pair
+    manifest = read_manifest(out)
+    assert list(manifest["pairs"]) == ["demo"]
+    for role in ("baseline", "cbam"):
+        entry = manifest["models"][f"demo-{role}"]
+        model = load_checkpoint(out / entry["file"])
+        assert model.info.class_names == list(CLASSES) and model.info.input_size == 64
+        assert (model.info.attention == "cbam") == (role == "cbam")
+        assert entry["heldout_accuracy"] == round(results[role]["val_accuracy"], 4)
+        assert entry["seed"] == 7 and len(entry["sha256"]) == 64
+        assert entry["normalization"]["mean"] == list(model.info.mean)
+    pair = load_pair("demo", out, device="cpu")
+    assert set(pair.models) == {"baseline", "cbam"}
+
+
+def test_training_is_deterministic_and_resumable(tmp_path, monkeypatch, tiny_pair):
+    data = training.render_tensors(training.TRAIN_SEED, TINY.train_size, TINY.size)
+    val = training.render_tensors(training.VAL_SEED, TINY.val_size, TINY.size)
+    real_tqdm = training.tqdm
+
+    def interrupting_tqdm(*args, desc="", **kwargs):
+        if "epoch 2/" in desc:
+            raise KeyboardInterrupt
+        return real_tqdm(*args, desc=desc, **kwargs)
+
+    out = tmp_path / "demo-cbam.pt"
+    monkeypatch.setattr(training, "tqdm", interrupting_tqdm)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(TINY, "cbam", out, data, val)
+    assert out.with_suffix(".state.pt").is_file() and not out.exists()
+    monkeypatch.setattr(training, "tqdm", real_tqdm)
+    training.train(TINY, "cbam", out, data, val, resume=True)
+    resumed = load_checkpoint(out).state_dict()
+    straight = load_checkpoint(tiny_pair[0] / "demo-cbam.pt").state_dict()
+    assert all(torch.allclose(resumed[k].float(), straight[k].float(), atol=1e-5) for k in straight)
+    assert not out.with_suffix(".state.pt").exists()
+
+
+def test_corrupted_checkpoint_is_refused_by_checksum(tmp_path, tiny_pair):
+    out, _ = tiny_pair
+    for f in out.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    target = tmp_path / "demo-cbam.pt"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(PairUnavailable, match=r"demo-cbam\.pt: SHA-256 .* does not match the manifest"):
+        load_pair("demo", tmp_path, device="cpu")
+    target.unlink()
+    with pytest.raises(PairUnavailable, match=r"demo-cbam\.pt is missing"):
+        load_pair("demo", tmp_path, device="cpu")
+
+
+def test_evaluation_metrics_match_direct_computation(tmp_path, tiny_pair):
+    pair = load_pair("demo", tiny_pair[0], device="cpu")
+    evaluation = evaluate(pair, ["gradcam", "eigencam"], n=12, seed=5, batch_size=8)
+    samples = [render_sample(5, i, 64) for i in range(12)]
+    direct = explain_batch(pair.models, [s.image for s in samples], targets=[s.label for s in samples])
+    for role in ("baseline", "cbam"):
+        values = evaluation.values["gradcam"][role]
+        assert values["pointing"].tolist() == [pointing_game(r.cam, s.mask) for r, s in zip(direct[role], samples)]
+        assert np.allclose(values["energy"], [energy_pointing_game(r.cam, s.box) for r, s in zip(direct[role], samples)])
+        assert values["accuracy"].tolist() == [r.prediction == s.label for r, s in zip(direct[role], samples)]
+        assert values["road"].shape == (12,) and np.isfinite(values["road"]).all()
+    rows = summary_rows(evaluation)
+    assert len(rows) == 2 * 5 and {r["test"] for r in rows} == {"mcnemar_exact", "wilcoxon"}
+    assert all(r["baseline_lo"] <= r["baseline"] <= r["baseline_hi"] for r in rows)
+    table = markdown_table(evaluation, rows)
+    assert table.count("\n| gradcam |") == 5 and "CBAM - baseline" in table
+    per_image, summary, md = write_outputs(evaluation, tmp_path / "results")
+    assert len(per_image.read_text().splitlines()) == 1 + 2 * 2 * 12
+    assert md.read_text() == table
+
+
+def test_evaluate_refuses_pairs_without_ground_truth(tiny_pair):
+    pair = load_pair("demo", tiny_pair[0], device="cpu")
+    pair.models["cbam"].info.class_names = ["a"] * 12
+    with pytest.raises(ValueError, match="not trained on the generated shapes"):
+        evaluate(pair, ["gradcam"], n=2)
+
+
+def test_shipped_demo_pair_reaches_the_claimed_accuracy():
+    """On fresh images (a seed neither training nor validation used), within 3 standard errors."""
+    manifest = read_manifest(MODELS_DIR)
+    pair = load_pair("demo", device="cpu")
+    x, y = training.render_tensors(seed=11, n=600, size=64)
+    for role, model in pair.models.items():
+        claimed = manifest["models"][f"demo-{role}"]["heldout_accuracy"]
+        measured = training.accuracy(model, x, y)
+        stderr = (claimed * (1 - claimed) / len(y)) ** 0.5
+        assert measured >= claimed - 3 * stderr - 0.005, f"{role}: {measured:.3f} on fresh images, manifest claims {claimed:.3f}"
+        assert claimed > 0.8  # the pair is worth shipping
+    assert json.loads((MODELS_DIR / "manifest.json").read_text())["pairs"]["demo"]["cbam"] == "demo-cbam"
