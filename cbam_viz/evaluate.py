@@ -62,6 +62,7 @@ def evaluate(pair: Pair, methods: list[str], n: int = 1000, seed: int = EVAL_SEE
     if pair.models["cbam"].info.class_names != list(CLASSES):
         raise ValueError(f"pair {pair.name!r} was not trained on the generated shapes; evaluate needs ground truth for its classes")
     size = pair.models["cbam"].info.input_size
+    torch.manual_seed(seed)  # ROAD's imputer adds random noise: keep the scores reproducible
     result = Evaluation(pair.name, n, seed, {m: {r: {k: [] for k in METRICS} for r in pair.models} for m in methods})
     road_metric = ROADMostRelevantFirst(percentile=80)
     for start in tqdm(range(0, n, batch_size), desc=f"evaluating {pair.name} ({', '.join(methods)})", file=sys.stderr):
@@ -94,6 +95,13 @@ def evaluate(pair: Pair, methods: list[str], n: int = 1000, seed: int = EVAL_SEE
     return result
 
 
+def _verdict(test: dict) -> str:
+    """A side wins only when the paired test is significant *and* the mean difference's CI excludes 0."""
+    if test["p_value"] >= 0.05 or test["ci_low"] <= 0 <= test["ci_high"]:
+        return "no clear difference"
+    return "CBAM better" if test["mean_diff"] > 0 else "baseline better"
+
+
 def summary_rows(evaluation: Evaluation) -> list[dict]:
     """One row per method and metric: both means with 95% CIs, the difference and the paired test."""
     rows = []
@@ -107,7 +115,7 @@ def summary_rows(evaluation: Evaluation) -> list[dict]:
             test = paired_test(cbam, base)
             row.update({"diff": test["mean_diff"], "diff_lo": test["ci_low"], "diff_hi": test["ci_high"],
                         "test": test["test"], "p": test["p_value"],
-                        "winner": ("CBAM" if test["mean_diff"] > 0 else "baseline") if test["p_value"] < 0.05 else "no significant difference"})
+                        "winner": _verdict(test)})
             rows.append(row)
     return rows
 

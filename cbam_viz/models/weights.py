@@ -65,7 +65,7 @@ def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" in str(e) and "Unsupported" in str(e):
+        if "Unsupported global" in str(e):
             raise WeightsError(f"{path}: contains Python objects beyond tensors; refusing to load it (it could run code)") from None
         reason = "unreadable pickle"
     except Exception:  # torch raises many types (EOFError, KeyError, RuntimeError, ...) on garbage
