@@ -1,10 +1,14 @@
 # cbam-viz web app. CPU by default:
 #   docker build -t cbam-viz .
 #   docker run --rm -p 7860:7860 cbam-viz
-# NVIDIA GPU (needs the NVIDIA Container Toolkit on the host):
-#   docker build --build-arg BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 -t cbam-viz:gpu .
+# NVIDIA GPU (the NVIDIA Container Toolkit on the host, a driver for CUDA 13):
+#   docker build --build-arg BASE=nvidia/cuda:13.0.2-base-ubuntu24.04 -t cbam-viz:gpu .
 #   docker run --rm --gpus all -p 7860:7860 cbam-viz:gpu
-# The PyPI torch wheel pinned in requirements.txt carries its own CUDA libraries and also runs on CPU.
+# The torch wheel pinned in requirements.txt (CUDA 13.0 build) carries its own CUDA and cuDNN libraries
+# and also runs on CPU; the CUDA base image adds the container-side driver set-up.
+# ImageNet weights (never downloaded): mount them and name them, e.g.
+#   docker run --rm -p 7860:7860 -v $PWD/weights:/weights:ro -e CBAM_VIZ_RESNET50=/weights/resnet50-11ad3fa6.pth \
+#     -e CBAM_VIZ_RESNET50_CBAM=/weights/RESNET50_CBAM_new_name_wrap.pth cbam-viz
 ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE}
 

@@ -15,7 +15,7 @@ vote call as the client sees it (submit -> next trial received), and exits 1 if 
 or stored twice.
 
     .venv/bin/python -m benchmarks.study_load [--backend sqlite|postgresql|both] [--participants 50]
-        [--votes 20] [--client-procs 5] [--no-kill] [--models-dir DIR]
+        [--votes 20] [--think 1,3] [--client-procs 5] [--no-kill] [--models-dir DIR]
 """
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # study_ui_fixtures, pg_cluster (plain 
 STUDY = "load-test"
 ANSWERS = ("A", "B", "same", "neither")
 CALL_TIMEOUT_S = 60
+POSITION, STATUS = 5, 6  # in study_vote's outputs (progress, question, image, map A, map B, position, status)
 
 
 # --- servers ------------------------------------------------------------------------------
@@ -91,7 +92,7 @@ def wait_until_up(url: str, timeout: float, proc: subprocess.Popen | None = None
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with status {proc.returncode}")
         try:
-            if httpx.get(url + "gradio_api/info", timeout=2).status_code == 200:
+            if httpx.get(url + "gradio_api/info", timeout=2, verify=False).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -102,56 +103,69 @@ def wait_until_up(url: str, timeout: float, proc: subprocess.Popen | None = None
 # --- participants (run in client processes, one thread each) ------------------------------
 
 
-def connect(url: str):
+def connect(url: str, killed=None):
+    """A new gradio_client session (what a page reload is), once the server is back."""
     from gradio_client import Client
 
-    while True:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if killed is not None and killed.value:  # the main process restarts the server: wait for it
+            time.sleep(0.2)
+            continue
         try:
-            wait_until_up(url, 300)
-            return Client(url, verbose=False, download_files=False, analytics_enabled=False, max_workers=2)
-        except Exception:  # noqa: BLE001 - server restarting: try again
-            time.sleep(0.5)
+            # ssl_verify=False: plain http on loopback, and httpx would otherwise load the CA bundle on
+            # every request gradio_client makes (~25 ms of CPU each): the load generator would be the
+            # bottleneck of this 2-core machine, not the server
+            return Client(url, verbose=False, download_files=False, analytics_enabled=False, max_workers=2,
+                          ssl_verify=False)
+        except Exception:  # noqa: BLE001 - not up yet: try again
+            time.sleep(1.0)
+    raise TimeoutError(f"{url} did not come back")
 
 
 def call(client, *args, api_name: str):
     return client.submit(*args, api_name=api_name).result(timeout=CALL_TIMEOUT_S)
 
 
-def participant(index: int, url: str, votes: int, joined: mp.Barrier, acked, killed, out: list) -> None:
+def participant(index: int, url: str, think: tuple[float, float], joined: mp.Barrier, acked, killed, out: list) -> None:
     from gradio_client.exceptions import AppError
 
     rng = random.Random(index)
     client = connect(url)
     result = call(client, "", "prefer not to say", api_name="/study_start")
-    pid, position = result[0], result[7]
+    pid, position = result[0], result[1 + POSITION]
     joined.wait()
     reconnected = False
     answer = None
     while position is not None:
-        answer = answer or rng.choice(ANSWERS)
+        if answer is None:  # a new trial: look at it first (a resubmission is sent at once)
+            answer = rng.choice(ANSWERS)
+            pause = rng.uniform(*think)
+            time.sleep(pause)
         t0 = time.perf_counter()
         try:
-            result = call(client, pid, position, answer, rng.randint(300, 3000), api_name="/study_vote")
+            result = call(client, pid, position, answer, round(pause * 1000), api_name="/study_vote")
         except AppError as exc:  # the server refused the vote: must never happen here
             out.append({"pid": pid, "position": position, "answer": answer, "rejected": str(exc)})
             return
         except Exception:  # noqa: BLE001 - connection lost (the server was killed): reload
             out.append({"pid": pid, "position": position, "answer": answer, "failed": True, "killed": killed.value})
-            client = connect(url)
+            client = connect(url, killed)
             reconnected = True
             continue
         latency = time.perf_counter() - t0
         out.append({"pid": pid, "position": position, "answer": answer, "ms": latency * 1000,
-                    "duplicate": "already been recorded" in (result[8] or ""), "retry": reconnected,
+                    "duplicate": "already been recorded" in (result[STATUS] or ""), "retry": reconnected,
                     "during_kill": bool(killed.value)})
         with acked.get_lock():
             acked.value += 1
-        position, answer, reconnected = result[7], None, False
+        position, answer, reconnected = result[POSITION], None, False
 
 
-def client_process(indices: list[int], urls: list[str], votes: int, joined, acked, killed, queue) -> None:
+def client_process(indices: list[int], urls: list[str], think: tuple[float, float], joined, acked, killed,
+                   queue) -> None:
     out: list = []
-    threads = [threading.Thread(target=participant, args=(i, urls[i % len(urls)], votes, joined, acked, killed, out))
+    threads = [threading.Thread(target=participant, args=(i, urls[i % len(urls)], think, joined, acked, killed, out))
                for i in indices]
     for thread in threads:
         thread.start()
@@ -177,7 +191,8 @@ def run(backend: str, db_url: str | None, work: Path, models_dir: Path, args: ar
     server_args = ["--pairs", "demo", "--study", str(config), "--data-dir", str(work / "data")]
     if db_url:
         server_args += ["--db", db_url]
-    servers = [Server(free_port(), server_args, env, work / f"server{i}.log") for i in range(2 if backend == "postgresql" else 1)]
+    count = 2 if backend == "postgresql" else 1  # two app processes share one PostgreSQL
+    servers = [Server(free_port(), server_args, env, work / f"server{i}.log") for i in range(count)]
     try:
         for server in servers:
             print(f"[{backend}] server on :{server.port} up in {server.start():.1f} s", flush=True)
@@ -187,7 +202,8 @@ def run(backend: str, db_url: str | None, work: Path, models_dir: Path, args: ar
         acked, killed = mp.Value("i", 0), mp.Value("i", 0)
         queue: mp.Queue = mp.Queue()
         groups = [list(range(args.participants))[k::args.client_procs] for k in range(args.client_procs)]
-        procs = [mp.Process(target=client_process, args=(g, [s.url for s in servers], args.votes, joined, acked, killed, queue))
+        urls = [s.url for s in servers]
+        procs = [mp.Process(target=client_process, args=(g, urls, args.think, joined, acked, killed, queue))
                  for g in groups if g]
         for proc in procs:
             proc.daemon = True  # never outlive a failed run
@@ -230,7 +246,7 @@ def run(backend: str, db_url: str | None, work: Path, models_dir: Path, args: ar
     pct = lambda q: steady[min(len(steady) - 1, int(q * len(steady)))] if steady else float("nan")  # noqa: E731
     summary = {
         "backend": backend + (" (2 app processes)" if len(servers) > 1 else ""),
-        "participants": args.participants, "votes_each": args.votes,
+        "participants": args.participants, "votes_each": args.votes, "think_s": list(args.think),
         "votes_acknowledged": len(acks), "acknowledged_distinct": len(acked_keys),
         "votes_stored": len(stored), "expected": total,
         "acknowledged_not_stored": len(lost), "stored_twice": duplicates,
@@ -242,7 +258,9 @@ def run(backend: str, db_url: str | None, work: Path, models_dir: Path, args: ar
         "latency_n": len(steady), "restart_s": None if restart_s is None else round(restart_s, 1),
         "wall_s": round(wall, 1), "votes_per_s": round(len(acks) / wall, 1),
     }
-    print(json.dumps(summary, indent=1), flush=True)
+    if rejected:
+        summary["first_rejection"] = rejected[0]["rejected"]
+    print(json.dumps(summary), flush=True)
     print(f"[{backend}] votes acknowledged {len(acks)}, votes stored {len(stored)} (of {total}), "
           f"duplicates {duplicates}, acknowledged but not stored {len(lost)}, rejected {len(rejected)}; "
           f"vote latency p50 {summary['latency_ms_p50']} ms, p95 {summary['latency_ms_p95']} ms "
@@ -256,6 +274,9 @@ def main() -> int:
     parser.add_argument("--participants", type=int, default=50)
     parser.add_argument("--votes", type=int, default=20)
     parser.add_argument("--client-procs", type=int, default=5, help="processes the participant threads are spread over")
+    parser.add_argument("--think", type=lambda v: tuple(float(x) for x in v.split(",")), default=(1.0, 3.0),
+                        metavar="MIN,MAX", help="seconds a participant looks at a trial before voting, drawn "
+                                                "uniformly (default 1,3; 0,0 = vote back to back, a stress test)")
     parser.add_argument("--no-kill", action="store_true", help="skip the SIGKILL + restart")
     parser.add_argument("--models-dir", type=Path, help="models folder with a 'demo' pair (default: random-init pair)")
     args = parser.parse_args()

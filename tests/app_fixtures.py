@@ -2,12 +2,11 @@
 
 `models_dir`: a manifest whose "demo" pair is two random-init ResNet-18s (width 16, 64 px, the 12
 synthetic classes; study_ui_fixtures.write_demo_models), plus the real manifest's other pairs: the
-"imagenet" pair, whose weight files are absent here, is unavailable. `serve(ctx)` / `app_url`: the app on 127.0.0.1.
+"imagenet" pair, whose weight files are absent here, is unavailable. `serve(ctx)`: the app on 127.0.0.1.
 """
 from __future__ import annotations
 
 import json
-import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,14 +21,28 @@ from cbam_viz.ui.context import AppContext
 MAX_FILE_SIZE = "2mb"  # small, so that the over-size test upload stays small
 
 
-def write_models(folder: Path) -> Path:
-    """The random-weight demo pair (study_ui_fixtures) plus every other pair of models/manifest.json."""
-    write_demo_models(folder)
-    manifest, real = json.loads((folder / "manifest.json").read_text()), read_manifest(MODELS_DIR)
+def write_models(folder: Path, trained_demo: bool = False) -> Path:
+    """A "demo" pair plus every other pair of models/manifest.json, whose external weight files are looked for
+    only in ``folder`` (so they stay missing on any machine). The demo pair is the random-weight one of
+    study_ui_fixtures, or with ``trained_demo`` the bundled one when models/manifest.json lists it."""
+    real = read_manifest(MODELS_DIR)
+    if trained_demo and "demo" in real["pairs"]:
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = {"models": {}, "pairs": {"demo": real["pairs"]["demo"]}}
+        for role in ("baseline", "cbam"):
+            entry = manifest["models"][real["pairs"]["demo"][role]] = real["models"][real["pairs"]["demo"][role]]
+            (folder / entry["file"]).symlink_to(MODELS_DIR / entry["file"])
+    else:
+        write_demo_models(folder)
+        manifest = json.loads((folder / "manifest.json").read_text())
     for name, spec in real["pairs"].items():
         if name != "demo":
             manifest["pairs"][name] = spec
-            manifest["models"].update({spec[role]: real["models"][spec[role]] for role in ("baseline", "cbam")})
+            for role in ("baseline", "cbam"):
+                entry = real["models"][spec[role]]
+                if entry["kind"] == "external":  # no environment variable, no torch hub cache
+                    entry = {**entry, "env": "CBAM_VIZ_TEST_NO_SUCH_VARIABLE", "path": None, "torch_hub_cache": False}
+                manifest["models"][spec[role]] = entry
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return folder
 
@@ -57,12 +70,3 @@ def serve(ctx: AppContext) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/"
     finally:
         app.close()
-
-
-@pytest.fixture(scope="module")
-def app_url(models_dir: Path) -> Iterator[str]:
-    """The app with the demo pair and the unavailable imagenet pair."""
-    for name in ("CBAM_VIZ_RESNET50", "CBAM_VIZ_RESNET50_CBAM"):
-        assert not os.environ.get(name), f"unset {name}: the tests expect the ImageNet pair to be unavailable"
-    with serve(AppContext(models_dir=models_dir, device="cpu")) as url:
-        yield url

@@ -37,7 +37,7 @@ def app_url(models_dir: Path) -> Iterator[str]:  # noqa: F811
 
 @pytest.fixture(scope="module")
 def client(app_url: str) -> Client:
-    return Client(app_url, verbose=False)
+    return Client(app_url, verbose=False, ssl_verify=False)  # plain HTTP: skip loading CA certificates per call
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +72,13 @@ def test_compare_shows_both_models_and_every_attention_panel(client: Client, sam
     assert ("agree" in summary) and "Grad-CAM of layer4.1" in summary
     for path in (baseline, cbam, *slider):
         assert Image.open(path).size == (256, 256)
-    assert np.asarray(Image.open(baseline)).std() > 0 and not np.array_equal(np.asarray(Image.open(baseline)), np.asarray(Image.open(cbam)))
+    pixels = {role: np.asarray(Image.open(path)) for role, path in (("baseline", baseline), ("cbam", cbam))}
+    assert pixels["baseline"].std() > 0 and not np.array_equal(pixels["baseline"], pixels["cbam"])
     for top in (top_b, top_c):
         assert len(top["confidences"]) == 5 and all(c["label"] in CLASSES for c in top["confidences"])
-    assert len(top_ch["confidences"]) == 10 and top_ch["confidences"][0]["label"].startswith("channel ")
+    assert len(top_ch["confidences"]) == 8 and top_ch["confidences"][0]["label"].startswith("channel ")
     grid, heat = Image.open(spatial), Image.open(channels)
-    assert grid.width > 2 * 128 and grid.height > 4 * 128  # 4 stages x 2 blocks
+    assert grid.width > 4 * 128 and grid.height > 2 * 128  # 4 stages x 2 blocks, 2 stages per row
     assert heat.width > 384 and heat.height > 8 * 14
     assert "normalized to its own range" in legend
 

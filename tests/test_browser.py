@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from app_fixtures import models_dir, serve  # noqa: F401  (fixture)
+from app_fixtures import serve, write_models
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
-from cbam_viz.models.pairs import MODELS_DIR
 from cbam_viz.ui.context import AppContext
 
 pytestmark = pytest.mark.browser
@@ -27,11 +26,11 @@ expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")
-def app_url(request: pytest.FixtureRequest) -> Iterator[str]:
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The bundled demo pair once it is trained (a meaningful screenshot), else the random-weight test pair."""
-    ctx = AppContext(models_dir=MODELS_DIR, device="cpu")
+    ctx = AppContext(models_dir=write_models(tmp_path_factory.mktemp("trained"), trained_demo=True), device="cpu")
     if "demo" not in ctx.pairs:
-        ctx = AppContext(models_dir=request.getfixturevalue("models_dir"), device="cpu")
+        ctx = AppContext(models_dir=write_models(tmp_path_factory.mktemp("random")), device="cpu")
     with serve(ctx) as url:
         yield url
 
@@ -79,7 +78,14 @@ def test_compare_tab(page: Page) -> None:
     expect(summary).to_contain_text("Grad-CAM++ of layer4.1")
     choose(page, "Target class", "star", search="sta")
     expect(summary).to_contain_text("Grad-CAM++ of layer4.1 for class star")
+    choose(page, "Target class", "each model's own prediction")
+    expect(summary).to_contain_text("Grad-CAM++ of layer4.1 for each model's own prediction")
     expect_images(page, "#view-baseline", "#view-cbam", "#spatial", "#channels")
+
+    page.get_by_role("button", name="Prepare downloads").click()
+    downloads = page.locator("#downloads")
+    expect(downloads).to_contain_text(".png")
+    expect(downloads).to_contain_text(".npz")
     page.wait_for_timeout(500)  # let the images finish painting
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=SCREENSHOT, full_page=True)

@@ -20,14 +20,16 @@ def test_stages_group_blocks_in_network_order() -> None:
     assert panels.stages(BLOCKS) == {"layer1": [0, 1], "layer2": [2, 3, 4], "layer3": [5], "layer4": [6]}
 
 
-def test_attention_grid_has_one_row_per_stage_and_draws_the_mask() -> None:
+def test_attention_grid_groups_stages_and_draws_the_mask() -> None:
     image = np.full((64, 64, 3), 128, np.uint8)
     maps = [np.random.default_rng(i).random((8, 8)).astype(np.float32) for i in range(len(BLOCKS))]
     mask = np.zeros((64, 64), bool)
     mask[16:48, 16:48] = True
     grid = panels.attention_grid(image, BLOCKS, maps, tile=64)
     outlined = panels.attention_grid(image, BLOCKS, maps, mask, tile=64)
-    assert grid.dtype == np.uint8 and grid.shape[0] > 4 * 64 and grid.shape[1] > 3 * 64
+    assert grid.dtype == np.uint8 and 2 * 64 < grid.shape[0] < 3 * 64 + 100 and grid.shape[1] > 6 * 64  # 2 stages per row
+    one_per_row = panels.attention_grid(image, BLOCKS, maps, tile=64, max_cols=5)
+    assert one_per_row.shape[0] > 4 * 64 and 3 * 64 < one_per_row.shape[1] < 4 * 64 + 100
     assert (outlined == 255).all(axis=2).sum() > (grid == 255).all(axis=2).sum()  # white outlines added
     assert not np.array_equal(grid, panels.attention_grid(image, BLOCKS, maps, shared=False, tile=64))
 

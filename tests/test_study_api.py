@@ -21,13 +21,12 @@ from cbam_viz.ui.context import AppContext, image_sha256
 PASSWORD = "s3cret-owner"
 CONFIG = StudyConfig(name="api-test", pair="demo", stimuli=DemoStimuli(seed=11, count=8),
                      trials_per_participant=4, repeat_trial=True, display="threshold")
-# gradio_client leaves out layout outputs: id, progress, question, image, map A, map B, answer, position, status
-PID, PROGRESS, QUESTION, IMAGE, MAP_A, MAP_B, ANSWER, POSITION, STATUS = range(9)
+# study_resume and study_vote return these; study_start returns the participant id first
+PROGRESS, QUESTION, IMAGE, MAP_A, MAP_B, POSITION, STATUS = range(7)
 
 
 def resume(client: Client, participant_id: str) -> tuple:
-    """study_resume's outputs (it never writes the id back), aligned with the others."""
-    return (participant_id, *client.predict(participant_id, api_name="/study_resume"))
+    return client.predict(participant_id, api_name="/study_resume")
 
 
 class Server:
@@ -36,11 +35,13 @@ class Server:
         self.runtime = runtime_for(ctx, store, CONFIG)
 
     def client(self) -> Client:
-        return Client(self.url, verbose=False, download_files=False, analytics_enabled=False)
+        # ssl_verify=False: plain http on loopback; spares httpx loading the CA bundle per request
+        return Client(self.url, verbose=False, download_files=False, analytics_enabled=False, ssl_verify=False)
 
     def raw(self, api_name: str, *data: object) -> tuple[str, str]:
         """Call an endpoint over plain HTTP; returns (event, data) exactly as the browser gets it."""
-        event_id = httpx.post(f"{self.url}gradio_api/call/{api_name}", json={"data": list(data)}, timeout=60).json()["event_id"]
+        posted = httpx.post(f"{self.url}gradio_api/call/{api_name}", json={"data": list(data)}, timeout=60)
+        event_id = posted.json()["event_id"]
         text = httpx.get(f"{self.url}gradio_api/call/{api_name}/{event_id}", timeout=60).text
         events = re.findall(r"event: (\w+)\ndata: (.*)", text)
         assert events, text
@@ -104,6 +105,7 @@ def test_no_payload_identifies_the_models_before_the_vote(server: Server) -> Non
     assert event == "complete"
     server.assert_blinded(data)
     pid = json.loads(data)[0]
+    assert len(json.loads(data)) == 8
     trials = server.store.trials(CONFIG.name, pid)
     repeat = next(t for t in trials if t.is_repeat)
     first = next(t for t in trials if t.stimulus_id == repeat.stimulus_id and not t.is_repeat)
@@ -144,7 +146,7 @@ def test_page_config_holds_no_trial(server: Server) -> None:
 def participant(server: Server) -> tuple[Client, str, int]:
     client = server.client()
     result = client.predict("", "prefer not to say", api_name="/study_start")
-    return client, result[PID], result[POSITION]
+    return client, result[0], result[1 + POSITION]
 
 
 BAD = [
@@ -195,11 +197,11 @@ def test_resume_after_reload_with_the_same_browser_id(server: Server, participan
     after_one = client.predict(pid, pos, "A", 500, api_name="/study_vote")
     reloaded = server.client()  # a new page: a new Gradio session, the id comes from BrowserState
     resumed = resume(reloaded, pid)
-    assert resumed[PID] == pid and resumed[POSITION] == after_one[POSITION]
+    assert resumed[POSITION] == after_one[POSITION]
     assert resumed[PROGRESS] == "**Trial 2 of 5**"
     assert [file_name(resumed[i]) for i in (MAP_A, MAP_B)] == [file_name(after_one[i]) for i in (MAP_A, MAP_B)]
     fresh = resume(reloaded, "")
-    assert fresh[PID] == "" and fresh[POSITION] is None  # no id yet: the start screen
+    assert fresh[PROGRESS] == "" and fresh[POSITION] is None  # no id yet: the start screen
 
 
 def test_results_need_the_password(server: Server, participant) -> None:
@@ -208,7 +210,8 @@ def test_results_need_the_password(server: Server, participant) -> None:
     for wrong in ("", "nope", PASSWORD.upper()):
         with pytest.raises(AppError, match="Wrong admin password"):
             client.predict(wrong, api_name="/study_results")
-    summary, answers, per_image, per_participant, free, files = server.client().predict(PASSWORD, api_name="/study_results")
+    results = server.client().predict(PASSWORD, api_name="/study_results")
+    summary, answers, per_image, per_participant, free, files = results
     assert "Prefers CBAM" in summary and "binomial p" in summary and "Position bias" in summary
     assert "Agrees with the objective score" in summary  # demo stimuli have ground truth
     assert per_image["headers"][-2:] == ["energy PG baseline", "energy PG CBAM"]
@@ -240,6 +243,11 @@ def test_free_vote_on_an_upload(server: Server, tmp_path: Path) -> None:
                                                               api_name="/free_vote_show")
     server.assert_blinded([question, map_a, map_b])
     assert question.startswith("### Which map better covers the")
+    uploaded = httpx.post(f"{server.url}gradio_api/upload", files={"files": path.open("rb")}, timeout=30).json()[0]
+    upload = {"path": uploaded, "meta": {"_type": "gradio.FileData"}}
+    event, data = server.raw("free_vote_show", upload, "demo", "gradcam")
+    assert event == "complete" and json.loads(data)[0] is None  # the server-side state never leaves the server
+    server.assert_blinded(data)
     voter, status = client.predict("", "A", 800, api_name="/free_vote")
     assert "recorded" in status and re.fullmatch(r"[0-9a-f]{32}", voter)
     assert "already" in client.predict(voter, "A", 800, api_name="/free_vote")[1]
@@ -252,3 +260,19 @@ def test_free_vote_on_an_upload(server: Server, tmp_path: Path) -> None:
     vote = votes[0]
     assert vote.image_sha256 == image_sha256(open_image(path)) and vote.stimulus_id == "upload:" + vote.image_sha256
     assert vote.shown_as_a in MODELS and vote.response_ms == 800 and vote.participant_id == voter
+
+
+def test_cli_summary_reports_agreement_with_the_pointing_game(server: Server, participant, tmp_path: Path,
+                                                               models_dir: Path, capsys) -> None:  # noqa: F811
+    from cbam_viz.study.cli import main
+
+    client, pid, pos = participant
+    client.predict(pid, pos, "B", 500, api_name="/study_vote")
+    config = tmp_path / "study.toml"
+    config.write_text(f'name = "{CONFIG.name}"\npair = "demo"\ntrials_per_participant = 4\nrepeat_trial = true\n'
+                      'display = "threshold"\n[stimuli]\nseed = 11\ncount = 8\n')
+    db = server.store.engine.url.render_as_string(hide_password=False)
+    assert main(["study", "summary", "--db", db, "--study", CONFIG.name, "--config", str(config),
+                 "--models-dir", str(models_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "Agrees with the objective score" in out and "Prefers CBAM" in out

@@ -99,7 +99,8 @@ def test_participant_completes_a_study_then_the_owner_reads_the_results(page: Pa
     votes = store.votes(CONFIG.name)
     assert [v.answer for v in votes] == ["A", "same", "B"]
     assert len({v.participant_id for v in votes}) == 1 and votes[0].expertise == "some ML experience"
-    assert all(v.response_ms is not None and 250 <= v.response_ms < 60_000 for v in votes), [v.response_ms for v in votes]
+    times = [v.response_ms for v in votes]  # measured in the browser: includes the 300 ms pause
+    assert all(t is not None and 250 <= t < 60_000 for t in times), times
 
     open_tab(page, "Results")
     page.locator("#results-password input").fill("wrong")

@@ -107,6 +107,9 @@ def test_progress_text_and_resume_with_the_same_id(setup) -> None:
     assert again.trial.position == 1 and again.trial.progress_text == "Trial 2 of 5"
     assert session.resume("") == session.resume(None)
     assert not session.resume("never-seen").started
+    assert session.store.answered_positions("s1", "browser-id-1") == {0}
+    assert session.store.answered_positions("s1", "never-seen") == set()
+    assert session.store.answered_positions("no-such-study", "browser-id-1") == set()
 
 
 def test_response_time_from_client_or_measured_by_server(setup) -> None:
@@ -222,9 +225,11 @@ def test_renderer_writes_content_named_files_and_objective(tmp_path: Path) -> No
 
     sample = render_sample(1, 2, 64)
     x0, y0, x1, y1 = sample.box
-    inside = np.zeros((64, 64)); inside[y0:y1, x0:x1] = 1.0
+    inside = np.zeros((64, 64))
+    inside[y0:y1, x0:x1] = 1.0
     outside = 1.0 - inside
-    probs = np.full(len(CLASSES), 0.01); probs[3] = 0.89
+    probs = np.full(len(CLASSES), 0.01)
+    probs[3] = 0.89
 
     def explain(image, target):
         return {BASELINE: Expl(outside, probs), CBAM: Expl(inside, probs)}
@@ -232,7 +237,8 @@ def test_renderer_writes_content_named_files_and_objective(tmp_path: Path) -> No
     for display in ("overlay", "threshold"):
         config = make_config(display=display)
         side = ModelSide(class_names=list(CLASSES), input_size=64, resize=None, checksums={BASELINE: "x", CBAM: "y"})
-        renderer = StimulusRenderer(config, side, explain, lambda img: np.asarray(img.convert("RGB")), tmp_path / display)
+        renderer = StimulusRenderer(config, side, explain, lambda img: np.asarray(img.convert("RGB")),
+                                    tmp_path / display)
         stimulus = load_stimuli(config)[2]
         rendered = renderer(stimulus, sample.class_name)
         assert rendered.objective == {BASELINE: 0.0, CBAM: 1.0}

@@ -83,29 +83,33 @@ def stages(blocks: Sequence[str]) -> dict[str, list[int]]:
 
 
 def attention_grid(image: np.ndarray, blocks: Sequence[str], maps: Sequence[np.ndarray], mask: np.ndarray | None = None,
-                   shared: bool = True, tile: int = 128) -> np.ndarray:
-    """Spatial attention of every CBAM block on ``image``: one row per stage, a caption per tile
-    (block, value range) and a colour bar. ``shared``: every map on [0, 1], else each on its own range."""
+                   shared: bool = True, tile: int = 128, max_cols: int = 6) -> np.ndarray:
+    """Spatial attention of every CBAM block on ``image``, grouped by stage (two stages side by side when
+    they fit in ``max_cols`` tiles), a caption per tile (block, value range) and a colour bar.
+    ``shared``: every map on [0, 1], else each on its own range."""
     groups = stages(blocks)
     cols = max((len(g) for g in groups.values()), default=1)
+    per_row = 2 if 2 * cols <= max_cols else 1
     label_w, cap_h = 64, 18
+    section_w = label_w + cols * (tile + PAD)
     base = _resize(image, tile, tile)
-    bar_w = min(cols * (tile + PAD) - PAD, 320)
-    height = TOP + len(groups) * (tile + cap_h + PAD) + 30
-    canvas = np.full((height, label_w + cols * (tile + PAD), 3), 255, np.uint8)
+    height = TOP + -(-len(groups) // per_row) * (tile + cap_h + PAD) + 30
+    canvas = np.full((height, per_row * section_w, 3), 255, np.uint8)
     texts: list[Text] = []
-    for row, (stage, indices) in enumerate(groups.items()):
-        y = TOP + row * (tile + cap_h + PAD)
+    for k, (stage, indices) in enumerate(groups.items()):
+        x0, y = (k % per_row) * section_w, TOP + (k // per_row) * (tile + cap_h + PAD)
         h, w = maps[indices[0]].shape
-        texts += [((0, y + tile // 2 - 14), stage), ((0, y + tile // 2 + 2), f"{h}x{w}")]
+        texts += [((x0, y + tile // 2 - 14), stage), ((x0, y + tile // 2 + 2), f"{h}x{w}")]
         for col, i in enumerate(indices):
             values = maps[i]
             lo, hi = float(values.min()), float(values.max())
             vmin, vmax = (0.0, 1.0) if shared else (lo, hi if hi > lo else lo + 1e-6)
-            x = label_w + col * (tile + PAD)
-            canvas[y:y + tile, x:x + tile] = _outlined(overlay(base, values, alpha=0.6, cmap=ATTENTION_CMAP, vmin=vmin, vmax=vmax), mask)
+            x = x0 + label_w + col * (tile + PAD)
+            tinted = overlay(base, values, alpha=0.6, cmap=ATTENTION_CMAP, vmin=vmin, vmax=vmax)
+            canvas[y:y + tile, x:x + tile] = _outlined(tinted, mask)
             texts.append(((x, y + tile + 2), f"{blocks[i]}  {lo:.2f}-{hi:.2f}"))
     low, high = ("0 suppressed", "1 kept") if shared else ("min of each map", "max of each map")
+    bar_w = min(canvas.shape[1] - label_w - PAD, 320)
     bar = colorbar(ATTENTION_CMAP, bar_w, low, high)
     canvas[height - bar.shape[0]:, label_w:label_w + bar_w] = bar
     return _with_text(canvas, texts)
@@ -143,7 +147,7 @@ def top_k(result: Explanation, names: Sequence[str], k: int = 5) -> dict[str, fl
     return {names[i]: p for i, p in result.top_k(k)}
 
 
-def top_channels(values: np.ndarray, k: int = 10) -> dict[str, float]:
+def top_channels(values: np.ndarray, k: int = 8) -> dict[str, float]:
     """The ``k`` channels with the highest attention, {"channel i": value}, for a ``gr.Label``."""
     order = np.argsort(-values)[:k]
     return {f"channel {i}": float(values[i]) for i in order}
@@ -153,11 +157,12 @@ def _pred(result: Explanation, names: Sequence[str]) -> str:
     return f"**{names[result.prediction]}** ({result.probs[result.prediction]:.1%})"
 
 
-def agreement(results: Mapping[str, Explanation], names: Sequence[str], titles: Mapping[str, str], truth: int | None = None) -> str:
+def agreement(results: Mapping[str, Explanation], names: Sequence[str], titles: Mapping[str, str],
+              truth: int | None = None) -> str:
     """Markdown: each model's prediction and whether the models agree (and are right, if known)."""
     predictions = {r.prediction for r in results.values()}
-    lines = [f"- {titles[label]}: {_pred(r, names)}" + ("" if r.target == r.prediction else f", explaining **{names[r.target]}**")
-             for label, r in results.items()]
+    lines = [f"- {titles[label]}: {_pred(r, names)}"
+             + ("" if r.target == r.prediction else f", explaining **{names[r.target]}**") for label, r in results.items()]
     head = "**The models agree.**" if len(predictions) == 1 else "**The models disagree.**"
     if truth is not None:
         correct = [titles[label] for label, r in results.items() if r.prediction == truth]

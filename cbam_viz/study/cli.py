@@ -29,9 +29,14 @@ def add_study_commands(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
     summary = commands.add_parser("summary", help="print the statistics as Markdown")
     _add_store_args(summary)
-    summary.add_argument("--objective", type=Path,
-                         help='JSON file {stimulus_id: {"baseline": score, "cbam": score}} '
-                              "to measure agreement with an objective score")
+    objective = summary.add_mutually_exclusive_group()
+    objective.add_argument("--objective", type=Path,
+                           help='JSON file {stimulus_id: {"baseline": score, "cbam": score}} '
+                                "to measure agreement with an objective score")
+    objective.add_argument("--config", type=Path, metavar="CONFIG.toml",
+                           help="the study's config: computes the energy pointing game of both models on "
+                                "every stimulus with ground truth (loads the pair) and reports agreement")
+    summary.add_argument("--models-dir", type=Path, help="models folder with the manifest (default: models/)")
     summary.set_defaults(func=_reporting_errors(_summary))
     return study
 
@@ -67,12 +72,34 @@ def _export(args: argparse.Namespace) -> int:
 
 def _summary(args: argparse.Namespace) -> int:
     objective = json.loads(args.objective.read_text(encoding="utf-8")) if args.objective else None
+    if args.config:
+        objective = objective_scores(args.config, args.models_dir)
     with open_store(args.db, args.data_dir) as store:
         votes = store.votes(args.study)
         answers = store.study_config(args.study).answers
     stats = compute_stats(votes, answers, objective)
     print(summary_markdown(stats, title=f"Study {args.study!r}"), end="")
     return 0
+
+
+def objective_scores(config_path: Path, models_dir: Path | None = None) -> dict[str, dict[str, float]]:
+    """Energy pointing game of both models for each stimulus of the study that has ground truth."""
+    import tempfile
+
+    from ..ui.context import AppContext
+    from .config import load_config
+    from .runtime import build_runtime
+
+    config = load_config(config_path)
+    ctx = AppContext(pairs=[config.pair], **({"models_dir": models_dir} if models_dir else {}))
+
+    class _NoStore:  # the objective needs no database
+        def ensure_study(self, *_args: object) -> None:
+            pass
+
+    with tempfile.TemporaryDirectory() as folder:
+        runtime = build_runtime(ctx, _NoStore(), config, out_dir=folder, warm=False)  # type: ignore[arg-type]
+        return runtime.objective()
 
 
 def main(argv: list[str] | None = None) -> int:

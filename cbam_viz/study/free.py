@@ -54,7 +54,7 @@ class FreeVotes:
     def __init__(self, ctx: Any, store: Store, out_dir: str | Path | None = None, clock=time.monotonic):
         self.ctx = ctx
         self.store = store
-        self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="cbam-viz-vote-"))
+        self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="vote-maps-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._clock = clock
 

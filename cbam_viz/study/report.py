@@ -53,12 +53,12 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
     if free_votes:
         free_stats = compute_stats(free_votes)
         free_md = summary_markdown(free_stats, title=f"Votes on uploads (Compare tab, pair {config.pair!r})")
-        free_md = free_md.split("\n### Per image")[0]  # uploads are only identified by a digest
+        free_md = _without_tables(free_md)  # the tables add nothing: uploads are known by digest only
     else:
         free_md = f"No votes on uploads for pair {config.pair!r} yet."
     return ResultsReport(
         stats=stats,
-        markdown=summary_markdown(stats, title=f"Study {study!r}").split("\n### Per image")[0],
+        markdown=_without_tables(summary_markdown(stats, title=f"Study {study!r}")),
         answers=answers,
         per_image=table(stats.per_image, bool(objective)),
         per_participant=table(stats.per_participant, False),
@@ -84,3 +84,9 @@ def write_exports(report: ResultsReport, study: str, folder: str | Path) -> list
         write_votes(report.free_votes, fh, "csv")
     paths.append(path)
     return paths
+
+
+def _without_tables(markdown: str) -> str:
+    """The headline lines of a summary: the UI shows the tables as data frames."""
+    head = markdown.split("\n### Per image")[0]
+    return "\n".join(line for line in head.splitlines() if not line.startswith("|")).replace("\n\n\n", "\n\n")

@@ -22,6 +22,7 @@ class StudyRuntime:
     store: Store
     cache: StimulusCache
     session: StudySession
+    files: Path  # the folder of the rendered PNGs (content-named: no file says which model it shows)
 
     def objective(self) -> dict[str, dict[str, float]]:
         """Energy pointing game per stimulus with ground truth: {id: {"baseline": s, "cbam": s}}."""
@@ -51,7 +52,7 @@ def build_runtime(ctx: Any, store: Store, config: StudyConfig, out_dir: str | Pa
     cache = StimulusCache(stimuli, targets, renderer)
     if warm:
         cache.warm()
-    return StudyRuntime(config, store, cache, StudySession(store, config, cache))
+    return StudyRuntime(config, store, cache, StudySession(store, config, cache), renderer.out_dir)
 
 
 def runtime_for(ctx: Any, store: Store, config: StudyConfig) -> StudyRuntime:

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .config import ConfigError, DemoStimuli, Stimulus, StudyConfig
-from .scheduler import BASELINE, CBAM, MODELS
+from .scheduler import CBAM, MODELS
 from .storage import VoteMeta
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,8 @@ def box_to_input(box: tuple[int, int, int, int], image_size: tuple[int, int], in
         ox, oy = round((new_w - input_size) / 2.0), round((new_h - input_size) / 2.0)
     x0, y0, x1, y1 = box
     clip = lambda v: int(min(max(v, 0), input_size))  # noqa: E731
-    return clip(np.floor(x0 * sx - ox)), clip(np.floor(y0 * sy - oy)), clip(np.ceil(x1 * sx - ox)), clip(np.ceil(y1 * sy - oy))
+    return (clip(np.floor(x0 * sx - ox)), clip(np.floor(y0 * sy - oy)),
+            clip(np.ceil(x1 * sx - ox)), clip(np.ceil(y1 * sy - oy)))
 
 
 class StimulusRenderer:
@@ -103,7 +104,7 @@ class StimulusRenderer:
         self.side = side
         self._explain = explain
         self._display = display
-        self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="cbam-viz-study-"))
+        self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="study-maps-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.targets: dict[str, str] = {}
 
@@ -141,10 +142,12 @@ class StimulusRenderer:
         if box is not None:
             cam_box = box_to_input(box, image.size, self.side.input_size, self.side.resize)
             objective = {m: energy_pointing_game(explanations[m].cam, cam_box) for m in MODELS}
-        meta = VoteMeta(target_class=self.side.class_names[target], **{
-            f"{m}_{field}": value for m in MODELS for field, value in _prediction(explanations[m], self.side.class_names).items()},
-            baseline_checksum=self.side.checksums.get(BASELINE), cbam_checksum=self.side.checksums.get(CBAM))
-        return RenderedStimulus(stimulus.id, target, self.side.class_names[target], self._write(big), maps, meta, objective)
+        names = self.side.class_names
+        predictions = {f"{m}_{key}": value for m in MODELS
+                       for key, value in _prediction(explanations[m], names).items()}
+        checksums = {f"{m}_checksum": self.side.checksums.get(m) for m in MODELS}
+        meta = VoteMeta(target_class=names[target], **predictions, **checksums)
+        return RenderedStimulus(stimulus.id, target, names[target], self._write(big), maps, meta, objective)
 
     def _write(self, pixels: np.ndarray) -> Path:
         buffer = io.BytesIO()

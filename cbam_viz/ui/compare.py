@@ -78,6 +78,12 @@ def _choices(pair: Pair) -> dict[str, Any]:
             "classes": [OWN, *panels.unique_names(pair.class_names)], "blocks": blocks, "block": blocks[-1] if blocks else None}
 
 
+def _pair_label(ctx: AppContext, name: str) -> str:
+    if name not in ctx.pairs:
+        return f"{name} (unavailable)"
+    return f"{name} (random weights)" if any("random weights" in m.info.title for m in ctx.pairs[name].models.values()) else name
+
+
 def _pair_info(ctx: AppContext, name: str) -> str:
     if name not in ctx.pairs:
         return f"**Pair “{name}” is unavailable.** {ctx.unavailable.get(name, 'Unknown pair.')}"
@@ -152,15 +158,16 @@ class CompareTab:
         scale = panels.shared_scale(r.results) if shared else None
         views = [panels.cam_view(view, r.results[role], scale, r.mask) for role in ("baseline", "cbam")]
         explained = OWN if target == OWN else f"class {target}"
-        summary = [panels.agreement(r.results, r.names, r.titles, r.truth),
-                   f"\n*{METHOD_LABELS[method]} of {layer} for {explained}, on {self.ctx.device}: {r.seconds:.2f} s.*"]
+        timing = f"{METHOD_LABELS.get(method, method)} of {layer} for {explained}, on {self.ctx.device}: {r.seconds:.2f} s"
+        summary = [panels.agreement(r.results, r.names, r.titles, r.truth), f"\n*{timing}.*"]
         width, height = r.image.size
         size = r.pair.models["cbam"].info.input_size
         if min(width, height) < size:
             summary.append(f"*The image ({width}×{height}) is smaller than the model input ({size} px); it was enlarged.*")
         if r.mask is not None:
-            summary.append("\n**Localization against the ground-truth mask**\n\n" + panels.localization(r.results, r.titles, r.mask))
-        grid = panels.attention_grid(view, cbam.blocks, cbam.spatial_attention, r.mask, shared) if cbam.spatial_attention else None
+            summary += ["\n**Localization against the ground-truth mask**\n", panels.localization(r.results, r.titles, r.mask)]
+        grid = (panels.attention_grid(view, cbam.blocks, cbam.spatial_attention, r.mask, shared)
+                if cbam.spatial_attention else None)
         return ("\n".join(summary), *views, tuple(views),
                 panels.top_k(r.results["baseline"], r.names), panels.top_k(cbam, r.names), panels.legend(shared, scale),
                 grid, panels.channel_heatmap(cbam.blocks, cbam.channel_attention),
@@ -199,25 +206,31 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     tab = CompareTab(ctx, examples, work / "exports")
     weakref.finalize(tab, shutil.rmtree, work, ignore_errors=True)  # at exit at the latest
     name = default_pair(ctx)
-    c = _choices(ctx.pairs[name]) if name in ctx.pairs else {"layers": [], "layer": None, "classes": [OWN], "blocks": [], "block": None}
-    pair_labels = [(p if p in ctx.pairs else f"{p} (unavailable)", p) for p in [*ctx.pairs, *ctx.unavailable]]
+    c = _choices(ctx.pairs[name]) if name in ctx.pairs else {"layers": [], "layer": None, "classes": [OWN], "blocks": [],
+                                                             "block": None}
+    pair_labels = [(_pair_label(ctx, p), p) for p in [*ctx.pairs, *ctx.unavailable]]
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             image = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Image", height=280,
                              elem_id="image")
             pair = gr.Dropdown(pair_labels, value=name, label="Model pair", elem_id="pair")
-            pair_info = gr.Markdown(_pair_info(ctx, name) if name else "No model pair in the manifest.", elem_classes="note", elem_id="pair-info")
-            method = gr.Dropdown([(label, key) for key, label in METHOD_LABELS.items() if key in METHODS], value="gradcam", label="CAM method", elem_id="method")
-            layer = gr.Dropdown(c["layers"], value=c["layer"], label="Target layer", info="default: last block of layer4", elem_id="layer")
+            pair_info = gr.Markdown(_pair_info(ctx, name) if name else "No model pair in the manifest.", elem_classes="note",
+                                    elem_id="pair-info")
+            method = gr.Dropdown([(METHOD_LABELS.get(k, k), k) for k in METHODS], value="gradcam", label="CAM method",
+                                 elem_id="method")
+            layer = gr.Dropdown(c["layers"], value=c["layer"], label="Target layer", info="default: last block of layer4",
+                                elem_id="layer")
             target = gr.Dropdown(c["classes"], value=OWN, label="Target class", filterable=True, elem_id="target",
                                  info="type to search; one class explains both models")
-            shared = gr.Checkbox(label="Raw values on one shared colour scale", info="CAMs of both models, and the attention maps")
+            shared = gr.Checkbox(label="Raw values on one shared colour scale",
+                                 info="CAMs of both models, and the attention maps")
             run = gr.Button("Explain", variant="primary")
             gr.Examples([[str(e.path)] for e in examples], inputs=image, example_labels=[e.caption for e in examples],
                         label="Examples: generated demo images (with ground truth) and a photo", examples_per_page=13)
             export = gr.Button("Prepare downloads: figure (PNG) + arrays (.npz)", size="md")
-            files = gr.File(label="Downloads", file_count="multiple", interactive=False, height=120)
+            files = gr.File(label="Downloads", file_count="multiple", interactive=False, visible=False,
+                            elem_id="downloads")
         with gr.Column(scale=2, min_width=520):
             summary = gr.Markdown(HINT, label="Summary", elem_id="summary")
             with gr.Row():
@@ -231,12 +244,14 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     gr.Markdown("### CBAM attention in every block")
     legend = gr.Markdown(panels.legend(False), label="Legend", elem_classes="note")
     with gr.Row(equal_height=False):
-        spatial = gr.Image(label="Spatial attention per block, one row per stage", format="jpeg", interactive=False,
+        spatial = gr.Image(label="Spatial attention of every block, grouped by stage", format="jpeg", interactive=False,
                            scale=3, elem_id="spatial")
         with gr.Column(scale=2):
-            channels = gr.Image(label="Channel attention: blocks × channels (sorted)", format="jpeg", interactive=False, elem_id="channels")
+            channels = gr.Image(label="Channel attention: blocks × channels (sorted)", format="jpeg", interactive=False,
+                                elem_id="channels")
             block = gr.Dropdown(c["blocks"], value=c["block"], label="CBAM block", elem_id="block")
-            top_channels = gr.Label(num_top_classes=10, label="Top channels of the block (gate value)", show_heading=False)
+            top_channels = gr.Label(num_top_classes=8, label="Top channels of the block (gate value)",
+                                    show_heading=False)
 
     inputs = [image, pair, method, layer, target, shared, block]
     outputs = [summary, view_baseline, view_cbam, slider, top_baseline, top_cbam, legend, spatial, channels, top_channels]
@@ -246,7 +261,8 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
           tab.compare, inputs, outputs, api_name="compare", trigger_mode="always_last", preprocess=False)
     pair.input(tab.select_pair, pair, [pair_info, layer, target, block], api_name="select_pair").then(
         tab.compare, inputs, outputs, api_visibility="private", preprocess=False)
-    export.click(tab.export, inputs[:5], files, api_name="export", preprocess=False)
+    export.click(tab.export, inputs[:5], files, api_name="export", preprocess=False).success(
+        lambda: gr.File(visible=True), None, files, api_visibility="private", queue=False)
     return {"image": image, "pair": pair, "method": method, "layer": layer, "target": target, "shared": shared,
             "block": block, "summary": summary, "view_baseline": view_baseline, "view_cbam": view_cbam, "slider": slider,
             "spatial": spatial, "channels": channels, "files": files}

@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
 
 # Response time is measured in the browser from the moment the trial arrived to the click.
 _MARK_SHOWN = "() => { window.__cbamVizShown = performance.now(); }"
+# After each study response: start screen while not started, the trial while one is pending, neither
+# when done; a fresh (empty) answer; the response-time clock restarted.
+_LAYOUT = """(progress, position) => {
+  window.__cbamVizShown = performance.now();
+  const trial = position !== null && position !== undefined && position !== "";
+  return [{"__type__": "update", "visible": !progress},
+          {"__type__": "update", "visible": trial},
+          null];
+}"""
 _WITH_RT = """(...args) => {
   const t = window.__cbamVizShown;
   args[{i}] = (typeof t === "number") ? Math.round(performance.now() - t) : null;
@@ -78,6 +87,10 @@ def build_study_tab(ctx: Any, store: Store, config: StudyConfig) -> StudyTab:
     if root is None:
         raise RuntimeError("build_study_tab must be called inside a gr.Blocks context")
 
+    # Served in place, not hashed and copied into Gradio's cache on every response (the folder holds
+    # nothing but the stimulus PNGs, named by content).
+    gr.set_static_paths([runtime.files])
+
     with tab("Study", "study"):
         participant = gr.BrowserState("", storage_key=_storage_key("study", config.name),
                                       secret=_secret("study", config.name))
@@ -111,30 +124,28 @@ def build_study_tab(ctx: Any, store: Store, config: StudyConfig) -> StudyTab:
         response_ms = gr.Number(value=None, visible="hidden", label="response time (ms)",
                                 elem_id="study-response-ms")
 
-    outputs = [participant, start_box, trial_box, progress, question, image, map_a, map_b, answer,
-               position, status]
+    # Every study response is these plain values, no layout updates (Gradio rebuilds a component per
+    # update, per request): the layout follows in the browser, from the progress and position.
+    view_outputs = [progress, question, image, map_a, map_b, position, status]
 
     def render(view: StudyView) -> tuple:
         trial = view.trial
+        progress_md = f"**{view.progress_text}**" if view.started else ""
         if trial is None:
-            done = view.done
-            message = view.message if done else ""
-            return (view.participant_id, gr.Column(visible=not done), gr.Column(visible=False),
-                    f"**{view.progress_text}**" if done else "", "", None, None, None,
-                    gr.Radio(value=None), None, message)
-        return (view.participant_id, gr.Column(visible=False), gr.Column(visible=True),
-                f"**{view.progress_text}**", f"### {trial.question}", str(trial.image), str(trial.map_a),
-                str(trial.map_b), gr.Radio(value=None), trial.position, view.message)
+            return progress_md, "", None, None, None, None, view.message if view.done else ""
+        return (progress_md, f"### {trial.question}", str(trial.image), str(trial.map_a), str(trial.map_b),
+                trial.position, view.message)
 
     def resume(participant_id: str | None):
         # never writes the id back: the browser's copy is the source of truth here
-        return render(session.resume(participant_id if isinstance(participant_id, str) else None))[1:]
+        return render(session.resume(participant_id if isinstance(participant_id, str) else None))
 
     def join(participant_id: str | None, expertise: str | None):
         try:
-            return render(session.join(participant_id if isinstance(participant_id, str) else None, expertise))
+            view = session.join(participant_id if isinstance(participant_id, str) else None, expertise)
         except StudyError as exc:
             raise gr.Error(str(exc)) from None
+        return view.participant_id, *render(view)
 
     def vote(participant_id: str | None, position: Any, answer: str | None, response_ms: Any):
         if answer is None:
@@ -146,16 +157,16 @@ def build_study_tab(ctx: Any, store: Store, config: StudyConfig) -> StudyTab:
         return render(view)
 
     common = dict(concurrency_limit=STUDY_CONCURRENCY, concurrency_id="cbam_viz_study", show_progress="hidden")
+    layout = dict(fn=None, inputs=[progress, position], outputs=[start_box, trial_box, answer], js=_LAYOUT)
     # The id is restored from localStorage when the BrowserState mounts (with the tab, after the page
     # load event), which fires its change event; "always_last" runs the latest trigger last.
-    gr.on([root.load, participant.change], resume, inputs=[participant], outputs=outputs[1:],
-          api_name="study_resume", trigger_mode="always_last", **common).success(None, js=_MARK_SHOWN)
-    common["outputs"] = outputs
-    start.click(join, inputs=[participant, expertise], api_name="study_start", **common).success(
-        None, js=_MARK_SHOWN)
+    gr.on([root.load, participant.change], resume, inputs=[participant], outputs=view_outputs,
+          api_name="study_resume", trigger_mode="always_last", **common).success(**layout)
+    start.click(join, inputs=[participant, expertise], outputs=[participant, *view_outputs], api_name="study_start",
+                **common).success(**layout)
     vote_inputs = [participant, position, answer, response_ms]
-    submit.click(vote, inputs=vote_inputs, js=_with_rt(3, len(vote_inputs)), api_name="study_vote",
-                 **common).success(None, js=_MARK_SHOWN)
+    submit.click(vote, inputs=vote_inputs, outputs=view_outputs, js=_with_rt(3, len(vote_inputs)),
+                 api_name="study_vote", **common).success(**layout)
     return StudyTab(runtime, participant=participant, start_box=start_box, trial_box=trial_box,
                     expertise=expertise, start=start, progress=progress, question=question, image=image,
                     map_a=map_a, map_b=map_b, answer=answer, submit=submit, status=status,
