@@ -15,7 +15,6 @@ progress; nothing in it says which model drew which map.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 from typing import Any
@@ -63,10 +62,8 @@ def _storage_key(*parts: str) -> str:
     return "cbam_viz_" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
-def tab(label: str, tab_id: str):
-    """A new gr.Tab, unless the caller already opened one for us (then build inside it)."""
-    if isinstance(gr.context.Context.block, gr.Tab):
-        return contextlib.nullcontext()
+def tab(label: str, tab_id: str) -> gr.Tab:
+    """The tab a study page lives in (with a stable element id for browser tests)."""
     return gr.Tab(label, id=tab_id, elem_id=f"{tab_id}-tab")
 
 
