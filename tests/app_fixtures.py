@@ -24,9 +24,9 @@ MAX_FILE_SIZE = "2mb"  # small, so that the over-size test upload stays small
 def write_models(folder: Path, trained_demo: bool = False) -> Path:
     """A "demo" pair plus every other pair of models/manifest.json, whose external weight files are looked for
     only in ``folder`` (so they stay missing on any machine). The demo pair is the random-weight one of
-    study_ui_fixtures, or with ``trained_demo`` the bundled one when models/manifest.json lists it."""
+    study_ui_fixtures, or with ``trained_demo`` the bundled (trained) one."""
     real = read_manifest(MODELS_DIR)
-    if trained_demo and "demo" in real["pairs"]:
+    if trained_demo:
         folder.mkdir(parents=True, exist_ok=True)
         manifest = {"models": {}, "pairs": {"demo": real["pairs"]["demo"]}}
         for role in ("baseline", "cbam"):

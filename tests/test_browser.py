@@ -6,48 +6,36 @@ Never `playwright install`: the test uses the `chromium` binary on PATH and FAIL
 from __future__ import annotations
 
 import io
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from app_fixtures import serve, write_models
 from PIL import Image
-from playwright.sync_api import Page, expect, sync_playwright
+from browser_support import chromium_page
+from playwright.sync_api import Page, expect
 
 from cbam_viz.ui.context import AppContext
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot-compare.png"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000  # a shared 2-core machine can be slow
 expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The bundled demo pair once it is trained (a meaningful screenshot), else the random-weight test pair."""
+    """The bundled (trained) demo pair, for a meaningful screenshot."""
     ctx = AppContext(models_dir=write_models(tmp_path_factory.mktemp("trained"), trained_demo=True), device="cpu")
-    if "demo" not in ctx.pairs:
-        ctx = AppContext(models_dir=write_models(tmp_path_factory.mktemp("random")), device="cpu")
     with serve(ctx) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def page(app_url: str) -> Iterator[Page]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is not installed: apt-get install -y chromium (never `playwright install`)"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(app_url)
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(1400, 1000, TIMEOUT_MS) as page:
+        page.goto(app_url)
+        yield page
 
 
 def choose(page: Page, label: str, option: str, search: str | None = None) -> None:

@@ -4,21 +4,19 @@ never `playwright install`: without the `chromium` binary on PATH the test FAILS
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from app_fixtures import free_port, models_dir  # noqa: F401  (fixture)
-from playwright.sync_api import Page, expect, sync_playwright
+from browser_support import chromium_page
+from playwright.sync_api import Page, expect
 
 from cbam_viz.study import DemoStimuli, StudyConfig, open_store
 from cbam_viz.study.runtime import runtime_for
 from cbam_viz.ui.context import AppContext
 
 pytestmark = pytest.mark.browser
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 30_000  # a shared 2-core machine can be slow
 PASSWORD = "owner-pw"
 CONFIG = StudyConfig(name="browser-study", pair="demo", stimuli=DemoStimuli(seed=21, count=6),
@@ -44,16 +42,8 @@ def served(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="module")
 def page(served) -> Iterator[Page]:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is not installed: apt-get install -y chromium (never `playwright install`)"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1000})
-            page.set_default_timeout(TIMEOUT_MS)
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(1300, 1000, TIMEOUT_MS) as page:
+        yield page
 
 
 def open_tab(page: Page, name: str) -> None:
