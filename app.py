@@ -6,13 +6,16 @@
 from __future__ import annotations
 
 import os
+import time
+
+STARTED = time.perf_counter()  # before the heavy imports: "ready in" counts them too
 
 # Never reach the network: set before Gradio and huggingface_hub are imported.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
-import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -29,7 +32,8 @@ CSS = """
 """
 
 
-def build_app(ctx: AppContext, store: Any = None, study: Any = None, admin_password: str | None = None) -> gr.Blocks:
+def build_app(ctx: AppContext, store: Any = None, study: Any = None, admin_password: str | None = None,
+              upload_dir: Path | None = None) -> gr.Blocks:
     """The whole UI: the Compare tab, plus the study tabs when a store and study config are given."""
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as app:
         gr.Markdown("## cbam-viz: what does CBAM attention change?\n"
@@ -40,7 +44,7 @@ def build_app(ctx: AppContext, store: Any = None, study: Any = None, admin_passw
             if store is not None:
                 from cbam_viz.ui.study import build_free_vote
 
-                build_free_vote(ctx, store, compare["image"], compare["pair"], compare["method"])
+                build_free_vote(ctx, store, compare["image"], compare["pair"], compare["method"], upload_dir)
         if study is not None:
             from cbam_viz.ui.study import build_study_tab
 
@@ -71,12 +75,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default="data", help="folder for the study's SQLite file (default: ./data)")
     p.add_argument("--admin-password", default=os.environ.get("CBAM_VIZ_ADMIN_PASSWORD"),
                    help="enables the study's Results tab (default: $CBAM_VIZ_ADMIN_PASSWORD)")
+    p.add_argument("--store-uploads", action="store_true",
+                   help="keep the images of blind votes on uploads in DATA_DIR/uploads (default: only their SHA-256)")
     p.add_argument("--max-file-size", default="20mb", help="largest accepted upload, e.g. 20mb (default)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    start = time.perf_counter()
     args = parse_args(argv)
     ctx = AppContext(pairs=args.pairs)
     if args.random_imagenet:
@@ -89,9 +94,10 @@ def main(argv: list[str] | None = None) -> None:
 
         study = load_config(args.study)
         store = open_store(args.db, args.data_dir)
-    app = build_app(ctx, store, study, args.admin_password)
+    upload_dir = Path(args.data_dir) / "uploads" if args.store_uploads else None
+    app = build_app(ctx, store, study, args.admin_password, upload_dir)
     launch(app, args.host, args.port, args.max_file_size, prevent_thread_lock=True)
-    print(f"ready in {time.perf_counter() - start:.1f} s: pairs {', '.join(ctx.pairs) or 'none'} on {ctx.device}", flush=True)
+    print(f"ready in {time.perf_counter() - STARTED:.1f} s: pairs {', '.join(ctx.pairs) or 'none'} on {ctx.device}", flush=True)
     app.block_thread()
 
 

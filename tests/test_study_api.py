@@ -13,6 +13,7 @@ import pytest
 from app_fixtures import free_port, models_dir  # noqa: F401  (fixture)
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from PIL import Image
 
 from cbam_viz.study import BASELINE, CBAM, MODELS, DemoStimuli, StudyConfig, open_store
 from cbam_viz.study.runtime import runtime_for
@@ -276,3 +277,25 @@ def test_cli_summary_reports_agreement_with_the_pointing_game(server: Server, pa
                  "--models-dir", str(models_dir)]) == 0
     out = capsys.readouterr().out
     assert "Agrees with the objective score" in out and "Prefers CBAM" in out
+
+
+def test_upload_images_are_stored_only_when_the_owner_enables_it(models_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    from cbam_viz.data import render_sample
+    from cbam_viz.study.free import FreeVotes
+
+    ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
+    store = open_store(None, tmp_path / "data")
+    image = render_sample(77, 3).image
+    try:
+        hidden = FreeVotes(ctx, store)
+        trial = hidden.prepare(image, "demo", "gradcam")
+        assert trial.image is None
+        hidden.vote(trial, "voter-one", "A", 500)
+        kept = FreeVotes(ctx, store, upload_dir=tmp_path / "uploads")
+        kept.vote(kept.prepare(image, "demo", "gradcam"), "voter-two", "B", 700)
+    finally:
+        store.close()
+    stored = list((tmp_path / "uploads").iterdir())
+    assert [p.name for p in stored] == [f"{image_sha256(image)}.png"]
+    assert image_sha256(Image.open(stored[0])) == image_sha256(image)
+    assert not any(p.suffix == ".png" for p in (tmp_path / "data").rglob("*"))

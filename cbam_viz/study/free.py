@@ -3,8 +3,9 @@
 `prepare` explains the image with both models for one class (the class the two models find
 most likely on average), renders the two maps to content-named PNGs and draws the side at
 random. The returned `FreeTrial` stays on the server (a Gradio `State`); the browser gets only
-`FreeTrial.public()` -- the two map files and the question. The image itself is never stored:
-votes carry its SHA-256 (of the RGB pixels and size, `cbam_viz.ui.context.image_sha256`).
+the two map files and the question. Votes carry the image's SHA-256 (of the RGB pixels and size,
+`cbam_viz.ui.context.image_sha256`); the image itself is stored only when the app's owner enables
+it (`upload_dir`, the app's `--store-uploads`), as `<upload_dir>/<sha256>.png` once a vote is cast.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class FreeTrial:
     map_b: str
     meta: VoteMeta
     shown_at: float
+    image: Image.Image | None = None  # kept only when uploads are stored
 
     @property
     def question(self) -> str:
@@ -51,9 +53,11 @@ class FreeTrial:
 class FreeVotes:
     """Prepares and records free votes for an `AppContext` and a `Store`."""
 
-    def __init__(self, ctx: Any, store: Store, out_dir: str | Path | None = None, clock=time.monotonic):
+    def __init__(self, ctx: Any, store: Store, out_dir: str | Path | None = None, clock=time.monotonic,
+                 upload_dir: str | Path | None = None):
         self.ctx = ctx
         self.store = store
+        self.upload_dir = Path(upload_dir) if upload_dir else None
         self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="vote-maps-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._clock = clock
@@ -84,7 +88,8 @@ class FreeVotes:
             baseline_checksum=loaded.entries.get(BASELINE, {}).get("sha256"),
             cbam_checksum=loaded.entries.get(CBAM, {}).get("sha256"))
         return FreeTrial(digest, pair, method, shown_as_a, names[target], paths[shown_as_a],
-                         paths[other_model(shown_as_a)], meta, self._clock())
+                         paths[other_model(shown_as_a)], meta, self._clock(),
+                         image.convert("RGB") if self.upload_dir else None)
 
     def vote(self, trial: FreeTrial | None, voter_id: str | None, answer: str,
              response_ms: object = None) -> tuple[RecordedVote, str]:
@@ -103,6 +108,11 @@ class FreeVotes:
         recorded = self.store.record_free_vote(
             voter_id, trial.image_sha256, answer, trial.shown_as_a, pair=trial.pair, method=trial.method,
             response_ms=response_ms, meta=trial.meta)
+        if self.upload_dir and trial.image is not None:
+            self.upload_dir.mkdir(parents=True, exist_ok=True)
+            path = self.upload_dir / f"{trial.image_sha256}.png"
+            if not path.exists():
+                trial.image.save(path)
         return recorded, voter_id
 
     def _write(self, pixels: np.ndarray) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -171,16 +172,17 @@ def build_study_tab(ctx: Any, store: Store, config: StudyConfig) -> StudyTab:
 
 
 def build_free_vote(ctx: Any, store: Store, image: gr.components.Component, pair: gr.components.Component,
-                    method: gr.components.Component) -> dict[str, Any]:
+                    method: gr.components.Component, upload_dir: Path | None = None) -> dict[str, Any]:
     """A blinded A/B vote on the Compare tab's current image, pair and method (inside the
     Compare tab). The side is drawn per vote and kept in server-side session state; the vote is
-    stored with the image's SHA-256, never the image."""
-    votes = FreeVotes(ctx, store)
+    stored with the image's SHA-256, and the image itself only when ``upload_dir`` is given."""
+    votes = FreeVotes(ctx, store, upload_dir=upload_dir)
     with gr.Accordion("Blind vote: which map covers the object better?", open=False, elem_id="free-vote"):
         gr.Markdown(
             "Shows this image's two maps as **A** and **B** in random order, without saying which model "
-            "made which, and records your choice for the study owner (only the image's SHA-256 digest is "
-            "stored, never the image). For an unbiased vote, decide before looking at the labelled maps.")
+            "made which, and records your choice for the study owner ("
+            + ("the image is stored with your vote" if upload_dir else "only the image's SHA-256 digest is stored, never the image")
+            + "). For an unbiased vote, decide before looking at the labelled maps.")
         show = gr.Button("Show the two maps blinded", elem_id="free-vote-show")
         pending = gr.State(None)
         voter = gr.BrowserState("", storage_key=_storage_key("free-vote"), secret=_secret("free-vote"))
