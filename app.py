@@ -33,18 +33,21 @@ CSS = """
 
 
 def build_app(ctx: AppContext, store: Any = None, study: Any = None, admin_password: str | None = None,
-              upload_dir: Path | None = None) -> gr.Blocks:
-    """The whole UI: the Compare tab, plus the study tabs when a store and study config are given."""
+              upload_dir: Path | None = None, compare: bool = True) -> gr.Blocks:
+    """The whole UI: the Compare tab (unless ``compare`` is False), plus the study tabs when a store
+    and study config are given. The Compare tab shows labelled maps, so a participant could upload a
+    study image there and unblind it: a study serves it only when the owner asks (--with-compare)."""
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as app:
         gr.Markdown("## cbam-viz: what does CBAM attention change?\n"
                     "Grad-CAM and friends for a baseline ResNet and its CBAM twin, side by side, "
                     "with the spatial and channel attention of every CBAM block.")
-        with gr.Tab("Compare", id="compare", elem_id="compare-tab"):
-            compare = build_compare_tab(ctx)
-            if store is not None:
-                from cbam_viz.ui.study import build_free_vote
+        if compare:
+            with gr.Tab("Compare", id="compare", elem_id="compare-tab"):
+                parts = build_compare_tab(ctx)
+                if store is not None:
+                    from cbam_viz.ui.study import build_free_vote
 
-                build_free_vote(ctx, store, compare["image"], compare["pair"], compare["method"], upload_dir)
+                    build_free_vote(ctx, store, parts["image"], parts["pair"], parts["method"], upload_dir)
         if study is not None:
             from cbam_viz.ui.study import build_study_tab
 
@@ -75,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default="data", help="folder for the study's SQLite file (default: ./data)")
     p.add_argument("--admin-password", default=os.environ.get("CBAM_VIZ_ADMIN_PASSWORD"),
                    help="enables the study's Results tab (default: $CBAM_VIZ_ADMIN_PASSWORD)")
+    p.add_argument("--with-compare", action="store_true",
+                   help="with --study, also serve the Compare tab and its blind vote on uploads (participants could "
+                        "then upload a study image there and see the labelled maps)")
     p.add_argument("--store-uploads", action="store_true",
                    help="keep the images of blind votes on uploads in DATA_DIR/uploads (default: only their SHA-256)")
     p.add_argument("--max-file-size", default="20mb", help="largest accepted upload, e.g. 20mb (default)")
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         study = load_config(args.study)
         store = open_store(args.db, args.data_dir)
     upload_dir = Path(args.data_dir) / "uploads" if args.store_uploads else None
-    app = build_app(ctx, store, study, args.admin_password, upload_dir)
+    app = build_app(ctx, store, study, args.admin_password, upload_dir, compare=not args.study or args.with_compare)
     launch(app, args.host, args.port, args.max_file_size, prevent_thread_lock=True)
     print(f"ready in {time.perf_counter() - STARTED:.1f} s: pairs {', '.join(ctx.pairs) or 'none'} on {ctx.device}", flush=True)
     app.block_thread()

@@ -131,7 +131,8 @@ def test_no_payload_identifies_the_models_before_the_vote(server: Server) -> Non
     assert file_name(one[IMAGE]) == file_name(two[IMAGE]) and one[QUESTION] == two[QUESTION]
     assert one[MAP_A]["meta"] == two[MAP_A]["meta"] and one[MAP_A].keys() == two[MAP_A].keys()
     assert result[POSITION] is None and "thank you" in result[STATUS].lower()
-    assert len(server.store.votes(CONFIG.name)) >= len(trials)
+    mine = [v for v in server.store.votes(CONFIG.name) if v.participant_id == pid]
+    assert sorted(v.position for v in mine) == sorted(t.position for t in trials)
 
 
 def test_page_config_holds_no_trial(server: Server) -> None:
@@ -231,6 +232,17 @@ def test_without_a_password_there_is_no_results_tab(server: Server) -> None:
     config = json.dumps(app.get_config_file(), default=str)
     assert '"Results"' not in config and "study_results" not in config
     assert '"Study"' in config and "study_vote" in config
+
+
+def test_study_mode_serves_the_labelled_compare_tab_only_when_asked(server: Server) -> None:
+    import app as app_module
+
+    app = app_module.build_app(server.ctx, server.store, CONFIG, None, compare=False)
+    config = json.dumps(app.get_config_file(), default=str)
+    assert '"Compare"' not in config and '"compare"' not in config and "free_vote" not in config
+    assert "study_vote" in config
+    args = app_module.parse_args(["--study", "s.toml"])
+    assert not args.with_compare and app_module.parse_args(["--study", "s.toml", "--with-compare"]).with_compare
 
 
 def test_free_vote_on_an_upload(server: Server, tmp_path: Path) -> None:

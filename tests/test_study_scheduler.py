@@ -55,3 +55,12 @@ def test_impossible_requests() -> None:
         build_trials("pilot", "p1", STIMULI, 31)
     with pytest.raises(ValueError, match="repeat"):
         build_trials("pilot", "p1", STIMULI, 1, repeat=True)
+
+
+def test_the_study_secret_changes_the_trial_list():
+    """Sides cannot be rebuilt from public inputs (study name, participant id) without the secret."""
+    public = build_trials("pilot", "p1", STIMULI, 20)
+    assert build_trials("pilot", "p1", STIMULI, 20, secret="a" * 32) == build_trials("pilot", "p1", STIMULI, 20, secret="a" * 32)
+    salted = [build_trials("pilot", "p1", STIMULI, 20, secret=f"{i:032x}") for i in range(5)]
+    assert all(trials != public for trials in salted)
+    assert len({tuple(t.model_a for t in trials) for trials in salted}) > 1

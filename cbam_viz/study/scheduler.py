@@ -29,14 +29,19 @@ def other_model(model: str) -> str:
     return CBAM if model == BASELINE else BASELINE
 
 
-def participant_rng(study: str, participant_id: str) -> random.Random:
-    """A random generator seeded only by (study, participant id)."""
-    digest = hashlib.sha256(f"{study}\x00{participant_id}".encode()).digest()
+def participant_rng(study: str, participant_id: str, secret: str = "") -> random.Random:
+    """A random generator seeded by (study, participant id, the study's server-side secret).
+
+    Without the secret, anyone who knows the study's name and a participant id could rebuild the
+    trial list offline and learn which model is A; the store keeps one random secret per study.
+    """
+    digest = hashlib.sha256(f"{study}\x00{participant_id}\x00{secret}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 def build_trials(
-    study: str, participant_id: str, stimuli: Sequence[Stimulus], count: int, repeat: bool = False
+    study: str, participant_id: str, stimuli: Sequence[Stimulus], count: int, repeat: bool = False,
+    secret: str = "",
 ) -> list[Trial]:
     """`count` distinct stimuli in a random order; exactly half with the baseline as A (one extra
     either way when `count` is odd). With `repeat`, one trial from the first half is shown again
@@ -45,7 +50,7 @@ def build_trials(
         raise ValueError(f"need 1 <= count <= {len(stimuli)} stimuli, got {count}")
     if repeat and count < 2:
         raise ValueError("a repeat trial needs count >= 2")
-    rng = participant_rng(study, participant_id)
+    rng = participant_rng(study, participant_id, secret)
     chosen = rng.sample(list(stimuli), count)
     sides = [BASELINE] * (count // 2) + [CBAM] * (count // 2)
     if count % 2:

@@ -7,6 +7,7 @@ and re-run once, and then finds the winner's row.
 from __future__ import annotations
 
 import json
+import secrets
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -165,6 +166,7 @@ class _Study(_Base):
     method: Mapped[str] = mapped_column(String(100))
     config_json: Mapped[str] = mapped_column(Text)
     stimuli_json: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(64))  # seeds the trial lists; never leaves the server
     created_at: Mapped[datetime] = _created_at()
 
 
@@ -306,7 +308,7 @@ class Store:
             row = s.scalar(select(_Study).where(_Study.name == config.name))
             if row is None:
                 s.add(_Study(name=config.name, pair=config.pair, method=config.method,
-                             config_json=config_json, stimuli_json=stimuli_json))
+                             config_json=config_json, stimuli_json=stimuli_json, secret=secrets.token_hex(16)))
                 s.flush()
                 return
             stored = json.loads(row.config_json)
@@ -342,7 +344,8 @@ class Store:
             if expertise is not None and (not config.collect_expertise or expertise not in config.expertise_options):
                 raise StudyError(f"expertise {expertise!r} is not an option of study {study!r}")
             stimuli = [Stimulus(id=sid, target_class=target) for sid, target in json.loads(study_row.stimuli_json)]
-            trials = build_trials(study, participant_id, stimuli, config.trials_per_participant, config.repeat_trial)
+            trials = build_trials(study, participant_id, stimuli, config.trials_per_participant, config.repeat_trial,
+                                  secret=study_row.secret)
             row = _Participant(study=study_row, participant_id=participant_id, expertise=expertise,
                                assignments=[_Assignment(**asdict(t)) for t in trials])
             s.add(row)
