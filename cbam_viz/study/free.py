@@ -9,8 +9,6 @@ it (`upload_dir`, the app's `--store-uploads`), as `<upload_dir>/<sha256>.png` o
 """
 from __future__ import annotations
 
-import hashlib
-import io
 import secrets
 import tempfile
 import time
@@ -24,7 +22,7 @@ from PIL import Image
 from .config import DEFAULT_ANSWERS
 from .scheduler import BASELINE, CBAM, MODELS, other_model
 from .session import MAX_RESPONSE_MS, _as_int
-from .stimuli import DISPLAY_SIZE, _upscale
+from .stimuli import DISPLAY_SIZE, _upscale, write_png
 from .storage import RecordedVote, Store, VoteMeta, VoteRejected, new_participant_id
 
 QUESTION = "Which map better covers the {target}?"
@@ -112,14 +110,10 @@ class FreeVotes:
             self.upload_dir.mkdir(parents=True, exist_ok=True)
             path = self.upload_dir / f"{trial.image_sha256}.png"
             if not path.exists():
-                trial.image.save(path)
+                tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+                trial.image.save(tmp, format="PNG")
+                tmp.replace(path)
         return recorded, voter_id
 
     def _write(self, pixels: np.ndarray) -> str:
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG")
-        data = buffer.getvalue()
-        path = self.out_dir / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
-        if not path.exists():
-            path.write_bytes(data)
-        return str(path)
+        return str(write_png(pixels, self.out_dir))

@@ -150,15 +150,20 @@ class StimulusRenderer:
         return RenderedStimulus(stimulus.id, target, names[target], self._write(big), maps, meta, objective)
 
     def _write(self, pixels: np.ndarray) -> Path:
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG")
-        data = buffer.getvalue()
-        path = self.out_dir / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
-        if not path.exists():
-            tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
-        return path
+        return write_png(pixels, self.out_dir)
+
+
+def write_png(pixels: np.ndarray, folder: Path) -> Path:
+    """Save RGB pixels as ``<folder>/<content hash>.png`` (the name reveals nothing), atomically."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    if not path.exists():
+        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
 
 
 def _prediction(explanation: Any, class_names: Sequence[str]) -> dict[str, Any]:
