@@ -164,6 +164,10 @@ def test_free_votes(store) -> None:
     assert store.record_free_vote("session1", SHA, "B", "baseline", pair="resnet50", method="gradcam").duplicate
     with pytest.raises(VoteRejected, match="replay"):
         store.record_free_vote("session1", SHA, "A", "baseline", pair="resnet50", method="gradcam")
+    # shown again with the sides drawn the other way: "A" is now the CBAM map, the same choice
+    assert store.record_free_vote("session1", SHA, "A", "cbam", pair="resnet50", method="gradcam").duplicate
+    with pytest.raises(VoteRejected, match="replay"):
+        store.record_free_vote("session1", SHA, "B", "cbam", pair="resnet50", method="gradcam")
     for bad in ({"image_sha256": "ABC"}, {"shown_as_a": "left"}, {"answer": "maybe"}, {"session_id": ""}):
         args = {"session_id": "session2", "image_sha256": SHA, "answer": "A", "shown_as_a": "cbam"} | bad
         with pytest.raises(VoteRejected):

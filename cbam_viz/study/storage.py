@@ -103,11 +103,16 @@ class VoteRecord:
     @property
     def chosen_model(self) -> str:
         """The unblinded choice: "baseline" or "cbam" for A/B, otherwise the answer ("same", ...)."""
-        if self.answer == "A":
-            return self.shown_as_a
-        if self.answer == "B":
-            return other_model(self.shown_as_a)
-        return self.answer
+        return unblind(self.answer, self.shown_as_a)
+
+
+def unblind(answer: str, shown_as_a: str) -> str:
+    """The model an A/B answer picks when ``shown_as_a`` was shown as A; other answers as they are."""
+    if answer == "A":
+        return shown_as_a
+    if answer == "B":
+        return other_model(shown_as_a)
+    return answer
 
 
 @dataclass(frozen=True)
@@ -403,7 +408,7 @@ class Store:
                                                     _Vote.participant_pk == participant.id,
                                                     _Vote.position == position))
             if existing is not None:
-                return _resubmission(_vote_record(existing), answer)
+                return _resubmission(_vote_record(existing), answer, assignment.model_a)
             vote = _Vote(study_id=participant.study_id, participant=participant, position=position,
                          stimulus_id=assignment.stimulus_id, is_repeat=assignment.is_repeat,
                          shown_as_a=assignment.model_a, answer=answer, response_ms=response_ms,
@@ -419,8 +424,8 @@ class Store:
                          pair: str, method: str, response_ms: int | None = None,
                          meta: VoteMeta = VoteMeta()) -> RecordedVote:
         """Store a Compare-page vote on an uploaded image (identified by its SHA-256 only).
-        One vote per (pair, method, image, session): same answer again is a duplicate, a
-        different one is rejected."""
+        One vote per (pair, method, image, session): the same choice again (compared unblinded:
+        the sides may have been drawn anew) is a duplicate, a different one is rejected."""
         _check_id("session id", session_id, VoteRejected)
         if shown_as_a not in MODELS:
             raise VoteRejected(f"shown_as_a must be one of {list(MODELS)}, got {shown_as_a!r}")
@@ -435,7 +440,7 @@ class Store:
                 _FreeVote.pair == pair, _FreeVote.method == method,
                 _FreeVote.image_sha256 == image_sha256, _FreeVote.session_id == session_id))
             if existing is not None:
-                return _resubmission(_free_vote_record(existing), answer)
+                return _resubmission(_free_vote_record(existing), answer, shown_as_a)
             vote = _FreeVote(session_id=session_id, pair=pair, method=method, image_sha256=image_sha256,
                              shown_as_a=shown_as_a, answer=answer, response_ms=response_ms, **asdict(meta))
             s.add(vote)
@@ -529,8 +534,10 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _resubmission(stored: VoteRecord, answer: str) -> RecordedVote:
-    if stored.answer != answer:
+def _resubmission(stored: VoteRecord, answer: str, shown_as_a: str) -> RecordedVote:
+    """The same choice again is a duplicate; another is a replay. Choices are compared unblinded, as
+    a free vote shown again may have drawn the other side for A."""
+    if unblind(answer, shown_as_a) != stored.chosen_model:
         raise VoteRejected(f"this trial was already answered {stored.answer!r}; "
                            f"a different answer ({answer!r}) is refused as a replay")
     return RecordedVote(stored, duplicate=True)
