@@ -12,7 +12,8 @@ from .session import StudySession
 from .stimuli import StimulusCache, renderer_from_context, resolve_target, stimulus_targets
 from .storage import Store
 
-_registry: dict[tuple[int, int, str], StudyRuntime] = {}
+# Keyed by the objects themselves (not their id(), which a collected object can hand on).
+_registry: dict[tuple[Any, Store, str], StudyRuntime] = {}
 _registry_lock = threading.Lock()
 
 
@@ -57,7 +58,7 @@ def build_runtime(ctx: Any, store: Store, config: StudyConfig, out_dir: str | Pa
 
 def runtime_for(ctx: Any, store: Store, config: StudyConfig) -> StudyRuntime:
     """The shared runtime of this (context, store, study), built on first use."""
-    key = (id(ctx), id(store), config.name)
+    key = (ctx, store, config.name)
     with _registry_lock:
         runtime = _registry.get(key)
         if runtime is None or runtime.config != config:
