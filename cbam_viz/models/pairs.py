@@ -52,6 +52,13 @@ def imagenet_classes() -> list[str]:
     return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
 
 
+def imagenet_info(attention: str | None, name: str = "") -> ModelInfo:
+    """ResNet-50 (or ResNet-50 + CBAM) for ImageNet: 1000 classes, Resize(256) + CenterCrop(224), ImageNet normalization."""
+    info = ModelInfo(depth=50, attention=attention, class_names=imagenet_classes(), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    info.name = name or info.title
+    return info
+
+
 def _external_path(entry: dict[str, Any], models_dir: Path) -> Path | None:
     candidates = [os.environ.get(entry["env"], ""), entry.get("path") or ""]
     candidates += [str(models_dir / name) for name in entry["files"]]
@@ -73,9 +80,8 @@ def _load_entry(entry: dict[str, Any], models_dir: Path, device: str) -> ResNet:
     path = _external_path(entry, models_dir)
     if path is None:
         raise PairUnavailable(f"missing {entry['title']} weights: {entry['how_to_get']}")
-    info = ModelInfo(**entry["architecture"], class_names=imagenet_classes(), mean=IMAGENET_MEAN, std=IMAGENET_STD, name=entry["title"])
     try:
-        return load_weights(build_from_info(info), path).to(device).eval()
+        return load_weights(build_from_info(imagenet_info(entry["architecture"]["attention"], entry["title"])), path).to(device).eval()
     except WeightsError as e:
         raise PairUnavailable(str(e)) from None
 
@@ -107,6 +113,4 @@ def load_model_file(path: str | Path, attention: str | None, device: str | None 
     except WeightsError as e:
         if "not a cbam-viz checkpoint" not in str(e):
             raise
-    title = "ResNet-50" + (" + CBAM" if attention else "")
-    info = ModelInfo(depth=50, attention=attention, class_names=imagenet_classes(), name=title)
-    return load_weights(build_from_info(info), path).to(device or default_device()).eval()
+    return load_weights(build_from_info(imagenet_info(attention)), path).to(device or default_device()).eval()

@@ -68,14 +68,14 @@ class AppContext:
 def random_imagenet_pair(device: str | None = None) -> Pair:
     """The ImageNet pair's architectures (ResNet-50, ResNet-50 + CBAM, 224 px) with random weights:
     for benchmarks on machines without the weight files. Every title says "random weights"."""
-    from ..models import ModelInfo, build_from_info
-    from ..models.pairs import imagenet_classes
+    from ..models import build_from_info
+    from ..models.pairs import imagenet_info
 
     models = {}
     with torch.random.fork_rng(devices=[]):  # reproducible weights, caller's RNG untouched
         torch.manual_seed(0)
         for role, attention in (("baseline", None), ("cbam", "cbam")):
-            info = ModelInfo(depth=50, attention=attention, class_names=imagenet_classes())
+            info = imagenet_info(attention)
             info.name = f"{info.title} (random weights)"
             models[role] = build_from_info(info).to(device or default_device()).eval()
     return Pair("imagenet", "RANDOM WEIGHTS, for benchmarks: ImageNet-shaped ResNet-50 vs ResNet-50 + CBAM, 224 px; "
