@@ -23,8 +23,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 from tqdm import tqdm
 
 from .data import CLASSES, bootstrap_ci, energy_pointing_game, mask_iou, paired_test, pointing_game, render_sample
-from .explain import explain_batch
-from .models import preprocess
+from .explain import as_batch, explain_batch
 from .models.pairs import Pair
 
 EVAL_SEED = 3  # distinct from the training (1) and validation (2) dataset seeds
@@ -67,10 +66,12 @@ def evaluate(pair: Pair, methods: list[str], n: int = 1000, seed: int = EVAL_SEE
     road_metric = ROADMostRelevantFirst(percentile=80)
     for start in tqdm(range(0, n, batch_size), desc=f"evaluating {pair.name} ({', '.join(methods)})", file=sys.stderr):
         samples = [render_sample(seed, i, size) for i in range(start, min(n, start + batch_size))]
-        images, labels = [s.image for s in samples], [s.label for s in samples]
+        labels = [s.label for s in samples]
+        inputs = {role: as_batch(model, [s.image for s in samples]).to(next(model.parameters()).device)
+                  for role, model in pair.models.items()}
         for method in methods:
-            explained = explain_batch(pair.models, images, targets=labels, method=method)
-            for role, results in explained.items():
+            for role, model in pair.models.items():
+                results = explain_batch({role: model}, inputs[role], targets=labels, method=method)[role]
                 values = result.values[method][role]
                 for s, r in zip(samples, results):
                     mask = _resize_mask(s.mask, r.cam.shape)
@@ -79,11 +80,8 @@ def evaluate(pair: Pair, methods: list[str], n: int = 1000, seed: int = EVAL_SEE
                     values["energy"].append(energy_pointing_game(r.cam, _scale_box(s.box, s.mask.shape, r.cam.shape)))
                     values["iou"].append(mask_iou(r.cam, mask))
                 if road:
-                    model = pair.models[role]
-                    device = next(model.parameters()).device
-                    x = torch.cat([preprocess(img, model.info) for img in images]).to(device)
                     cams = np.stack([r.cam for r in results])
-                    change = road_metric(x, cams, [ClassifierOutputSoftmaxTarget(t) for t in labels], model)
+                    change = road_metric(inputs[role], cams, [ClassifierOutputSoftmaxTarget(t) for t in labels], model)
                     values["road"].extend((-np.asarray(change)).tolist())
     for method_values in result.values.values():
         for role_values in method_values.values():

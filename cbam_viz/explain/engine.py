@@ -163,7 +163,8 @@ def _explain_model(model: nn.Module, x: torch.Tensor, targets: Sequence[int] | N
     ]
 
 
-def _as_batch(model: nn.Module, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
+def as_batch(model: nn.Module, images: Sequence[Image.Image] | torch.Tensor) -> torch.Tensor:
+    """The normalized Nx3xHxW input for ``model``: PIL images go through its own transform."""
     if isinstance(images, torch.Tensor):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected an Nx3xHxW tensor, got shape {tuple(images.shape)}")
@@ -194,7 +195,7 @@ def explain_batch(
         layer = target_layer or default_target_layer(model)
         if targets is not None and not all(0 <= t < model.fc.out_features for t in targets):
             raise ValueError(f"target class out of range for {label} ({model.fc.out_features} classes)")
-        out[label] = _explain_model(model, _as_batch(model, images), targets, method, layer)
+        out[label] = _explain_model(model, as_batch(model, images), targets, method, layer)
     return out
 
 
