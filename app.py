@@ -47,7 +47,7 @@ def build_app(ctx: AppContext, store: Any = None, study: Any = None, admin_passw
                 if store is not None:
                     from cbam_viz.ui.study import build_free_vote
 
-                    build_free_vote(ctx, store, parts["image"], parts["pair"], parts["method"], upload_dir)
+                    build_free_vote(ctx, store, study, parts["image"], parts["pair"], parts["method"], upload_dir)
         if study is not None:
             from cbam_viz.ui.study import build_study_tab
 

@@ -3,8 +3,10 @@ blinding of every payload a participant can read, bad submissions, response time
 reload, the password-protected Results endpoint and the blinded vote on an upload."""
 from __future__ import annotations
 
+import base64
 import json
 import re
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +24,18 @@ from cbam_viz.ui.context import AppContext, image_sha256
 PASSWORD = "s3cret-owner"
 CONFIG = StudyConfig(name="api-test", pair="demo", stimuli=DemoStimuli(seed=11, count=8),
                      trials_per_participant=4, repeat_trial=True, display="threshold")
-# study_resume and study_vote return these; study_start returns the participant id first
-PROGRESS, QUESTION, IMAGE, MAP_A, MAP_B, POSITION, STATUS = range(7)
+# study_resume and study_vote return these; study_start returns the participant's credential first
+PROGRESS, QUESTION, MAPS, POSITION, STATUS = range(5)
+DATA_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
+
+
+def pngs(html: str) -> list[bytes]:
+    """The inline PNGs of an HTML payload, in order (image, map A, map B)."""
+    return [base64.b64decode(m) for m in DATA_URI.findall(html)]
+
+
+def participant_of(credential: str) -> str:
+    return credential.rpartition(".")[0]
 
 
 def resume(client: Client, participant_id: str) -> tuple:
@@ -62,7 +74,11 @@ class Server:
         return found
 
     def assert_blinded(self, payload: object) -> None:
-        text = json.dumps(payload, default=str).lower() if not isinstance(payload, str) else payload.lower()
+        text = json.dumps(payload, default=str) if not isinstance(payload, str) else payload
+        # inline images are checked byte for byte elsewhere; their base64 text can hold any word by chance
+        text = DATA_URI.sub("data:image/png;base64,…", text).lower()
+        for dir_name in ("/tmp", str(Path.home()).lower(), "gradio_api/file", ".png"):
+            assert dir_name not in text, f"payload names a server file: {text[:500]}"
         for secret in self.secrets():
             assert secret not in text, f"payload reveals {secret!r}: {text[:500]}"
 
@@ -85,19 +101,15 @@ def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         store.close()
 
 
-def file_name(value: dict) -> str:
-    return Path(value["path"]).name
-
-
 def test_study_endpoints(server: Server) -> None:
     named = server.client().view_api(return_format="dict", print_info=False)["named_endpoints"]
     params = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in named.items()}
-    assert params["/study_resume"] == ["participant_id"]
-    assert params["/study_start"] == ["participant_id", "expertise"]
-    assert params["/study_vote"] == ["participant_id", "position", "answer", "response_ms"]
+    assert params["/study_resume"] == ["credential"]
+    assert params["/study_start"] == ["credential", "expertise"]
+    assert params["/study_vote"] == ["credential", "position", "answer", "response_ms"]
     assert params["/study_results"] == ["password"]
     assert params["/free_vote_show"] == ["image", "pair", "method"]
-    assert params["/free_vote"] == ["voter_id", "answer", "response_ms"]
+    assert params["/free_vote"] == ["credential", "answer", "response_ms"]
 
 
 def test_no_payload_identifies_the_models_before_the_vote(server: Server) -> None:
@@ -105,31 +117,32 @@ def test_no_payload_identifies_the_models_before_the_vote(server: Server) -> Non
     event, data = server.raw("study_start", "", "prefer not to say")
     assert event == "complete"
     server.assert_blinded(data)
-    pid = json.loads(data)[0]
-    assert len(json.loads(data)) == 8
+    credential = json.loads(data)[0]
+    pid = participant_of(credential)
+    assert len(json.loads(data)) == 6
     trials = server.store.trials(CONFIG.name, pid)
     repeat = next(t for t in trials if t.is_repeat)
     first = next(t for t in trials if t.stimulus_id == repeat.stimulus_id and not t.is_repeat)
     assert first.model_a != repeat.model_a
     by_position: dict[int, list] = {}
-    result = resume(client, pid)
+    result = resume(client, credential)
     for trial in trials:
         server.assert_blinded(result)
         assert result[POSITION] == trial.position
         by_position[trial.position] = list(result)
-        names = [file_name(result[i]) for i in (IMAGE, MAP_A, MAP_B)]
-        assert all(re.fullmatch(r"[0-9a-f]{32}\.png", n) for n in names), names
-        event, data = server.raw("study_vote", pid, trial.position, "A", 700)
+        image, map_a, map_b = pngs(result[MAPS])
+        assert len(map_a) == len(map_b) and map_a != map_b
+        event, data = server.raw("study_vote", credential, trial.position, "A", 700)
         assert event == "complete"
         server.assert_blinded(data)
-        result = client.predict(pid, trial.position, "A", 700, api_name="/study_vote")  # a resubmission
+        result = client.predict(credential, trial.position, "A", 700, api_name="/study_vote")  # a resubmission
         assert "already been recorded" in result[STATUS]
     # The same image with the sides swapped: the two payloads differ only in the order of the maps,
     # so nothing else in a payload can encode which model is "A".
     one, two = by_position[first.position], by_position[repeat.position]
-    assert (file_name(one[MAP_A]), file_name(one[MAP_B])) == (file_name(two[MAP_B]), file_name(two[MAP_A]))
-    assert file_name(one[IMAGE]) == file_name(two[IMAGE]) and one[QUESTION] == two[QUESTION]
-    assert one[MAP_A]["meta"] == two[MAP_A]["meta"] and one[MAP_A].keys() == two[MAP_A].keys()
+    (image_1, a_1, b_1), (image_2, a_2, b_2) = pngs(one[MAPS]), pngs(two[MAPS])
+    assert (a_1, b_1) == (b_2, a_2) and image_1 == image_2 and one[QUESTION] == two[QUESTION]
+    assert DATA_URI.sub("", one[MAPS]) == DATA_URI.sub("", two[MAPS])
     assert result[POSITION] is None and "thank you" in result[STATUS].lower()
     mine = [v for v in server.store.votes(CONFIG.name) if v.participant_id == pid]
     assert sorted(v.position for v in mine) == sorted(t.position for t in trials)
@@ -148,7 +161,7 @@ def test_page_config_holds_no_trial(server: Server) -> None:
 def participant(server: Server) -> tuple[Client, str, int]:
     client = server.client()
     result = client.predict("", "prefer not to say", api_name="/study_start")
-    return client, result[0], result[1 + POSITION]
+    return client, result[0], result[1 + POSITION]  # the credential, the first position
 
 
 BAD = [
@@ -179,7 +192,7 @@ def test_replayed_vote_with_another_answer_is_rejected(server: Server, participa
     with pytest.raises(AppError, match="refused as a replay"):
         client.predict(pid, pos, "A", 900, api_name="/study_vote")
     assert server.store.row_counts() == before
-    mine = [v for v in server.store.votes(CONFIG.name) if v.participant_id == pid]
+    mine = [v for v in server.store.votes(CONFIG.name) if v.participant_id == participant_of(pid)]
     assert [(v.position, v.answer) for v in mine] == [(pos, "B")]
 
 
@@ -187,7 +200,7 @@ def test_response_time_is_recorded(server: Server, participant) -> None:
     client, pid, pos = participant
     result = client.predict(pid, pos, "same", 1234, api_name="/study_vote")
     client.predict(pid, result[POSITION], "neither", None, api_name="/study_vote")  # no browser timing
-    mine = {v.position: v for v in server.store.votes(CONFIG.name) if v.participant_id == pid}
+    mine = {v.position: v for v in server.store.votes(CONFIG.name) if v.participant_id == participant_of(pid)}
     assert mine[pos].response_ms == 1234
     assert mine[result[POSITION]].response_ms is not None and mine[result[POSITION]].response_ms >= 0
     assert mine[pos].method == CONFIG.method and mine[pos].target_class
@@ -201,7 +214,7 @@ def test_resume_after_reload_with_the_same_browser_id(server: Server, participan
     resumed = resume(reloaded, pid)
     assert resumed[POSITION] == after_one[POSITION]
     assert resumed[PROGRESS] == "**Trial 2 of 5**"
-    assert [file_name(resumed[i]) for i in (MAP_A, MAP_B)] == [file_name(after_one[i]) for i in (MAP_A, MAP_B)]
+    assert pngs(resumed[MAPS]) == pngs(after_one[MAPS])
     fresh = resume(reloaded, "")
     assert fresh[PROGRESS] == "" and fresh[POSITION] is None  # no id yet: the start screen
 
@@ -217,7 +230,7 @@ def test_results_need_the_password(server: Server, participant) -> None:
     assert "Prefers CBAM" in summary and "binomial p" in summary and "Position bias" in summary
     assert "Agrees with the objective score" in summary  # demo stimuli have ground truth
     assert per_image["headers"][-2:] == ["energy PG baseline", "energy PG CBAM"]
-    assert any(row[0] == pid for row in per_participant["data"])
+    assert any(row[0] == participant_of(pid) for row in per_participant["data"])
     names = sorted(Path(f["path"]).name for f in files)
     assert names == ["api-test-upload-votes.csv", "api-test-votes.csv", "api-test-votes.json"]
     exported = httpx.get(next(f["url"] for f in files if f["path"].endswith("votes.json")), timeout=30).json()
@@ -252,17 +265,19 @@ def test_free_vote_on_an_upload(server: Server, tmp_path: Path) -> None:
     path = tmp_path / "upload.png"
     render_sample(99, 4).image.save(path)
     client = server.client()
-    question, map_a, map_b, _answer, _status = client.predict(handle_file(str(path)), "demo", "gradcam",
-                                                              api_name="/free_vote_show")
-    server.assert_blinded([question, map_a, map_b])
+    question, maps, _answer, _status = client.predict(handle_file(str(path)), "demo", "gradcam",
+                                                      api_name="/free_vote_show")
+    server.assert_blinded([question, maps])
+    map_a, map_b = pngs(maps)
+    assert len(map_a) == len(map_b) and map_a != map_b
     assert question.startswith("### Which map better covers the")
     uploaded = httpx.post(f"{server.url}gradio_api/upload", files={"files": path.open("rb")}, timeout=30).json()[0]
     upload = {"path": uploaded, "meta": {"_type": "gradio.FileData"}}
     event, data = server.raw("free_vote_show", upload, "demo", "gradcam")
     assert event == "complete" and json.loads(data)[0] is None  # the server-side state never leaves the server
     server.assert_blinded(data)
-    voter, status = client.predict("", "A", 800, api_name="/free_vote")
-    assert "recorded" in status and re.fullmatch(r"[0-9a-f]{32}", voter)
+    voter, status = client.predict("my-own-id", "A", 800, api_name="/free_vote")  # a made-up id is not used
+    assert "recorded" in status and re.fullmatch(r"[0-9a-f]{32}\.[0-9a-f]{32}", voter)
     assert "already" in client.predict(voter, "A", 800, api_name="/free_vote")[1]
     with pytest.raises(AppError, match="replay"):
         client.predict(voter, "B", 800, api_name="/free_vote")
@@ -272,7 +287,7 @@ def test_free_vote_on_an_upload(server: Server, tmp_path: Path) -> None:
     assert len(votes) == 1
     vote = votes[0]
     assert vote.image_sha256 == image_sha256(open_image(path)) and vote.stimulus_id == "upload:" + vote.image_sha256
-    assert vote.shown_as_a in MODELS and vote.response_ms == 800 and vote.participant_id == voter
+    assert vote.shown_as_a in MODELS and vote.response_ms == 800 and vote.participant_id == participant_of(voter)
 
 
 def test_cli_summary_reports_agreement_with_the_pointing_game(server: Server, participant, tmp_path: Path,
@@ -293,17 +308,19 @@ def test_cli_summary_reports_agreement_with_the_pointing_game(server: Server, pa
 
 def test_upload_images_are_stored_only_when_the_owner_enables_it(models_dir: Path, tmp_path: Path) -> None:  # noqa: F811
     from cbam_viz.data import render_sample
+    from cbam_viz.study.credentials import Credentials
     from cbam_viz.study.free import FreeVotes
 
     ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
     store = open_store(None, tmp_path / "data")
     image = render_sample(77, 3).image
+    credentials = Credentials(lambda: "a secret", "free-vote")
     try:
-        hidden = FreeVotes(ctx, store)
+        hidden = FreeVotes(ctx, store, credentials)
         trial = hidden.prepare(image, "demo", "gradcam")
         assert trial.image is None
         hidden.vote(trial, "voter-one", "A", 500)
-        kept = FreeVotes(ctx, store, upload_dir=tmp_path / "uploads")
+        kept = FreeVotes(ctx, store, credentials, upload_dir=tmp_path / "uploads")
         kept.vote(kept.prepare(image, "demo", "gradcam"), "voter-two", "B", 700)
     finally:
         store.close()
@@ -311,3 +328,101 @@ def test_upload_images_are_stored_only_when_the_owner_enables_it(models_dir: Pat
     assert [p.name for p in stored] == [f"{image_sha256(image)}.png"]
     assert image_sha256(Image.open(stored[0])) == image_sha256(image)
     assert not any(p.suffix == ".png" for p in (tmp_path / "data").rglob("*"))
+
+
+def _png_layout(png: bytes) -> list[tuple[bytes, int]]:
+    """The PNG's chunk types and lengths: everything about the file except the pixel bytes."""
+    layout, offset = [], 8
+    while offset < len(png):
+        length, kind = struct.unpack(">I4s", png[offset:offset + 8])
+        layout.append((kind, length))
+        offset += 12 + length
+    return layout
+
+
+def _map_features(server: Server, ref: object) -> dict[str, object]:
+    """What a participant can observe about one map apart from its pixels: for a file URL every
+    response header and the URL; for an inline image its length and its PNG chunk layout."""
+    if isinstance(ref, dict):  # a file served by URL
+        url = ref.get("url") or f"{server.url}gradio_api/file={ref['path']}"
+        response = httpx.get(url, timeout=30)
+        headers = {k.lower(): v for k, v in response.headers.items() if k.lower() != "date"}
+        return {"url": url, **headers, "bytes": len(response.content)}
+    return {"bytes": len(ref), "layout": _png_layout(ref)}
+
+
+def _image_refs(payload: list) -> list[object]:
+    """Image, map A and map B of a trial payload, whatever their form: file objects or inline PNGs."""
+    refs: list[object] = []
+    for value in payload:
+        if isinstance(value, dict) and ("url" in value or "path" in value):
+            refs.append(value)
+        elif isinstance(value, str):
+            refs += pngs(value)
+    return refs
+
+
+def test_a_hostile_participant_cannot_tell_the_models_apart(server: Server) -> None:
+    """Acts as a participant over raw HTTP only: for every trial of ten participants, collects what
+    can be observed about maps A and B other than their pixels (URL, ETag, Last-Modified,
+    Content-Length and every other header for files; length and PNG structure for inline images)
+    and tries every rule "CBAM is the map whose feature F is larger / smaller". No rule may beat a
+    coin (exact binomial test), and in fact no feature may differ at all between A and B."""
+    from scipy.stats import binomtest
+
+    observations = []  # (features of A, features of B, model shown as A)
+    for _ in range(10):
+        event, data = server.raw("study_start", "", "prefer not to say")
+        assert event == "complete"
+        payload = json.loads(data)
+        credential, view = payload[0], payload[1:]
+        trials = {t.position: t for t in server.store.trials(CONFIG.name, participant_of(credential) or credential)}
+        while True:
+            position = next((v for v in view if isinstance(v, int) and not isinstance(v, bool)), None)
+            if position is None:
+                break
+            _image, ref_a, ref_b = _image_refs(view)
+            observations.append((_map_features(server, ref_a), _map_features(server, ref_b),
+                                 trials[position].model_a))
+            event, data = server.raw("study_vote", credential, position, "A", 600)
+            assert event == "complete", data
+            view = json.loads(data)
+    assert len(observations) >= 40
+    keys = sorted({k for a, b, _ in observations for k in (*a, *b)})
+    for key in keys:
+        for larger in (True, False):
+            hits = decided = 0
+            for a, b, model_a in observations:
+                if a.get(key) == b.get(key):
+                    continue  # the rule cannot decide
+                a_first = str(a.get(key)) > str(b.get(key)) if not isinstance(a.get(key), int) else a[key] > b[key]
+                guess_a_is_cbam = a_first if larger else not a_first
+                decided += 1
+                hits += guess_a_is_cbam == (model_a == CBAM)
+            if decided:
+                p = binomtest(hits, decided, 0.5).pvalue
+                assert p >= 0.05, f"rule on {key!r} ({'larger' if larger else 'smaller'} = CBAM): {hits}/{decided}, p={p:.2g}"
+    differing = sorted({k for a, b, _ in observations for k in keys if a.get(k) != b.get(k)})
+    assert differing == [], f"maps A and B differ in {differing}"
+
+
+def test_an_id_alone_cannot_vote_as_another_participant(server: Server, participant) -> None:
+    client, credential, pos = participant
+    victim = participant_of(credential)
+    before = server.store.row_counts()
+    for forged in (victim, f"{victim}.{'0' * 32}", credential[:-1] + ("0" if credential[-1] != "0" else "1")):
+        with pytest.raises(AppError, match="unknown participant"):
+            client.predict(forged, pos, "A", 10, api_name="/study_vote")
+        assert resume(client, forged)[POSITION] is None  # the start screen, not the victim's trial
+        started = client.predict(forged, "prefer not to say", api_name="/study_start")
+        assert participant_of(started[0]) != victim  # a new participant, never the victim
+    assert server.store.row_counts()["votes"] == before["votes"]
+
+
+def test_the_results_handler_has_exactly_one_endpoint(server: Server) -> None:
+    info = httpx.get(f"{server.url}gradio_api/info", timeout=30).json()
+    assert [n for n in info["named_endpoints"] if "result" in n] == ["/study_results"]
+    for name in ("results", "results_1", "study_results_1"):
+        response = httpx.post(f"{server.url}gradio_api/call/{name}", json={"data": [PASSWORD]}, timeout=30)
+        assert response.status_code >= 400 or "error" in httpx.get(
+            f"{server.url}gradio_api/call/{name}/{response.json()['event_id']}", timeout=30).text

@@ -2,6 +2,7 @@
 resume, the stimulus cache and renderer, the owner's report."""
 from __future__ import annotations
 
+import io
 import json
 import threading
 from pathlib import Path
@@ -42,20 +43,16 @@ def make_config(**overrides: object) -> StudyConfig:
 
 
 class FakeRender:
-    """Writes three distinct small files per stimulus; counts calls."""
+    """Three distinct small byte strings per stimulus; counts calls."""
 
     def __init__(self, folder: Path):
-        self.folder, self.calls = folder, []
+        self.calls = []
 
     def __call__(self, stimulus, target: str) -> RenderedStimulus:
         self.calls.append(stimulus.id)
-        paths = {}
-        for kind in ("image", BASELINE, CBAM):
-            path = self.folder / f"{abs(hash((stimulus.id, kind))):x}.png"
-            path.write_bytes(f"{stimulus.id}/{kind}".encode())
-            paths[kind] = path
+        data = {kind: f"{stimulus.id}/{kind}".encode() for kind in ("image", BASELINE, CBAM)}
         objective = {BASELINE: 0.25, CBAM: 0.75} if stimulus.index % 2 else {BASELINE: 0.5, CBAM: 0.25}
-        return RenderedStimulus(stimulus.id, 0, target, paths["image"], {BASELINE: paths[BASELINE], CBAM: paths[CBAM]},
+        return RenderedStimulus(stimulus.id, 0, target, data["image"], {BASELINE: data[BASELINE], CBAM: data[CBAM]},
                                 META, objective)
 
 
@@ -84,11 +81,11 @@ def test_views_are_blinded_and_follow_the_server_side_assignment(setup) -> None:
         other = CBAM if trial.model_a == BASELINE else BASELINE
         assert (view.trial.map_a, view.trial.map_b) == (rendered.maps[trial.model_a], rendered.maps[other])
         seen_sides.add(trial.model_a)
-        public = json.dumps({k: str(v) for k, v in vars(view.trial).items()})
+        public = json.dumps({k: str(v) for k, v in vars(view.trial).items() if not isinstance(v, bytes)})
         for secret in ("baseline", "cbam", "0.75", "0.5", "zebra", "okapi", "b" * 64, "c" * 64):
             assert secret not in public.lower()
         assert view.trial.question == f"Which map better covers the {view.trial.target_class}?"
-        view, duplicate = session.vote(pid, view.trial.position, "A", 500)
+        view, duplicate = session.vote(view.credential, view.trial.position, "A", 500)
         assert not duplicate
     assert seen_sides == {BASELINE, CBAM}
     assert view.done and (view.answered, view.total) == (5, 5) and view.progress_text == "5 of 5 done"
@@ -98,26 +95,48 @@ def test_views_are_blinded_and_follow_the_server_side_assignment(setup) -> None:
     assert sum(v.is_repeat for v in votes) == 1
 
 
-def test_progress_text_and_resume_with_the_same_id(setup) -> None:
+def test_progress_text_and_resume_with_the_same_credential(setup) -> None:
     session, _, _, _ = setup
-    view = session.join("browser-id-1")
+    view = session.join(None)
+    pid, credential = view.participant_id, view.credential
     assert view.trial.progress_text == "Trial 1 of 5"
-    session.vote("browser-id-1", 0, "B", 10)
-    again = session.resume("browser-id-1")  # a reload: same id from the browser
+    session.vote(credential, 0, "B", 10)
+    again = session.resume(credential)  # a reload: the same credential from the browser
     assert again.trial.position == 1 and again.trial.progress_text == "Trial 2 of 5"
+    assert session.join(credential).participant_id == pid  # "start" again: the same participant
     assert session.resume("") == session.resume(None)
     assert not session.resume("never-seen").started
-    assert session.store.answered_positions("s1", "browser-id-1") == {0}
+    assert session.store.answered_positions("s1", pid) == {0}
     assert session.store.answered_positions("s1", "never-seen") == set()
-    assert session.store.answered_positions("no-such-study", "browser-id-1") == set()
+    assert session.store.answered_positions("no-such-study", pid) == set()
+
+
+def test_participant_ids_are_issued_by_the_server_and_an_id_alone_is_worthless(setup) -> None:
+    session, store, _, _ = setup
+    chosen = session.join("my-own-id")  # a made-up id is never used
+    assert chosen.participant_id != "my-own-id" and chosen.credential.startswith(chosen.participant_id + ".")
+    victim = session.join(None)
+    forged = [victim.participant_id, f"{victim.participant_id}.{'0' * 32}", victim.credential[:-1] + "x",
+              f"{victim.participant_id}.{chosen.credential.rpartition('.')[2]}", victim.credential + ".x"]
+    before = store.row_counts()
+    for credential in forged:
+        with pytest.raises(VoteRejected, match="unknown participant"):
+            session.vote(credential, 0, "A", 10)
+        assert not session.resume(credential).started
+        assert session.join(credential).participant_id != victim.participant_id
+    assert store.votes("s1") == [] and store.row_counts()["votes"] == before["votes"]
+    # the same id in another study (another secret) gets another credential
+    other = make_config(name="s2")
+    store.ensure_study(other, load_stimuli(other))
+    assert StudySession(store, other, session.cache).credentials.verify(victim.credential) is None
 
 
 def test_response_time_from_client_or_measured_by_server(setup) -> None:
     session, store, _, clock = setup
-    session.join("p1")
-    session.vote("p1", 0, "A", 1234.4)
+    p1 = session.join(None).credential
+    session.vote(p1, 0, "A", 1234.4)
     clock[0] += 2.5  # the next trial was shown at 100.0 (when the vote returned it)
-    session.vote("p1", 1, "A", None)
+    session.vote(p1, 1, "A", None)
     times = {v.position: v.response_ms for v in store.votes("s1")}
     assert times == {0: 1234, 1: 2500}
 
@@ -138,22 +157,22 @@ def test_response_time_from_client_or_measured_by_server(setup) -> None:
 ])
 def test_bad_submissions_change_nothing(setup, participant, position, answer, response_ms, message) -> None:
     session, store, _, _ = setup
-    session.join("p1")
+    credential = session.join(None).credential
     before = store.row_counts()
     with pytest.raises(VoteRejected, match=message):
-        session.vote(participant, position, answer, response_ms)
+        session.vote(credential if participant == "p1" else participant, position, answer, response_ms)
     assert store.row_counts() == before
 
 
 def test_replay_same_answer_is_idempotent_and_different_answer_refused(setup) -> None:
     session, store, _, _ = setup
-    session.join("p1")
-    first, dup = session.vote("p1", 0, "A", 100)
+    p1 = session.join(None).credential
+    first, dup = session.vote(p1, 0, "A", 100)
     assert not dup and first.trial.position == 1
-    again, dup = session.vote("p1", 0, "A", 999)  # a double click or a retry after a lost response
+    again, dup = session.vote(p1, 0, "A", 999)  # a double click or a retry after a lost response
     assert dup and again.trial.position == 1 and "already" in again.message
     with pytest.raises(VoteRejected, match="replay"):
-        session.vote("p1", 0, "B", 100)
+        session.vote(p1, 0, "B", 100)
     assert [(v.position, v.answer, v.response_ms) for v in store.votes("s1")] == [(0, "A", 100)]
 
 
@@ -164,11 +183,12 @@ def test_expertise_is_recorded_only_when_collected(tmp_path: Path) -> None:
     with open_store(f"sqlite:///{tmp_path / 'db.sqlite3'}") as store:
         store.ensure_study(config, stimuli)
         session = StudySession(store, config, cache)
-        session.join("p1", "ML/vision expert")
-        session.join("p2", "prefer not to say")
-        session.vote("p1", 0, "A")
-        session.vote("p2", 0, "A")
-        assert {v.participant_id: v.expertise for v in store.votes("s1")} == {"p1": "ML/vision expert", "p2": None}
+        p1 = session.join(None, "ML/vision expert")
+        p2 = session.join(None, "prefer not to say")
+        session.vote(p1.credential, 0, "A")
+        session.vote(p2.credential, 0, "A")
+        assert {v.participant_id: v.expertise for v in store.votes("s1")} == {p1.participant_id: "ML/vision expert",
+                                                                             p2.participant_id: None}
 
 
 def test_cache_renders_each_stimulus_once_under_concurrency(tmp_path: Path) -> None:
@@ -212,7 +232,7 @@ def test_box_to_input() -> None:
     assert box_to_input((0, 100, 256, 140), (256, 256), 224, 256) == (0, 84, 224, 124)
 
 
-def test_renderer_writes_content_named_files_and_objective(tmp_path: Path) -> None:
+def test_renderer_encodes_fixed_size_maps_and_objective() -> None:
     from cbam_viz.data import CLASSES, render_sample
 
     class Expl:
@@ -237,26 +257,29 @@ def test_renderer_writes_content_named_files_and_objective(tmp_path: Path) -> No
     for display in ("overlay", "threshold"):
         config = make_config(display=display)
         side = ModelSide(class_names=list(CLASSES), input_size=64, resize=None, checksums={BASELINE: "x", CBAM: "y"})
-        renderer = StimulusRenderer(config, side, explain, lambda img: np.asarray(img.convert("RGB")),
-                                    tmp_path / display)
+        renderer = StimulusRenderer(config, side, explain, lambda img: np.asarray(img.convert("RGB")))
         stimulus = load_stimuli(config)[2]
         rendered = renderer(stimulus, sample.class_name)
         assert rendered.objective == {BASELINE: 0.0, CBAM: 1.0}
         assert rendered.meta.baseline_pred == CLASSES[3] and rendered.meta.cbam_prob == pytest.approx(0.89)
         assert rendered.meta.target_class == sample.class_name
-        names = [p.name for p in (rendered.image, *rendered.maps.values())]
-        assert all(len(n) == 36 and n.endswith(".png") for n in names) and len(set(names)) == 3
         from PIL import Image
 
-        assert Image.open(rendered.maps[CBAM]).size == (256, 256)  # upscaled for display
+        maps = [Image.open(io.BytesIO(rendered.maps[m])) for m in (BASELINE, CBAM)]
+        assert all(m.size == (256, 256) for m in maps)  # upscaled for display
+        # different pictures, the same byte length (uncompressed), no metadata
+        assert maps[0].tobytes() != maps[1].tobytes()
+        assert len(rendered.maps[BASELINE]) == len(rendered.maps[CBAM])
+        assert all(m.info == {} or set(m.info) <= {"dpi"} for m in maps), [m.info for m in maps]
+        assert Image.open(io.BytesIO(rendered.image)).size == (256, 256)
 
 
 def test_report_and_exports(setup, tmp_path: Path) -> None:
     session, store, _, _ = setup
-    for pid in ("p1", "p2"):
-        view = session.join(pid)
+    for _ in range(2):
+        view = session.join(None)
         while view.trial is not None:
-            view, _ = session.vote(pid, view.trial.position, "A", 100)
+            view, _ = session.vote(view.credential, view.trial.position, "A", 100)
     store.record_free_vote("s" * 8, "ab" * 32, "B", CBAM, pair="demo", method="gradcam")
     report = build_report(store, "s1", session.cache.objective())
     assert report.stats.votes == 8 and report.stats.participants == 2

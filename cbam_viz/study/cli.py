@@ -84,8 +84,6 @@ def _summary(args: argparse.Namespace) -> int:
 
 def objective_scores(config_path: Path, models_dir: Path | None = None) -> dict[str, dict[str, float]]:
     """Energy pointing game of both models for each stimulus of the study that has ground truth."""
-    import tempfile
-
     from ..ui.context import AppContext
     from .config import load_config
     from .runtime import build_runtime
@@ -97,9 +95,7 @@ def objective_scores(config_path: Path, models_dir: Path | None = None) -> dict[
         def ensure_study(self, *_args: object) -> None:
             pass
 
-    with tempfile.TemporaryDirectory() as folder:
-        runtime = build_runtime(ctx, _NoStore(), config, out_dir=folder, warm=False)  # type: ignore[arg-type]
-        return runtime.objective()
+    return build_runtime(ctx, _NoStore(), config, warm=False).objective()  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,16 +1,15 @@
 """Blinded A/B votes on the user's own upload (the Compare tab), free of Gradio.
 
 `prepare` explains the image with both models for one class (the class the two models find
-most likely on average), renders the two maps to content-named PNGs and draws the side at
-random. The returned `FreeTrial` stays on the server (a Gradio `State`); the browser gets only
-the two map files and the question. Votes carry the image's SHA-256 (of the RGB pixels and size,
+most likely on average), encodes the two maps as equal-length PNG bytes (`stimuli.encode_png`)
+and draws the side at random. The returned `FreeTrial` stays on the server (a Gradio `State`);
+the browser gets only the two maps' bytes and the question. Votes carry the image's SHA-256 (of the RGB pixels and size,
 `cbam_viz.ui.context.image_sha256`); the image itself is stored only when the app's owner enables
 it (`upload_dir`, the app's `--store-uploads`), as `<upload_dir>/<sha256>.png` once a vote is cast.
 """
 from __future__ import annotations
 
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,10 @@ import numpy as np
 from PIL import Image
 
 from .config import DEFAULT_ANSWERS
+from .credentials import Credentials
 from .scheduler import BASELINE, CBAM, MODELS, other_model
 from .session import MAX_RESPONSE_MS, _as_int
-from .stimuli import DISPLAY_SIZE, _upscale, write_png
+from .stimuli import DISPLAY_SIZE, _upscale, encode_png
 from .storage import RecordedVote, Store, VoteMeta, VoteRejected, new_participant_id
 
 QUESTION = "Which map better covers the {target}?"
@@ -37,8 +37,8 @@ class FreeTrial:
     method: str
     shown_as_a: str
     target_class: str
-    map_a: str
-    map_b: str
+    map_a: bytes
+    map_b: bytes
     meta: VoteMeta
     shown_at: float
     image: Image.Image | None = None  # kept only when uploads are stored
@@ -51,13 +51,12 @@ class FreeTrial:
 class FreeVotes:
     """Prepares and records free votes for an `AppContext` and a `Store`."""
 
-    def __init__(self, ctx: Any, store: Store, out_dir: str | Path | None = None, clock=time.monotonic,
+    def __init__(self, ctx: Any, store: Store, credentials: Credentials, clock=time.monotonic,
                  upload_dir: str | Path | None = None):
         self.ctx = ctx
         self.store = store
+        self.credentials = credentials
         self.upload_dir = Path(upload_dir) if upload_dir else None
-        self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="vote-maps-"))
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         self._clock = clock
 
     def prepare(self, image: Image.Image, pair: str, method: str) -> FreeTrial:
@@ -76,7 +75,7 @@ class FreeVotes:
         target = int(mean_probs.argmax())
         result = self.ctx.explain(pair, image, method, target, digest=digest)
         big = _upscale(display_image(loaded, image), DISPLAY_SIZE)
-        paths = {m: self._write(overlay(big, result[m].cam)) for m in MODELS}
+        maps = {m: encode_png(overlay(big, result[m].cam), fixed_size=True) for m in MODELS}
         names = loaded.class_names
         shown_as_a = secrets.choice(MODELS)
         meta = VoteMeta(
@@ -85,13 +84,14 @@ class FreeVotes:
             cbam_pred=names[result[CBAM].prediction], cbam_prob=float(result[CBAM].probs.max()),
             baseline_checksum=loaded.entries.get(BASELINE, {}).get("sha256"),
             cbam_checksum=loaded.entries.get(CBAM, {}).get("sha256"))
-        return FreeTrial(digest, pair, method, shown_as_a, names[target], paths[shown_as_a],
-                         paths[other_model(shown_as_a)], meta, self._clock(),
+        return FreeTrial(digest, pair, method, shown_as_a, names[target], maps[shown_as_a],
+                         maps[other_model(shown_as_a)], meta, self._clock(),
                          image.convert("RGB") if self.upload_dir else None)
 
-    def vote(self, trial: FreeTrial | None, voter_id: str | None, answer: str,
+    def vote(self, trial: FreeTrial | None, credential: str | None, answer: str,
              response_ms: object = None) -> tuple[RecordedVote, str]:
-        """Store the answer to `trial`; returns the vote and the voter id (new when empty)."""
+        """Store the answer to `trial` as the voter of `credential` (a new voter, with an id issued
+        here, when it is empty or invalid); returns the vote and the voter's credential."""
         if trial is None:
             raise VoteRejected("show the blinded maps first")
         if answer not in DEFAULT_ANSWERS:
@@ -102,7 +102,7 @@ class FreeVotes:
             response_ms = _as_int("response time", response_ms, rounding=True)
             if not 0 <= response_ms <= MAX_RESPONSE_MS:
                 raise VoteRejected(f"response time must be between 0 and {MAX_RESPONSE_MS} ms")
-        voter_id = voter_id or new_participant_id()
+        voter_id = self.credentials.verify(credential) or new_participant_id()
         recorded = self.store.record_free_vote(
             voter_id, trial.image_sha256, answer, trial.shown_as_a, pair=trial.pair, method=trial.method,
             response_ms=response_ms, meta=trial.meta)
@@ -113,7 +113,4 @@ class FreeVotes:
                 tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
                 trial.image.save(tmp, format="PNG")
                 tmp.replace(path)
-        return recorded, voter_id
-
-    def _write(self, pixels: np.ndarray) -> str:
-        return str(write_png(pixels, self.out_dir))
+        return recorded, self.credentials.issue(voter_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, StudyConfig, load_stimuli
@@ -23,15 +22,13 @@ class StudyRuntime:
     store: Store
     cache: StimulusCache
     session: StudySession
-    files: Path  # the folder of the rendered PNGs (content-named: no file says which model it shows)
 
     def objective(self) -> dict[str, dict[str, float]]:
         """Energy pointing game per stimulus with ground truth: {id: {"baseline": s, "cbam": s}}."""
         return self.cache.objective()
 
 
-def build_runtime(ctx: Any, store: Store, config: StudyConfig, out_dir: str | Path | None = None,
-                  warm: bool = True) -> StudyRuntime:
+def build_runtime(ctx: Any, store: Store, config: StudyConfig, warm: bool = True) -> StudyRuntime:
     """Check the study against the loaded pair (method, every target class), register it in
     the store, and start rendering every stimulus in the background. Raises ConfigError."""
     from ..explain.engine import METHODS
@@ -39,7 +36,7 @@ def build_runtime(ctx: Any, store: Store, config: StudyConfig, out_dir: str | Pa
     if config.method not in METHODS:
         raise ConfigError(f"method must be one of {sorted(METHODS)}, got {config.method!r}")
     try:
-        renderer = renderer_from_context(ctx, config, out_dir)
+        renderer = renderer_from_context(ctx, config)
     except Exception as exc:  # PairUnavailable and friends: the study cannot run
         raise ConfigError(f"study {config.name!r}: model pair {config.pair!r} is not available: {exc}") from None
     stimuli = load_stimuli(config)
@@ -53,7 +50,7 @@ def build_runtime(ctx: Any, store: Store, config: StudyConfig, out_dir: str | Pa
     cache = StimulusCache(stimuli, targets, renderer)
     if warm:
         cache.warm()
-    return StudyRuntime(config, store, cache, StudySession(store, config, cache), renderer.out_dir)
+    return StudyRuntime(config, store, cache, StudySession(store, config, cache))
 
 
 def runtime_for(ctx: Any, store: Store, config: StudyConfig) -> StudyRuntime:

@@ -1,10 +1,13 @@
 """The participant-facing study logic, free of Gradio: join/resume, blinded trial views, votes.
 
-A `TrialView` is everything the participant's browser receives for one trial. It holds file
-paths named by content hash, the target class, the question and the progress, and nothing
-that says which model is "A": the side lives in the store's assignment (server-side) and is
-applied here when the view is built. The client answers with (participant id, position,
-answer, response time) only.
+A `TrialView` is everything the participant's browser receives for one trial: the PNG bytes of
+the image and of maps A and B (equal lengths, see `stimuli.encode_png`), the target class, the
+question and the progress, and nothing that says which model is "A": the side lives in the store's
+assignment (server-side) and is applied here when the view is built.
+
+Participants never choose their id: the server issues it on joining, with a credential
+(`credentials.Credentials`) that the browser keeps and sends with every call. Knowing another
+participant's id is not enough to act as them.
 """
 from __future__ import annotations
 
@@ -13,9 +16,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from .config import DEFAULT_ANSWERS, StudyConfig
+from .credentials import Credentials
 from .scheduler import MODELS, Trial, other_model
 from .stimuli import StimulusCache
 from .storage import Store, StudyError, VoteRejected, new_participant_id
@@ -30,9 +33,9 @@ class TrialView:
     """One trial as the participant sees it."""
 
     position: int
-    image: Path
-    map_a: Path
-    map_b: Path
+    image: bytes
+    map_a: bytes
+    map_b: bytes
     target_class: str
     question: str
     answered: int
@@ -45,13 +48,15 @@ class TrialView:
 
 @dataclass(frozen=True)
 class StudyView:
-    """The state of the Study tab for one participant: the next trial, or done, or not started."""
+    """The state of the Study tab for one participant: the next trial, or done, or not started.
+    `credential` is what the participant's browser keeps ("" when not started)."""
 
     participant_id: str
     trial: TrialView | None
     answered: int = 0
     total: int = 0
     message: str = ""
+    credential: str = ""
 
     @property
     def started(self) -> bool:
@@ -84,12 +89,14 @@ class StudySession:
         self._shown: OrderedDict[tuple[str, int], float] = OrderedDict()  # (participant, position) -> shown at
         self._shown_lock = threading.Lock()
         self._trial_cache: OrderedDict[str, list[Trial]] = OrderedDict()
+        self.credentials = Credentials(lambda: store.study_secret(config.name), "participant")
 
     # participant actions
 
-    def resume(self, participant_id: str | None) -> StudyView:
-        """The participant's current state; an empty or unknown id is "not started" (no error)."""
-        if not participant_id:
+    def resume(self, credential: str | None) -> StudyView:
+        """The participant's current state; an empty or invalid credential is "not started" (no error)."""
+        participant_id = self.credentials.verify(credential)
+        if participant_id is None:
             return StudyView("", None)
         try:
             trials = self._trials(participant_id)
@@ -97,23 +104,27 @@ class StudySession:
             return StudyView("", None)
         return self._view(participant_id, trials, self.store.answered_positions(self.config.name, participant_id))
 
-    def join(self, participant_id: str | None, expertise: str | None = None) -> StudyView:
-        """Start (or continue) as `participant_id`, a fresh anonymous id when empty."""
-        participant_id = participant_id or new_participant_id()
+    def join(self, credential: str | None, expertise: str | None = None) -> StudyView:
+        """Continue as the participant of a valid `credential`; otherwise join under a fresh id
+        issued here (an id the client made up is never used)."""
+        participant_id = self.credentials.verify(credential) or new_participant_id()
         if expertise in (None, "", NO_EXPERTISE) or not self.config.collect_expertise:
             expertise = None
         self.store.get_or_create_participant(self.config.name, participant_id, expertise)
         trials = self._trials(participant_id)
         return self._view(participant_id, trials, self.store.answered_positions(self.config.name, participant_id))
 
-    def vote(self, participant_id: str, position: object, answer: str,
+    def vote(self, credential: str | None, position: object, answer: str,
              response_ms: object = None) -> tuple[StudyView, bool]:
         """Record the answer to trial `position` and return the next view and whether the vote
         had been stored before (an identical resubmission). Raises VoteRejected, storing nothing,
-        for an unknown participant, a trial not assigned or not yet shown to them, an answer
-        outside the options, a bad response time, or a different answer to an answered trial."""
-        if not isinstance(participant_id, str) or not participant_id:
+        for an invalid credential, a trial not assigned or not yet shown to the participant, an
+        answer outside the options, a bad response time, or a different answer to an answered trial."""
+        if not isinstance(credential, str) or not credential:
             raise VoteRejected("no participant id: start the study first")
+        participant_id = self.credentials.verify(credential)
+        if participant_id is None:
+            raise VoteRejected("unknown participant: start the study first")
         position = _as_int("trial position", position)
         if answer not in self.config.answers:
             raise VoteRejected(f"answer {answer!r} is not one of {list(self.config.answers)}")
@@ -163,9 +174,10 @@ class StudySession:
     def _view(self, participant_id: str, trials: Sequence[Trial], answered: set[int], message: str = "") -> StudyView:
         total, done = len(trials), sum(t.position in answered for t in trials)
         trial = next((t for t in trials if t.position not in answered), None)
+        credential = self.credentials.issue(participant_id)
         if trial is None:
             return StudyView(participant_id, None, done, total,
-                             " ".join(filter(None, [message, "All trials done: thank you for taking part!"])))
+                             " ".join(filter(None, [message, "All trials done: thank you for taking part!"])), credential)
         rendered = self.cache.get(trial.stimulus_id)
         if trial.model_a not in MODELS:
             raise StudyError(f"corrupt assignment: model_a={trial.model_a!r}")
@@ -175,7 +187,7 @@ class StudySession:
                          question=self.config.question_for(rendered.target_class),
                          answered=done, total=total)
         self._mark_shown(participant_id, trial.position)
-        return StudyView(participant_id, view, done, total, message)
+        return StudyView(participant_id, view, done, total, message, credential)
 
     def _mark_shown(self, participant_id: str, position: int) -> None:
         with self._shown_lock:

@@ -1,20 +1,19 @@
-"""Stimulus maps for a study: each stimulus is explained once by both models and rendered to
-PNG files (image, baseline map, CBAM map) that are cached for the life of the process.
+"""Stimulus maps for a study: each stimulus is explained once by both models and encoded as PNG
+bytes (image, baseline map, CBAM map) kept in memory for the life of the process.
 
-Nothing here imports Gradio. The files are named by the SHA-256 of their bytes, so a path or
-URL never says which model a map belongs to; only the in-memory `RenderedStimulus` knows.
+Nothing here imports Gradio. Nothing but the pixels of a map may depend on its model: the maps are
+never files (no name, timestamp or write order), and they are stored uncompressed (`encode_png`
+with ``fixed_size``), so their byte length depends only on the image size, not on the content.
+Only the in-memory `RenderedStimulus` knows which map is which model's.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,8 +36,8 @@ class RenderedStimulus:
     stimulus_id: str
     target_index: int
     target_class: str
-    image: Path
-    maps: Mapping[str, Path]  # model ("baseline"/"cbam") -> PNG of its map as displayed
+    image: bytes  # PNG of the image as displayed
+    maps: Mapping[str, bytes]  # model ("baseline"/"cbam") -> PNG of its map as displayed (equal lengths)
     meta: VoteMeta
     objective: Mapping[str, float] | None  # energy pointing game per model, where ground truth exists
 
@@ -96,17 +95,14 @@ def box_to_input(box: tuple[int, int, int, int], image_size: tuple[int, int], in
 
 
 class StimulusRenderer:
-    """Turns a `Stimulus` into a `RenderedStimulus` (model call + PNG files in `out_dir`)."""
+    """Turns a `Stimulus` into a `RenderedStimulus` (model call + PNG encoding, in memory)."""
 
     def __init__(self, config: StudyConfig, side: ModelSide, explain: ExplainFn,
-                 display: Callable[[Image.Image], np.ndarray], out_dir: str | Path | None = None):
+                 display: Callable[[Image.Image], np.ndarray]):
         self.config = config
         self.side = side
         self._explain = explain
         self._display = display
-        self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix="study-maps-"))
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.targets: dict[str, str] = {}
 
     def load(self, stimulus: Stimulus) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
         """The stimulus image and, for demo samples, its ground-truth box."""
@@ -130,14 +126,9 @@ class StimulusRenderer:
         explanations = self._explain(image, target)
         seen = self._display(image)
         big = _upscale(seen, DISPLAY_SIZE)
-        maps = {}
-        for model in MODELS:
-            cam = explanations[model].cam
-            if self.config.display == "threshold":
-                shown = threshold_regions(big, cam, self.config.threshold)
-            else:
-                shown = overlay(big, cam)
-            maps[model] = self._write(shown)
+        shade = ((lambda cam: threshold_regions(big, cam, self.config.threshold))
+                 if self.config.display == "threshold" else (lambda cam: overlay(big, cam)))
+        maps = {model: encode_png(shade(explanations[model].cam), fixed_size=True) for model in MODELS}
         objective = None
         if box is not None:
             cam_box = box_to_input(box, image.size, self.side.input_size, self.side.resize)
@@ -147,23 +138,17 @@ class StimulusRenderer:
                        for key, value in _prediction(explanations[m], names).items()}
         checksums = {f"{m}_checksum": self.side.checksums.get(m) for m in MODELS}
         meta = VoteMeta(target_class=names[target], **predictions, **checksums)
-        return RenderedStimulus(stimulus.id, target, names[target], self._write(big), maps, meta, objective)
-
-    def _write(self, pixels: np.ndarray) -> Path:
-        return write_png(pixels, self.out_dir)
+        return RenderedStimulus(stimulus.id, target, names[target], encode_png(big), maps, meta, objective)
 
 
-def write_png(pixels: np.ndarray, folder: Path) -> Path:
-    """Save RGB pixels as ``<folder>/<content hash>.png`` (the name reveals nothing), atomically."""
+def encode_png(pixels: np.ndarray, fixed_size: bool = False) -> bytes:
+    """RGB pixels as PNG bytes with no metadata chunks. ``fixed_size``: stored without compression,
+    so that the byte length is a function of the image size alone and cannot tell two maps apart
+    (a compressed map's size would: smoother maps compress better)."""
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    data = buffer.getvalue()
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
-    if not path.exists():
-        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return path
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(
+        buffer, format="PNG", **({"compress_level": 0} if fixed_size else {}))
+    return buffer.getvalue()
 
 
 def _prediction(explanation: Any, class_names: Sequence[str]) -> dict[str, Any]:
@@ -234,7 +219,7 @@ class StimulusCache:
                 if (r := self.get(sid)).objective is not None}
 
 
-def renderer_from_context(ctx: Any, config: StudyConfig, out_dir: str | Path | None = None) -> StimulusRenderer:
+def renderer_from_context(ctx: Any, config: StudyConfig) -> StimulusRenderer:
     """A renderer on an `AppContext`'s loaded pair (cached explanations, shared model lock)."""
     from ..ui.context import display_image
 
@@ -246,5 +231,4 @@ def renderer_from_context(ctx: Any, config: StudyConfig, out_dir: str | Path | N
         config, side,
         explain=lambda image, target: ctx.explain(config.pair, image, config.method, target),
         display=lambda image: display_image(pair, image),
-        out_dir=out_dir,
     )

@@ -326,6 +326,12 @@ class Store:
 
         self._run(op)
 
+    def study_secret(self, study: str) -> str:
+        """The study's random server-side secret (it seeds trial lists and signs participant
+        credentials); never send it to a client."""
+        with self._sessions() as s:
+            return self._study(s, study).secret
+
     def study_config(self, study: str) -> StudyConfig:
         """The stored configuration of `study`."""
         with self._sessions() as s:

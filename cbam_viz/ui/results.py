@@ -61,6 +61,8 @@ def build_results_tab(ctx: Any, store: Store, config: StudyConfig, admin_passwor
                 report.free_markdown, [str(p) for p in paths])
 
     outputs = [summary, answers, per_image, per_participant, free, files]
-    show.click(results, inputs=[password], outputs=outputs, api_name="study_results", concurrency_limit=2)
-    password.submit(results, inputs=[password], outputs=outputs, api_visibility="private", concurrency_limit=2)
+    # One event for both triggers: one endpoint (a second listener would be a second, "private" but
+    # still callable, endpoint).
+    gr.on([show.click, password.submit], results, inputs=[password], outputs=outputs, api_name="study_results",
+          concurrency_limit=2)
     return {"password": password, "show": show, "summary": summary, "files": files}

@@ -2,20 +2,25 @@
 
 Public API endpoints (all that a participant's browser can call for the study):
 
-- ``study_resume(participant_id)``: the participant's current trial, or the start screen;
-  run on page load with the id kept in the browser (``gr.BrowserState``).
-- ``study_start(participant_id, expertise)``: join (a new anonymous id when empty).
-- ``study_vote(participant_id, position, answer, response_ms)``: answer the trial at
+- ``study_resume(credential)``: the participant's current trial, or the start screen;
+  run on page load with the credential kept in the browser (``gr.BrowserState``).
+- ``study_start(credential, expertise)``: join; returns the credential the server issued
+  (or continues the participant of a valid one).
+- ``study_vote(credential, position, answer, response_ms)``: answer the trial at
   ``position``; the server knows which model was "A". Returns the next trial.
-- ``free_vote_show(image, pair, method)`` / ``free_vote(voter_id, answer, response_ms)``:
+- ``free_vote_show(image, pair, method)`` / ``free_vote(credential, answer, response_ms)``:
   the blinded vote on one's own upload, the side held in server-side session state.
 
-Every trial payload holds three content-named PNG files, the target class, the question and the
-progress; nothing in it says which model drew which map.
+(Credentials: server-issued ids with a signature, see `cbam_viz.study.credentials`.)
+Every trial payload holds the image and the two maps inline, as ``data:`` URIs of PNGs whose
+lengths depend only on the image size, plus the target class, the question and the progress:
+no file, URL, header or timestamp exists per map, and nothing says which model drew which map.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import html
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,7 @@ from typing import Any
 import gradio as gr
 
 from ..study.config import DEFAULT_ANSWERS, StudyConfig
+from ..study.credentials import Credentials
 from ..study.free import FreeTrial, FreeVotes
 from ..study.runtime import StudyRuntime, runtime_for
 from ..study.session import NO_EXPERTISE, StudyView, answer_choices
@@ -63,6 +69,17 @@ def _storage_key(*parts: str) -> str:
     return "cbam_viz_" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
+def figures(*items: tuple[str, str, bytes]) -> str:
+    """HTML for side-by-side PNGs given as (element id, caption, bytes), inline as data: URIs."""
+    cells = "".join(
+        f'<figure id="{html.escape(elem_id)}" style="flex:1 1 220px;margin:0;text-align:center">'
+        f'<img alt="{html.escape(caption)}" style="width:100%;max-width:360px;image-rendering:auto" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        f'<figcaption style="font-weight:600">{html.escape(caption)}</figcaption></figure>'
+        for elem_id, caption, png in items)
+    return f'<div style="display:flex;gap:12px;flex-wrap:wrap;align-items:flex-start">{cells}</div>'
+
+
 def tab(label: str, tab_id: str) -> gr.Tab:
     """The tab a study page lives in (with a stable element id for browser tests)."""
     return gr.Tab(label, id=tab_id, elem_id=f"{tab_id}-tab")
@@ -85,10 +102,6 @@ def build_study_tab(ctx: Any, store: Store, config: StudyConfig) -> StudyTab:
     if root is None:
         raise RuntimeError("build_study_tab must be called inside a gr.Blocks context")
 
-    # Served in place, not hashed and copied into Gradio's cache on every response (the folder holds
-    # nothing but the stimulus PNGs, named by content).
-    gr.set_static_paths([runtime.files])
-
     with tab("Study", "study"):
         participant = gr.BrowserState("", storage_key=_storage_key("study", config.name),
                                       secret=_secret("study", config.name))
@@ -106,13 +119,7 @@ def build_study_tab(ctx: Any, store: Store, config: StudyConfig) -> StudyTab:
         with gr.Column(visible=False, elem_id="study-trial") as trial_box:
             progress = gr.Markdown(elem_id="study-progress")
             question = gr.Markdown(elem_id="study-question")
-            with gr.Row(equal_height=True):
-                image = gr.Image(label="Image", type="filepath", interactive=False, elem_id="study-image",
-                                 buttons=[])
-                map_a = gr.Image(label="Map A", type="filepath", interactive=False, elem_id="study-map-a",
-                                 buttons=[])
-                map_b = gr.Image(label="Map B", type="filepath", interactive=False, elem_id="study-map-b",
-                                 buttons=[])
+            shown = gr.HTML(elem_id="study-maps")
             answer = gr.Radio(answer_choices(config.answers), value=None, label="Your answer",
                               elem_id="study-answer")
             submit = gr.Button("Submit vote", variant="primary", elem_id="study-submit")
@@ -124,32 +131,33 @@ def build_study_tab(ctx: Any, store: Store, config: StudyConfig) -> StudyTab:
 
     # Every study response is these plain values, no layout updates (Gradio rebuilds a component per
     # update, per request): the layout follows in the browser, from the progress and position.
-    view_outputs = [progress, question, image, map_a, map_b, position, status]
+    view_outputs = [progress, question, shown, position, status]
 
     def render(view: StudyView) -> tuple:
         trial = view.trial
         progress_md = f"**{view.progress_text}**" if view.started else ""
         if trial is None:
-            return progress_md, "", None, None, None, None, view.message if view.done else ""
-        return (progress_md, f"### {trial.question}", str(trial.image), str(trial.map_a), str(trial.map_b),
-                trial.position, view.message)
+            return progress_md, "", "", None, view.message if view.done else ""
+        maps = figures(("study-image", "Image", trial.image), ("study-map-a", "Map A", trial.map_a),
+                       ("study-map-b", "Map B", trial.map_b))
+        return progress_md, f"### {trial.question}", maps, trial.position, view.message
 
-    def resume(participant_id: str | None):
-        # never writes the id back: the browser's copy is the source of truth here
-        return render(session.resume(participant_id if isinstance(participant_id, str) else None))
+    def resume(credential: str | None):
+        # never writes the credential back: the browser's copy is the source of truth here
+        return render(session.resume(credential))
 
-    def join(participant_id: str | None, expertise: str | None):
+    def join(credential: str | None, expertise: str | None):
         try:
-            view = session.join(participant_id if isinstance(participant_id, str) else None, expertise)
+            view = session.join(credential, expertise)
         except StudyError as exc:
             raise gr.Error(str(exc)) from None
-        return view.participant_id, *render(view)
+        return view.credential, *render(view)
 
-    def vote(participant_id: str | None, position: Any, answer: str | None, response_ms: Any):
+    def vote(credential: str | None, position: Any, answer: str | None, response_ms: Any):
         if answer is None:
             raise gr.Error("Choose an answer first.")
         try:
-            view, _duplicate = session.vote(participant_id, position, answer, response_ms)
+            view, _duplicate = session.vote(credential, position, answer, response_ms)
         except StudyError as exc:  # VoteRejected included: nothing was stored
             raise gr.Error(f"Vote not recorded: {exc}") from None
         return render(view)
@@ -166,17 +174,19 @@ def build_study_tab(ctx: Any, store: Store, config: StudyConfig) -> StudyTab:
     submit.click(vote, inputs=vote_inputs, outputs=view_outputs, js=_with_rt(3, len(vote_inputs)),
                  api_name="study_vote", **common).success(**layout)
     return StudyTab(runtime, participant=participant, start_box=start_box, trial_box=trial_box,
-                    expertise=expertise, start=start, progress=progress, question=question, image=image,
-                    map_a=map_a, map_b=map_b, answer=answer, submit=submit, status=status,
-                    position=position, response_ms=response_ms)
+                    expertise=expertise, start=start, progress=progress, question=question, shown=shown,
+                    answer=answer, submit=submit, status=status, position=position, response_ms=response_ms)
 
 
-def build_free_vote(ctx: Any, store: Store, image: gr.components.Component, pair: gr.components.Component,
-                    method: gr.components.Component, upload_dir: Path | None = None) -> dict[str, Any]:
+def build_free_vote(ctx: Any, store: Store, study: StudyConfig, image: gr.components.Component,
+                    pair: gr.components.Component, method: gr.components.Component,
+                    upload_dir: Path | None = None) -> dict[str, Any]:
     """A blinded A/B vote on the Compare tab's current image, pair and method (inside the
     Compare tab). The side is drawn per vote and kept in server-side session state; the vote is
-    stored with the image's SHA-256, and the image itself only when ``upload_dir`` is given."""
-    votes = FreeVotes(ctx, store, upload_dir=upload_dir)
+    stored with the image's SHA-256, and the image itself only when ``upload_dir`` is given.
+    Voter credentials are signed with the secret of the app's `study`."""
+    credentials = Credentials(lambda: store.study_secret(study.name), "free-vote")
+    votes = FreeVotes(ctx, store, credentials, upload_dir=upload_dir)
     with gr.Accordion("Blind vote: which map covers the object better?", open=False, elem_id="free-vote"):
         gr.Markdown(
             "Shows this image's two maps as **A** and **B** in random order, without saying which model "
@@ -187,9 +197,7 @@ def build_free_vote(ctx: Any, store: Store, image: gr.components.Component, pair
         pending = gr.State(None)
         voter = gr.BrowserState("", storage_key=_storage_key("free-vote"), secret=_secret("free-vote"))
         question = gr.Markdown(elem_id="free-vote-question")
-        with gr.Row():
-            map_a = gr.Image(label="Map A", type="filepath", interactive=False, elem_id="free-vote-a", buttons=[])
-            map_b = gr.Image(label="Map B", type="filepath", interactive=False, elem_id="free-vote-b", buttons=[])
+        shown = gr.HTML(elem_id="free-vote-maps")
         answer = gr.Radio(answer_choices(DEFAULT_ANSWERS), value=None, label="Your answer", elem_id="free-vote-answer")
         cast = gr.Button("Cast vote", elem_id="free-vote-cast")
         status = gr.Markdown(elem_id="free-vote-status")
@@ -200,26 +208,26 @@ def build_free_vote(ctx: Any, store: Store, image: gr.components.Component, pair
             trial = votes.prepare(_as_pil(image), pair, method)
         except (VoteRejected, ValueError, RuntimeError) as exc:  # incl. PairUnavailable, ImageError
             raise gr.Error(str(exc)) from None
-        return trial, f"### {trial.question}", trial.map_a, trial.map_b, gr.Radio(value=None), ""
+        maps = figures(("free-vote-a", "Map A", trial.map_a), ("free-vote-b", "Map B", trial.map_b))
+        return trial, f"### {trial.question}", maps, gr.Radio(value=None), ""
 
-    def cast_vote(trial: FreeTrial | None, voter_id: str | None, answer: str | None, response_ms: Any):
+    def cast_vote(trial: FreeTrial | None, credential: str | None, answer: str | None, response_ms: Any):
         if answer is None:
             raise gr.Error("Choose an answer first.")
         try:
-            recorded, voter_id = votes.vote(trial, voter_id if isinstance(voter_id, str) else None, answer,
-                                            response_ms)
+            recorded, credential = votes.vote(trial, credential, answer, response_ms)
         except StudyError as exc:
             raise gr.Error(f"Vote not recorded: {exc}") from None
         note = "This vote had already been recorded." if recorded.duplicate else "Vote recorded, thank you."
-        return voter_id, note
+        return credential, note
 
-    show.click(prepare, inputs=[image, pair, method], outputs=[pending, question, map_a, map_b, answer, status],
+    show.click(prepare, inputs=[image, pair, method], outputs=[pending, question, shown, answer, status],
                api_name="free_vote_show", show_progress="minimal").success(None, js=_MARK_SHOWN)
     vote_inputs = [voter, answer, response_ms]
     cast.click(cast_vote, inputs=[pending, *vote_inputs], outputs=[voter, status],
                js=_with_rt(3, len(vote_inputs) + 1), api_name="free_vote",
                concurrency_limit=STUDY_CONCURRENCY, concurrency_id="cbam_viz_study", show_progress="hidden")
-    return {"show": show, "cast": cast, "pending": pending, "voter": voter, "map_a": map_a, "map_b": map_b,
+    return {"show": show, "cast": cast, "pending": pending, "voter": voter, "shown": shown,
             "answer": answer, "status": status, "question": question}
 
 
