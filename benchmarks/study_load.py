@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # study_ui_fixtures, pg_cluster (plain 
 STUDY = "load-test"
 ANSWERS = ("A", "B", "same", "neither")
 CALL_TIMEOUT_S = 60
-POSITION, STATUS = 5, 6  # in study_vote's outputs (progress, question, image, map A, map B, position, status)
+POSITION, STATUS = 3, 4  # in study_vote's outputs (progress, question, image and maps inline, position, status)
 
 
 # --- servers ------------------------------------------------------------------------------
@@ -133,7 +133,8 @@ def participant(index: int, url: str, think: tuple[float, float], joined: mp.Bar
     rng = random.Random(index)
     client = connect(url)
     result = call(client, "", "prefer not to say", api_name="/study_start")
-    pid, position = result[0], result[1 + POSITION]
+    credential, position = result[0], result[1 + POSITION]
+    pid = credential.rpartition(".")[0]  # the participant id the server issued
     joined.wait()
     reconnected = False
     answer = None
@@ -144,7 +145,7 @@ def participant(index: int, url: str, think: tuple[float, float], joined: mp.Bar
             time.sleep(pause)
         t0 = time.perf_counter()
         try:
-            result = call(client, pid, position, answer, round(pause * 1000), api_name="/study_vote")
+            result = call(client, credential, position, answer, round(pause * 1000), api_name="/study_vote")
         except AppError as exc:  # the server refused the vote: must never happen here
             out.append({"pid": pid, "position": position, "answer": answer, "rejected": str(exc)})
             return
