@@ -116,6 +116,87 @@ def test_hooks_released_when_explain_fails(models):
     assert all(_hook_count(m) == 0 for m in models.values())
 
 
+def test_hooks_flags_and_modes_intact_after_a_failure_inside_the_forward_pass():
+    model = _model("cbam", seed=5)
+    model.layer1.requires_grad_(False)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+
+    def boom(module, inputs, output):
+        # by now explain's leaf hook (on layer4.1) and attention hooks are registered, and CBAM
+        # blocks of layer1-2 have already been recorded
+        assert _hook_count(model) > 1
+        raise RuntimeError("boom inside the forward pass")
+
+    handle = model.layer3.register_forward_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="boom inside the forward pass"):
+            explain({"m": model}, X)
+    finally:
+        handle.remove()
+    assert _hook_count(model) == 0
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    assert not any(m.training for m in model.modules())
+    assert torch.is_grad_enabled()
+    assert explain({"m": model}, X)["m"].cam.shape == (32, 32)  # usable afterwards
+
+
+def _signature(result):
+    return (result.cam.tobytes(), result.raw_cam.tobytes(), result.probs.tobytes(), result.target,
+            tuple(c.tobytes() for c in result.channel_attention), tuple(s.tobytes() for s in result.spatial_attention))
+
+
+def test_concurrent_calls_on_shared_models_equal_the_same_calls_made_alone(models):
+    """4 threads x 6 calls on the same two models, mixed methods, targets, layers and images: every
+    result is bit-identical to the same call made alone, and no flag, mode or hook is left behind."""
+    import threading
+
+    images = [torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(s)) for s in range(4)]
+    calls = [(images[i % 4], method, target, layer)
+             for i, (method, target, layer) in enumerate(
+                 [("gradcam", None, None), ("gradcam++", 2, "layer3.1"), ("eigencam", 1, None),
+                  ("layercam", None, "layer2.0"), ("scorecam", 3, None), ("hirescam", 0, "layer4.0")] * 4)]
+    alone = [{k: _signature(v) for k, v in explain(models, x, t, m, l).items()} for x, m, t, l in calls]
+    flags = {k: {n: p.requires_grad for n, p in model.named_parameters()} for k, model in models.items()}
+    results: dict[int, dict] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def worker(offset: int) -> None:
+        start.wait()
+        for index in range(offset, len(calls), 4):
+            x, m, t, l = calls[index]
+            try:
+                results[index] = {k: _signature(v) for k, v in explain(models, x, t, m, l).items()}
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(results) == len(calls)
+    for index, expected in enumerate(alone):
+        assert results[index] == expected, f"call {index} ({calls[index][1:]}) differs under concurrency"
+    for key, model in models.items():
+        assert {n: p.requires_grad for n, p in model.named_parameters()} == flags[key]
+        assert not any(m.training for m in model.modules()) and _hook_count(model) == 0
+
+
+def test_numpy_integer_targets_and_inference_mode(models):
+    expected = explain(models, X, target=2)
+    for target in (np.int64(2), np.int32(2), torch.tensor(2)):
+        assert np.array_equal(explain(models, X, target=target)["cbam"].cam, expected["cbam"].cam)
+    assert explain_batch(models, X.repeat(2, 1, 1, 1), targets=np.array([2, 2]))["cbam"][1].target == 2
+    for bad in (2.0, "2", True):
+        with pytest.raises(ValueError, match="target class must be an integer index"):
+            explain(models, X, target=bad)
+    with torch.inference_mode():  # a caller's inference mode does not break the gradient
+        inside = explain(models, X, target=2)
+    assert np.array_equal(inside["cbam"].cam, expected["cbam"].cam)
+
+
 def test_attention_equals_values_recomputed_from_block_inputs(models):
     model = models["cbam"]
     inputs = {}

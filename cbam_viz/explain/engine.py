@@ -2,16 +2,25 @@
 
 The CAM arithmetic is the grad-cam library's own (``get_cam_image``, then ReLU and
 ``scale_cam_image`` exactly as its ``compute_cam_per_layer`` does). What differs is how the
-activations and gradients are obtained: a forward hook on the target layer swaps its output for
-a detached leaf tensor, so autograd records only the layers after the target layer, and the
-gradient of the class score is taken with respect to that leaf. Parameters are frozen for the
-call, so no parameter gradient is ever computed or stored.
+activations and gradients are obtained: the forward pass runs without autograd until a forward
+hook on the target layer swaps its output for a detached leaf tensor and switches autograd on, so
+only the layers after the target layer are recorded, and the gradient of the class score is taken
+with respect to that leaf alone (``torch.autograd.grad``: no parameter gradient is computed or stored).
+
+Thread safety: `explain` and `explain_batch` may be called from several threads on the same models.
+Nothing per call is stored on the models: no parameter flag or train/eval mode is changed (a model
+in train mode is explained through an eval-mode copy), grad mode is thread-local, and the hooks a
+call registers act only on forward passes of the thread that registered them. Concurrent calls
+give exactly the results of the same calls made one after another.
 """
 from __future__ import annotations
 
+import copy
+import numbers
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -85,31 +94,27 @@ def target_layers(model: nn.Module) -> list[str]:
     return names
 
 
-@contextmanager
-def _frozen_eval(model: nn.Module) -> Iterator[None]:
-    """Eval mode with frozen parameters and grad enabled; restores every flag afterwards."""
-    modes = {m: m.training for m in model.modules()}
-    flags = {p: p.requires_grad for p in model.parameters()}
-    model.eval()
-    for p in flags:
-        p.requires_grad_(False)
-    try:
-        with torch.enable_grad():
-            yield
-    finally:
-        for m, training in modes.items():
-            m.training = training
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
+def _eval_model(model: nn.Module) -> nn.Module:
+    """``model`` itself when every module is in eval mode, else an eval-mode copy (the caller's
+    model, which other threads may be using, is never switched)."""
+    if not any(m.training for m in model.modules()):
+        return model
+    return copy.deepcopy(model).eval()
 
 
 @contextmanager
-def _leaf_at(layer: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Replace ``layer``'s output by a leaf that requires grad; yields a list that receives it."""
+def _leaf_at(layer: nn.Module, grad: bool) -> Iterator[list[torch.Tensor]]:
+    """Replace ``layer``'s output by a detached leaf (requiring grad when ``grad``; autograd is
+    switched on from there for the rest of this thread's forward pass); yields a list that receives
+    the leaf. The hook ignores forward passes of other threads."""
     captured: list[torch.Tensor] = []
+    owner = threading.get_ident()
 
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        leaf = output.detach().requires_grad_(True)
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        if threading.get_ident() != owner or captured:
+            return None
+        leaf = output.detach().requires_grad_(grad)
+        torch.set_grad_enabled(grad)  # thread-local; the caller's no_grad block restores it
         captured.append(leaf)
         return leaf
 
@@ -130,27 +135,29 @@ def _cam_method(name: str, model: nn.Module, layer: nn.Module) -> BaseCAM:
 
 
 def _explain_model(model: nn.Module, x: torch.Tensor, targets: Sequence[int] | None, method: str, layer_name: str) -> list[Explanation]:
+    model = _eval_model(model)
     layer = model.get_submodule(layer_name)
     device = next(model.parameters()).device
     x = x.to(device)
-    with _frozen_eval(model):
-        with _leaf_at(layer) as captured, record_attention(model) as record:
+    gradient = method not in GRADIENT_FREE
+    with torch.inference_mode(False):  # a caller inside torch.inference_mode() still gets its gradient
+        with torch.no_grad(), _leaf_at(layer, gradient) as captured, record_attention(model) as record:
             logits = model(x)
         if not captured:
             raise ValueError(f"target layer {layer_name!r} was not used by the forward pass")
         activations = captured[0]
         chosen = logits.argmax(dim=1) if targets is None else torch.as_tensor(list(targets), device=device)
         grads = None
-        if method not in GRADIENT_FREE:
+        if gradient:
             score = logits.gather(1, chosen[:, None]).sum()
             grads = torch.autograd.grad(score, activations)[0].cpu().numpy()
-        probs = torch.softmax(logits.detach().float(), dim=1).cpu().numpy()
-        cam_targets = [ClassifierOutputTarget(int(t)) for t in chosen]
-        cam_method = _cam_method(method, model, layer)
-        with torch.no_grad():
-            raw = cam_method.get_cam_image(x, layer, cam_targets, activations.detach().cpu().numpy(), grads, False)
-        raw = np.maximum(raw, 0)
-        cams = scale_cam_image(raw, (x.shape[-1], x.shape[-2]))
+    probs = torch.softmax(logits.detach().float(), dim=1).cpu().numpy()
+    cam_targets = [ClassifierOutputTarget(int(t)) for t in chosen]
+    cam_method = _cam_method(method, model, layer)
+    with torch.no_grad():
+        raw = cam_method.get_cam_image(x, layer, cam_targets, activations.detach().cpu().numpy(), grads, False)
+    raw = np.maximum(raw, 0)
+    cams = scale_cam_image(raw, (x.shape[-1], x.shape[-2]))
     channel = [c.float().cpu().numpy() for c in record.channel]
     spatial = [s.float().cpu().numpy() for s in record.spatial]
     return [
@@ -172,6 +179,15 @@ def as_batch(model: nn.Module, images: Sequence[Image.Image] | torch.Tensor) -> 
     return torch.cat([preprocess(image, model.info) for image in images])
 
 
+def _class_index(target: object) -> int:
+    """A class index from any integer type (int, NumPy, 0-d tensor); a clear error otherwise."""
+    if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 0 and target.dtype not in (torch.bool, bool):
+        target = target.item()
+    if isinstance(target, bool) or not isinstance(target, numbers.Integral):
+        raise ValueError(f"target class must be an integer index, got {target!r}")
+    return int(target)
+
+
 def explain_batch(
     models: Mapping[str, nn.Module],
     images: Sequence[Image.Image] | torch.Tensor,
@@ -186,10 +202,12 @@ def explain_batch(
     "layer4.2"; by default the last block of layer4.
     """
     n = images.shape[0] if isinstance(images, torch.Tensor) else len(images)
-    if isinstance(targets, int):
-        targets = [targets] * n
-    if targets is not None and len(targets) != n:
-        raise ValueError(f"got {len(targets)} targets for {n} images")
+    if targets is not None and (getattr(targets, "ndim", None) == 0 or not isinstance(targets, Iterable)):
+        targets = [targets] * n  # one class for every image
+    if targets is not None:
+        targets = [_class_index(t) for t in targets]
+        if len(targets) != n:
+            raise ValueError(f"got {len(targets)} targets for {n} images")
     out = {}
     for label, model in models.items():
         layer = target_layer or default_target_layer(model)

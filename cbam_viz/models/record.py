@@ -1,6 +1,7 @@
 """Record CBAM attention maps on request: hooks exist only inside :func:`record_attention`."""
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -31,14 +32,21 @@ def cbam_blocks(model: nn.Module) -> list[tuple[str, CBAM]]:
 
 @contextmanager
 def record_attention(model: nn.Module) -> Iterator[AttentionRecord]:
-    """Yield an :class:`AttentionRecord` filled by forward passes run inside the block."""
+    """Yield an :class:`AttentionRecord` filled by the forward passes that this thread runs inside
+    the block (other threads' forward passes on the same model are not recorded)."""
     record = AttentionRecord()
+    owner = threading.get_ident()
+
+    def keep(maps: list[torch.Tensor], value: torch.Tensor) -> None:
+        if threading.get_ident() == owner:
+            maps.append(value.detach())
+
     handles = []
     for name, cbam in cbam_blocks(model):
         record.blocks.append(name)
-        handles.append(cbam.channel.register_forward_hook(lambda m, i, out: record.channel.append(out.detach()[:, :, 0, 0])))
+        handles.append(cbam.channel.register_forward_hook(lambda m, i, out: keep(record.channel, out[:, :, 0, 0])))
         if cbam.spatial is not None:
-            handles.append(cbam.spatial.register_forward_hook(lambda m, i, out: record.spatial.append(out.detach()[:, 0])))
+            handles.append(cbam.spatial.register_forward_hook(lambda m, i, out: keep(record.spatial, out[:, 0])))
     try:
         yield record
     finally:
