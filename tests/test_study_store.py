@@ -236,3 +236,68 @@ def test_two_processes_share_one_postgresql(pg_url: str) -> None:
     assert len(votes) == 60
     expected = {(pid, position) for pid in ("w1", "w2", "shared") for position in range(20)}
     assert {(v.participant_id, v.position) for v in votes} == expected
+
+
+def _set_version(url: str, version: int | None) -> None:
+    """Rewrite the stored schema version (None: drop the version table, as before it existed)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    with engine.begin() as conn:
+        if version is None:
+            conn.execute(text("DROP TABLE cbam_viz_schema"))
+        else:
+            conn.execute(text("UPDATE cbam_viz_schema SET version = :v"), {"v": version})
+    engine.dispose()
+
+
+def _version(store) -> int:
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        return conn.execute(text("SELECT version FROM cbam_viz_schema")).scalar_one()
+
+
+def test_schema_version_is_recorded_and_a_newer_database_is_refused(store, db_url: str) -> None:
+    from cbam_viz.study.schema import SCHEMA_VERSION
+
+    store.get_or_create_participant("pilot", "p1")
+    store.record_vote("pilot", "p1", 0, "A")
+    assert _version(store) == SCHEMA_VERSION
+    _set_version(db_url, SCHEMA_VERSION + 1)
+    with pytest.raises(StudyError, match=f"schema version {SCHEMA_VERSION + 1}, newer than"):
+        open_store(db_url)
+    _set_version(db_url, SCHEMA_VERSION)
+    with open_store(db_url) as again:
+        assert len(again.votes("pilot")) == 1
+
+
+def test_an_unversioned_database_is_stamped_and_keeps_its_votes(store, db_url: str) -> None:
+    store.get_or_create_participant("pilot", "p1")
+    store.record_vote("pilot", "p1", 0, "B")
+    _set_version(db_url, None)  # a database written before the version table existed (schema 1)
+    with open_store(db_url) as again:
+        assert _version(again) == 1 and [v.answer for v in again.votes("pilot")] == ["B"]
+
+
+def test_an_older_database_is_migrated_step_by_step_or_refused(tmp_path: Path, monkeypatch) -> None:
+    from sqlalchemy import text
+
+    from cbam_viz.study import schema
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    open_store(url).close()  # schema 1
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    with pytest.raises(StudyError, match="schema version 1 and no migration to 2"):
+        open_store(url)
+    steps = []
+
+    def step(conn) -> None:
+        steps.append(1)
+        conn.execute(text("ALTER TABLE votes ADD COLUMN note VARCHAR(10)"))
+
+    monkeypatch.setitem(schema.MIGRATIONS, 1, step)
+    with open_store(url) as migrated:
+        assert steps == [1] and _version(migrated) == 2
+    with open_store(url):  # already at version 2: no step runs again
+        assert steps == [1]

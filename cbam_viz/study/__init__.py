@@ -12,19 +12,18 @@ from .config import (
 from .export import EXPORT_COLUMNS, vote_rows, write_votes
 from .scheduler import BASELINE, CBAM, MODELS, Trial, build_trials
 from .stats import Consistency, GroupRow, Proportion, StudyStats, compute_stats, summary_markdown, wilson_interval
-from .storage import (
+from .records import (
     NextTrial,
     Participant,
     Progress,
     RecordedVote,
-    Store,
     StudyError,
     VoteMeta,
     VoteRecord,
     VoteRejected,
     new_participant_id,
-    open_store,
 )
+from .storage import Store, open_store
 
 __all__ = [
     "BASELINE", "CBAM", "DEFAULT_ANSWERS", "EXPORT_COLUMNS", "MODELS", "ConfigError", "Consistency",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, fields
 from typing import Any, TextIO
 
-from .storage import VoteRecord
+from .records import VoteRecord
 
 FORMATS = ("csv", "json")
 _FIELDS = [f.name for f in fields(VoteRecord)]

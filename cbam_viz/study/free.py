@@ -23,7 +23,8 @@ from .credentials import Credentials
 from .scheduler import BASELINE, CBAM, MODELS, other_model
 from .session import MAX_RESPONSE_MS, _as_int
 from .stimuli import DISPLAY_SIZE, _upscale, encode_png
-from .storage import RecordedVote, Store, VoteMeta, VoteRejected, new_participant_id
+from .records import RecordedVote, VoteMeta, VoteRejected, new_participant_id
+from .storage import Store
 
 QUESTION = "Which map better covers the {target}?"
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from .export import write_votes
 from .scheduler import BASELINE, CBAM
 from .stats import StudyStats, compute_stats, summary_markdown
-from .storage import Store, VoteRecord
+from .records import VoteRecord
+from .storage import Store
 
 Table = tuple[list[str], list[list[object]]]
 

@@ -21,7 +21,8 @@ from .config import DEFAULT_ANSWERS, StudyConfig
 from .credentials import Credentials
 from .scheduler import MODELS, Trial, other_model
 from .stimuli import StimulusCache
-from .storage import Store, StudyError, VoteRejected, new_participant_id
+from .records import StudyError, VoteRejected, new_participant_id
+from .storage import Store
 
 ANSWER_LABELS = {"A": "A", "B": "B", "same": "about the same", "neither": "neither"}
 MAX_RESPONSE_MS = 24 * 3600 * 1000  # anything longer is not a response time

@@ -13,7 +13,7 @@ from statistics import NormalDist
 
 from .config import DECISIVE_ANSWERS, DEFAULT_ANSWERS
 from .scheduler import BASELINE, CBAM, MODELS
-from .storage import VoteRecord
+from .records import VoteRecord
 
 
 @dataclass(frozen=True)

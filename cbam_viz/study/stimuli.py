@@ -21,7 +21,7 @@ from PIL import Image
 
 from .config import ConfigError, DemoStimuli, Stimulus, StudyConfig
 from .scheduler import CBAM, MODELS
-from .storage import VoteMeta
+from .records import VoteMeta
 
 log = logging.getLogger(__name__)
 

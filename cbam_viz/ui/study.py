@@ -32,7 +32,8 @@ from ..study.credentials import Credentials
 from ..study.free import FreeTrial, FreeVotes
 from ..study.runtime import StudyRuntime, runtime_for
 from ..study.session import NO_EXPERTISE, StudyView, answer_choices
-from ..study.storage import Store, StudyError, VoteRejected
+from ..study.records import StudyError, VoteRejected
+from ..study.storage import Store
 
 log = logging.getLogger(__name__)
 
