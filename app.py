@@ -15,6 +15,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -22,6 +24,7 @@ import gradio as gr  # noqa: E402
 
 from cbam_viz.ui.compare import build_compare_tab  # noqa: E402
 from cbam_viz.ui.context import AppContext, random_imagenet_pair  # noqa: E402
+from cbam_viz.ui.serving import Blocks, remove_work_dirs  # noqa: E402
 
 TITLE = "cbam-viz · baseline vs CBAM"
 THEME = gr.themes.Default(primary_hue="indigo", secondary_hue="slate")
@@ -37,7 +40,7 @@ def build_app(ctx: AppContext, store: Any = None, study: Any = None, admin_passw
     """The whole UI: the Compare tab (unless ``compare`` is False), plus the study tabs when a store
     and study config are given. The Compare tab shows labelled maps, so a participant could upload a
     study image there and unblind it: a study serves it only when the owner asks (--with-compare)."""
-    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as app:
+    with Blocks(title=TITLE, delete_cache=(3600, 3600)) as app:
         gr.Markdown("## cbam-viz: what does CBAM attention change?\n"
                     "Grad-CAM and friends for a baseline ResNet and its CBAM twin, side by side, "
                     "with the spatial and channel attention of every CBAM block.")
@@ -87,7 +90,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM (docker stop, systemd): leave through main's clean-up, with status 0."""
+    sys.exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, _stop)  # before loading anything: the temp folders go at exit at the latest
     args = parse_args(argv)
     ctx = AppContext(pairs=args.pairs)
     if args.random_imagenet:
@@ -104,7 +113,11 @@ def main(argv: list[str] | None = None) -> None:
     app = build_app(ctx, store, study, args.admin_password, upload_dir, compare=not args.study or args.with_compare)
     launch(app, args.host, args.port, args.max_file_size, prevent_thread_lock=True)
     print(f"ready in {time.perf_counter() - STARTED:.1f} s: pairs {', '.join(ctx.pairs) or 'none'} on {ctx.device}", flush=True)
-    app.block_thread()
+    try:
+        app.block_thread()
+    finally:
+        app.close()  # also deletes the files it received and created (delete_cache)
+        remove_work_dirs()
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def main() -> None:
                 if i >= args.warmup:
                     forward_ms.append(forward)
                     request_ms.append(request)
-                    explain_ms.append(float(re.search(r" on \w+: ([\d.]+) s", outputs[0]).group(1)) * 1000)
+                    explain_ms.append(float(re.search(r"computed in ([\d.]+) s", outputs[0]).group(1)) * 1000)
     finally:
         stop(proc)
     forward, request, explained = (statistics.median(v) for v in (forward_ms, request_ms, explain_ms))

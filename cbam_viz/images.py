@@ -1,7 +1,8 @@
 """Safe image input: any upload becomes an RGB PIL image or a one-line :class:`ImageError`.
 
-Handles decompression bombs, truncated files, animated images (first frame), EXIF rotation,
-transparency (composited on white), CMYK, palette, grayscale and 16-bit/float images.
+Handles decompression bombs, truncated files, tiny or elongated images (refused from the header, before any
+pixel is decoded), animated images (first frame), EXIF rotation, transparency (composited on white), CMYK,
+palette, grayscale and 16-bit/float images.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 40_000_000  # larger images are refused as potential decompression bombs
 MIN_SIDE = 8
+MAX_ASPECT = 20  # longer side / shorter side; resizing the shorter side to the model's input would blow up the other
 
 
 class ImageError(ValueError):
@@ -47,8 +49,7 @@ def open_image(source: str | Path | bytes, name: str | None = None, max_pixels: 
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(stream) as image:
-                if image.width * image.height > max_pixels:
-                    raise ImageError(f"{label}: {image.width}x{image.height} pixels is more than the {max_pixels:,} allowed")
+                _check_size(label, image.width, image.height, max_pixels)
                 image.seek(0)  # animated images: the first frame
                 image.load()
                 image = ImageOps.exif_transpose(image)
@@ -63,6 +64,14 @@ def open_image(source: str | Path | bytes, name: str | None = None, max_pixels: 
         raise ImageError(f"{label}: file not found") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{label}: truncated or corrupt image ({str(e).splitlines()[0][:80]})") from None
-    if min(rgb.size) < MIN_SIDE:
-        raise ImageError(f"{label}: {rgb.width}x{rgb.height} pixels is too small (at least {MIN_SIDE} px per side)")
     return rgb
+
+
+def _check_size(label: str, width: int, height: int, max_pixels: int) -> None:
+    """Refuse, from the header alone, images too large, too small or too elongated to explain."""
+    if width * height > max_pixels:
+        raise ImageError(f"{label}: {width}x{height} pixels is more than the {max_pixels:,} allowed")
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"{label}: {width}x{height} pixels is too small (at least {MIN_SIDE} px per side)")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageError(f"{label}: {width}x{height} pixels is too elongated (at most {MAX_ASPECT}:1)")

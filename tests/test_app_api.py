@@ -181,6 +181,7 @@ BAD = {  # name: (file bytes, error message)
     "truncated.jpg": (lambda: _encoded(render_sample(1, 1, 128).image, "JPEG")[:1500], "truncated or corrupt"),
     "bomb.png": (lambda: _png_header_only(30000, 30000), "too large"),
     "tiny.png": (lambda: _encoded(Image.new("RGB", (4, 4), "white"), "PNG"), "too small"),
+    "thin.png": (lambda: _png_header_only(8, 2_000_000), "too elongated"),  # resized to 224 px: ~49 GB
     "text.png": (lambda: b"this is not an image\n" * 20, "not an image file"),
     "empty.jpg": (lambda: b"", "not an image file"),
 }

@@ -1,14 +1,18 @@
 """The Compare tab: a baseline and a CBAM model on one image, their CAMs and every CBAM attention map.
 
 Handlers only validate input, call the library and hand numpy panels to Gradio; every user error
-(bad image, unavailable pair, unknown option) becomes a ``gr.Error`` with a one-line message.
+(bad image, unavailable pair, unknown option, argument of the wrong type) becomes a ``gr.Error`` with a
+one-line message, and a file payload names a file only if this app received or served it (serving.Uploads).
 """
 from __future__ import annotations
 
+import contextlib
+import html
+import logging
+import re
 import shutil
 import tempfile
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,16 +21,20 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+from gradio.context import Context
 from matplotlib import cbook
 from PIL import Image
 
 from ..data import Sample, render_sample
 from ..explain import METHODS, Explanation, default_target_layer, target_layers, to_arrays
-from ..images import open_image
+from ..images import ImageError, open_image
 from ..models import cbam_blocks, crop_for_display
 from ..models.pairs import Pair, PairUnavailable
 from ..render import comparison_figure, panels
-from .context import AppContext, image_sha256
+from .context import AppContext, Timing, image_sha256
+from .serving import Refused, Uploads, atomic_write, work_dir
+
+log = logging.getLogger(__name__)
 
 OWN = "each model's own prediction"
 METHOD_LABELS = {
@@ -38,6 +46,12 @@ ROLE_NAMES = {"baseline": "Baseline", "cbam": "CBAM"}
 HINT = "Upload an image, paste one or pick an example."
 VIEW = 256  # CAM views are drawn at least this large
 EXAMPLE_SEED = 9001  # a dataset seed that training (1), validation (2), evaluation (3) and the study (0) do not use
+MAX_TEXT = 200  # longest accepted option value (pair, method, layer, class, block)
+EXPORT_TTL = 3600  # seconds an export's files stay on disk (Gradio serves its own copies, as long as its cache)
+
+
+class BadRequest(ValueError):
+    """An option of the wrong type or value; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +77,26 @@ def write_examples(folder: Path, count: int = 12) -> list[Example]:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Show bad input, unavailable pairs and invalid options to the user as ``gr.Error``."""
+    """Bad input, unavailable pairs and invalid options become a one-line ``gr.Error`` (HTML-escaped: Gradio
+    renders it as HTML, and it may quote a file or option name); any other error a generic line, its details
+    only in the server log."""
     try:
         yield
-    except (PairUnavailable, ValueError) as e:
-        raise gr.Error(str(e), print_exception=False) from None
+    except (PairUnavailable, ImageError, BadRequest, Refused) as e:
+        raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
+    except MemoryError:
+        raise gr.Error("not enough memory to explain this image: try a smaller one", print_exception=False) from None
+    except Exception:
+        log.exception("Compare tab: request failed")
+        raise gr.Error("internal error while explaining this image (details in the server log)",
+                       print_exception=False) from None
+
+
+def _text(what: str, value: Any) -> str:
+    """``value`` if it is a string of at most :data:`MAX_TEXT` characters, else :class:`BadRequest`."""
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise BadRequest(f"invalid {what}: expected a name of at most {MAX_TEXT} characters")
+    return value
 
 
 def _choices(pair: Pair) -> dict[str, Any]:
@@ -99,8 +128,9 @@ class _Request:
 
     pair: Pair
     image: Image.Image
+    digest: str  # image_sha256 of ``image``
     results: dict[str, Explanation]
-    seconds: float
+    timing: Timing
     names: list[str]  # unique class names
     titles: dict[str, str]  # role -> "Baseline · ResNet-18"
     display: np.ndarray  # the image as the models see it
@@ -109,30 +139,33 @@ class _Request:
 
 
 class CompareTab:
-    """The tab's handlers; ``truth`` maps an image digest to the generated sample it is."""
+    """The tab's handlers; ``truth`` maps an image digest to the generated sample it is; only files of
+    ``uploads`` are ever opened."""
 
-    def __init__(self, ctx: AppContext, examples: list[Example], export_dir: Path):
+    def __init__(self, ctx: AppContext, examples: list[Example], export_dir: Path, uploads: Uploads):
         self.ctx = ctx
         self.truth = {image_sha256(e.sample.image): e.sample for e in examples if e.sample}
         self.export_dir = export_dir
+        self.uploads = uploads
 
-    def _run(self, image: dict | None, pair: str, method: str, layer: str, target: str) -> _Request:
+    def _run(self, image: Any, pair: Any, method: Any, layer: Any, target: Any) -> _Request:
         if not image:
-            raise ValueError("upload an image, paste one or pick an example first")
-        loaded = self.ctx.pair(pair)
-        if method not in METHODS:
-            raise ValueError(f"unknown CAM method {method!r}; choose from {', '.join(METHODS)}")
+            raise BadRequest("upload an image, paste one or pick an example first")
+        loaded = self.ctx.pair(_text("model pair", pair))
+        if _text("CAM method", method) not in METHODS:
+            raise BadRequest(f"unknown CAM method {method!r}; choose from {', '.join(METHODS)}")
         layers = target_layers(loaded.models["cbam"])
-        if layer not in layers:
-            raise ValueError(f"unknown target layer {layer!r} for pair {pair}; choose from {layers[0]} … {layers[-1]}")
+        if _text("target layer", layer) not in layers:
+            raise BadRequest(f"unknown target layer {layer!r} for pair {pair}; choose from {layers[0]} … {layers[-1]}")
         names = panels.unique_names(loaded.class_names)
-        if target not in (OWN, *names):
-            raise ValueError(f"unknown target class {target!r} for pair {pair}")
-        picture = open_image(image["path"], name=image.get("orig_name") or Path(image["path"]).name)
+        if _text("target class", target) not in (OWN, *names):
+            raise BadRequest(f"unknown target class {target!r} for pair {pair}")
+        path = self.uploads.path(image)
+        name = image.get("orig_name")
+        picture = open_image(path, name=name if isinstance(name, str) and name else path.name)
         digest = image_sha256(picture)
-        start = time.perf_counter()
-        results = self.ctx.explain(pair, picture, method, None if target == OWN else names.index(target), layer, digest)
-        seconds = time.perf_counter() - start
+        results, timing = self.ctx.explain_timed(pair, picture, method, None if target == OWN else names.index(target),
+                                                 layer, digest)
         info = loaded.models["cbam"].info
         sample = self.truth.get(digest)
         mask = None
@@ -140,25 +173,36 @@ class CompareTab:
             mask = np.asarray(crop_for_display(Image.fromarray(sample.mask.astype(np.uint8) * 255), info))[..., 0] >= 128
         titles = {role: f"{ROLE_NAMES[role]} · {m.info.title}" for role, m in loaded.models.items()}
         truth = loaded.class_names.index(sample.class_name) if sample and sample.class_name in loaded.class_names else None
-        return _Request(loaded, picture, results, seconds, names, titles, np.asarray(crop_for_display(picture, info)),
+        return _Request(loaded, picture, digest, results, timing, names, titles, np.asarray(crop_for_display(picture, info)),
                         mask if mask is not None and mask.any() else None, truth)
 
-    def compare(self, image: dict | None, pair: str, method: str, layer: str, target: str, shared: bool, block: str,
+    def compare(self, image: Any, pair: Any, method: Any, layer: Any, target: Any, shared: Any, block: Any,
                 progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
         """Everything the tab shows for one image; blank panels and a hint when there is no image."""
         if not image:
             return (HINT, *[None] * 9)
         with user_errors():
+            if not isinstance(shared, bool):
+                raise BadRequest("invalid shared colour scale: expected true or false")
+            _text("CBAM block", block)
             progress(0, desc="explaining with both models")
             r = self._run(image, pair, method, layer, target)
             cbam = r.results["cbam"]
             if block not in cbam.blocks:
-                raise ValueError(f"unknown CBAM block {block!r}; choose from {', '.join(cbam.blocks)}")
+                raise BadRequest(f"unknown CBAM block {block!r}; choose from {', '.join(cbam.blocks)}")
+            return self._panels(r, method, layer, target, shared, block)
+
+    def _panels(self, r: _Request, method: str, layer: str, target: str, shared: bool, block: str) -> tuple:
+        """The summary and every panel of one explained request."""
+        cbam = r.results["cbam"]
         view = panels.upscale(r.display, VIEW)
         scale = panels.shared_scale(r.results) if shared else None
         views = [panels.cam_view(view, r.results[role], scale, r.mask) for role in ("baseline", "cbam")]
         explained = OWN if target == OWN else f"class {target}"
-        timing = f"{METHOD_LABELS.get(method, method)} of {layer} for {explained}, on {self.ctx.device}: {r.seconds:.2f} s"
+        t = r.timing
+        computed = "cached result" if t.cached else f"computed in {t.computed:.2f} s on {self.ctx.device}"
+        timing = (f"{METHOD_LABELS.get(method, method)} of {layer} for {explained}: {computed}, "
+                  f"waited {t.waited:.2f} s for other requests")
         summary = [panels.agreement(r.results, r.names, r.titles, r.truth), f"\n*{timing}.*"]
         width, height = r.image.size
         size = r.pair.models["cbam"].info.input_size
@@ -173,23 +217,40 @@ class CompareTab:
                 grid, panels.channel_heatmap(cbam.blocks, cbam.channel_attention),
                 panels.top_channels(cbam.channel_attention[cbam.blocks.index(block)]))
 
-    def export(self, image: dict | None, pair: str, method: str, layer: str, target: str) -> list[str]:
-        """The comparison figure (PNG) and every array (``.npz``) of the current explanation."""
+    def export(self, image: Any, pair: Any, method: Any, layer: Any, target: Any) -> list[str]:
+        """The comparison figure (PNG) and every array (``.npz``) of the current explanation, named after the
+        request, in a folder of their own and each written atomically (concurrent exports never share a file)."""
         with user_errors():
             r = self._run(image, pair, method, layer, target)
-        stem = self.export_dir / f"cbam-viz_{pair}_{method}_{layer}_{image_sha256(r.image)[:10]}"
-        comparison_figure(r.display, r.results, r.pair.class_names, r.titles).save(f"{stem}.png")
-        extra = {"image": r.display} if r.mask is None else {"image": r.display, "mask": r.mask}
-        np.savez_compressed(f"{stem}.npz", **to_arrays(r.results), **extra)
-        return [f"{stem}.png", f"{stem}.npz"]
+            _prune(self.export_dir, EXPORT_TTL)
+            folder = Path(tempfile.mkdtemp(dir=self.export_dir))
+            parts = ("cbam-viz", pair, method, layer, "own" if target == OWN else target, r.digest[:10])
+            stem = "_".join(re.sub(r"[^\w.+-]+", "-", part) for part in parts)
+            figure = comparison_figure(r.display, r.results, r.pair.class_names, r.titles)
+            extra = {"image": r.display} if r.mask is None else {"image": r.display, "mask": r.mask}
+            png = atomic_write(folder / f"{stem}.png", lambda f: figure.save(f, "PNG"))
+            npz = atomic_write(folder / f"{stem}.npz", lambda f: np.savez_compressed(f, **to_arrays(r.results), **extra))
+        return [str(png), str(npz)]
 
-    def select_pair(self, pair: str) -> tuple:
+    def select_pair(self, pair: Any) -> tuple:
         """The pair's description and its layers, classes and CBAM blocks as dropdown choices."""
+        with user_errors():
+            if _text("model pair", pair) not in (*self.ctx.pairs, *self.ctx.unavailable):
+                raise BadRequest(f"unknown pair {pair!r}")
         if pair not in self.ctx.pairs:
             return _pair_info(self.ctx, pair), gr.Dropdown(), gr.Dropdown(), gr.Dropdown()
         c = _choices(self.ctx.pairs[pair])
         return (_pair_info(self.ctx, pair), gr.Dropdown(choices=c["layers"], value=c["layer"]),
                 gr.Dropdown(choices=c["classes"], value=OWN), gr.Dropdown(choices=c["blocks"], value=c["block"]))
+
+
+def _prune(folder: Path, age: float) -> None:
+    """Remove the subfolders of ``folder`` older than ``age`` seconds."""
+    limit = time.time() - age
+    for old in folder.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a concurrent export removed it first
+            if old.stat().st_mtime < limit:
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def default_pair(ctx: AppContext) -> str | None:
@@ -200,11 +261,12 @@ def default_pair(ctx: AppContext) -> str | None:
 
 def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     """The Compare tab's components, wired to :class:`CompareTab`; call inside ``gr.Blocks``."""
-    work = Path(tempfile.mkdtemp(prefix="cbam-viz-"))
+    if Context.root_block is None:
+        raise RuntimeError("build_compare_tab must be called inside gr.Blocks")
+    blocks = Context.root_block
+    work = work_dir(blocks)
     examples = write_examples(work / "examples")
     (work / "exports").mkdir()
-    tab = CompareTab(ctx, examples, work / "exports")
-    weakref.finalize(tab, shutil.rmtree, work, ignore_errors=True)  # at exit at the latest
     name = default_pair(ctx)
     c = _choices(ctx.pairs[name]) if name in ctx.pairs else {"layers": [], "layer": None, "classes": [OWN], "blocks": [],
                                                              "block": None}
@@ -228,6 +290,7 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
             run = gr.Button("Explain", variant="primary")
             gr.Examples([[str(e.path)] for e in examples], inputs=image, example_labels=[e.caption for e in examples],
                         label="Examples: generated demo images (with ground truth) and a photo", examples_per_page=13)
+            served = set(image.temp_files)  # Gradio's copies of the examples, the paths a click hands back
             export = gr.Button("Prepare downloads: figure (PNG) + arrays (.npz)", size="md")
             files = gr.File(label="Downloads", file_count="multiple", interactive=False, visible=False,
                             elem_id="downloads")
@@ -253,13 +316,15 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
             top_channels = gr.Label(num_top_classes=8, label="Top channels of the block (gate value)",
                                     show_heading=False)
 
+    tab = CompareTab(ctx, examples, work / "exports", Uploads(blocks, served))
     inputs = [image, pair, method, layer, target, shared, block]
     outputs = [summary, view_baseline, view_cbam, slider, top_baseline, top_cbam, legend, spatial, channels, top_channels]
-    # preprocess=False: handlers get the uploaded file unopened (open_image reads it and words any error) and
-    # the raw option values, which _run validates against the chosen pair (not the session's dropdown choices).
+    # preprocess=False: handlers get the file payload unopened (Uploads checks it, open_image reads it and words
+    # any error) and the raw option values, which _run validates against the chosen pair (not the session's
+    # dropdown choices). Gradio checks a payload with "meta" only; without, it reaches the handler unchecked.
     gr.on([image.change, run.click, method.input, layer.input, target.input, shared.input, block.input],
           tab.compare, inputs, outputs, api_name="compare", trigger_mode="always_last", preprocess=False)
-    pair.input(tab.select_pair, pair, [pair_info, layer, target, block], api_name="select_pair").then(
+    pair.input(tab.select_pair, pair, [pair_info, layer, target, block], api_name="select_pair", preprocess=False).then(
         tab.compare, inputs, outputs, api_visibility="private", preprocess=False)
     export.click(tab.export, inputs[:5], files, api_name="export", preprocess=False).success(
         lambda: gr.File(visible=True), None, files, api_visibility="private", queue=False)

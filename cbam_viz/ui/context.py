@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,15 @@ def image_sha256(image: Image.Image) -> str:
     """Digest of the RGB pixels and size (what the models see), independent of file encoding."""
     rgb = image.convert("RGB")
     return hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds an explanation waited for other requests (the models are shared) and then took."""
+
+    waited: float
+    computed: float
+    cached: bool  # computed is then only the cache look-up
 
 
 class AppContext:
@@ -53,16 +64,25 @@ class AppContext:
 
     def explain(self, pair: str, image: Image.Image, method: str = "gradcam", target: int | None = None,
                 layer: str | None = None, digest: str | None = None) -> dict[str, Explanation]:
+        return self.explain_timed(pair, image, method, target, layer, digest)[0]
+
+    def explain_timed(self, pair: str, image: Image.Image, method: str = "gradcam", target: int | None = None,
+                      layer: str | None = None, digest: str | None = None) -> tuple[dict[str, Explanation], Timing]:
+        """:meth:`explain`, and how long it waited for other requests and then computed."""
         key = (pair, digest or image_sha256(image), method, target, layer)
+        asked = time.perf_counter()
         with self._lock:
-            if key in self._cache:
+            started = time.perf_counter()
+            cached = key in self._cache
+            if cached:
                 self._cache.move_to_end(key)
-                return self._cache[key]
-            result = explain(self.pair(pair).models, image, target=target, method=method, target_layer=layer)
-            self._cache[key] = result
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-            return result
+                result = self._cache[key]
+            else:
+                result = self._cache[key] = explain(self.pair(pair).models, image, target=target, method=method,
+                                                    target_layer=layer)
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+            return result, Timing(started - asked, time.perf_counter() - started, cached)
 
 
 def random_imagenet_pair(device: str | None = None) -> Pair:
