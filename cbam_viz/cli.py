@@ -95,9 +95,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise CLIError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     try:
         pair = load_pair(args.pair, device=args.device)
-        evaluation = evaluate(pair, methods, args.n, args.seed, args.batch_size, road=not args.no_road)
+        evaluation = evaluate(pair, methods, args.n, args.seed, args.batch_size, road=not args.no_road,
+                              allow_seen_seed=args.allow_training_seed)
     except (PairUnavailable, ValueError) as e:
         raise CLIError(str(e)) from None
+    if evaluation.seen_as:
+        print(f"warning: dataset seed {args.seed} is the pair's {evaluation.seen_as} seed; the report says so", file=sys.stderr)
     print(markdown_table(evaluation, summary_rows(evaluation)))
     for path in write_outputs(evaluation, Path(args.out)):
         print(f"wrote {path}")
@@ -136,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pair", default="demo")
     p.add_argument("--methods", default="gradcam", help="comma-separated CAM methods")
     p.add_argument("-n", type=int, default=1000, help="number of held-out images")
-    p.add_argument("--seed", type=int, default=3, help="dataset seed (training used 1, validation 2)")
+    p.add_argument("--seed", type=int, default=3, help="dataset seed (training used 1, validation 2: refused)")
+    p.add_argument("--allow-training-seed", action="store_true",
+                   help="score a training or validation seed anyway; the report carries a warning")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-road", action="store_true", help="skip the ROAD score (the slowest metric)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

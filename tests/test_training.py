@@ -83,19 +83,25 @@ def test_evaluation_metrics_match_direct_computation(tmp_path, tiny_pair):
     evaluation = evaluate(pair, ["gradcam", "eigencam"], n=12, seed=5, batch_size=8)
     samples = [render_sample(5, i, 64) for i in range(12)]
     direct = explain_batch(pair.models, [s.image for s in samples], targets=[s.label for s in samples])
+    assert evaluation.feature_shape == (4, 4) and evaluation.tolerance == 8.0
     for role in ("baseline", "cbam"):
-        values = evaluation.values["gradcam"][role]
-        assert values["pointing"].tolist() == [pointing_game(r.cam, s.mask) for r, s in zip(direct[role], samples)]
+        values = evaluation.values["gradcam"]["half-pixel"][role]  # the app's map, Explanation.cam
+        assert values["pointing"].tolist() == [pointing_game(r.cam, s.mask, feature_shape=(4, 4)) for r, s in zip(direct[role], samples)]
         assert np.allclose(values["energy"], [energy_pointing_game(r.cam, s.box) for r, s in zip(direct[role], samples)])
-        assert values["accuracy"].tolist() == [r.prediction == s.label for r, s in zip(direct[role], samples)]
-        assert values["road"].shape == (12,) and np.isfinite(values["road"]).all()
+        assert evaluation.accuracy[role].tolist() == [r.prediction == s.label for r, s in zip(direct[role], samples)]
+        for placement in ("half-pixel", "receptive-field"):
+            road = evaluation.values["gradcam"][placement][role]["road"]
+            assert road.shape == (12,) and np.isfinite(road).all()
+        box_share = [(s.box[2] - s.box[0]) * (s.box[3] - s.box[1]) / 64 ** 2 for s in samples]
+        assert np.allclose(evaluation.reference["uniform"][role]["energy"], box_share)  # a model-free chance level
+        assert "road" not in evaluation.reference["uniform"][role] and evaluation.reference["centre"][role]["road"].shape == (12,)
     rows = summary_rows(evaluation)
-    assert len(rows) == 2 * 5 and {r["test"] for r in rows} == {"mcnemar_exact", "wilcoxon"}
+    assert len(rows) == 1 + 2 * 4 * 2 and {r["test"] for r in rows} == {"mcnemar_exact", "permutation"}
     assert all(r["baseline_lo"] <= r["baseline"] <= r["baseline_hi"] for r in rows)
     table = markdown_table(evaluation, rows)
-    assert table.count("\n| gradcam |") == 5 and "CBAM - baseline" in table
+    assert table.count("\n| gradcam |") == 8 and "CBAM - baseline" in table
     per_image, summary, md = write_outputs(evaluation, tmp_path / "results")
-    assert len(per_image.read_text().splitlines()) == 1 + 2 * 2 * 12
+    assert len(per_image.read_text().splitlines()) == 1 + (2 * 2 + 2) * 2 * 12
     assert md.read_text() == table
 
 

@@ -1,11 +1,14 @@
 """Synthetic shapes with ground truth, and localization metrics."""
 from .dataset import MEAN, STD, SynthShapes, default_transform, write_samples
-from .metrics import (bootstrap_ci, energy_pointing_game, mask_iou, paired_test,
-                      pointing_game)
+from .metrics import (PLACEMENTS, REFERENCE_MAPS, bootstrap_ci, energy_pointing_game, holm,
+                      mask_iou, mean_ci, newcombe_paired_ci, paired_test, peak_location,
+                      place_cam, pointing_game, pointing_tolerance, reference_map, wilson_ci)
 from .synth import CLASSES, NUM_CLASSES, Sample, render_sample
 
 __all__ = [
-    "CLASSES", "MEAN", "NUM_CLASSES", "STD", "Sample", "SynthShapes", "bootstrap_ci",
-    "default_transform", "energy_pointing_game", "mask_iou", "paired_test",
-    "pointing_game", "render_sample", "write_samples",
+    "CLASSES", "MEAN", "NUM_CLASSES", "PLACEMENTS", "REFERENCE_MAPS", "STD", "Sample",
+    "SynthShapes", "bootstrap_ci", "default_transform", "energy_pointing_game", "holm",
+    "mask_iou", "mean_ci", "newcombe_paired_ci", "paired_test", "peak_location", "place_cam",
+    "pointing_game", "pointing_tolerance", "reference_map", "render_sample", "wilson_ci",
+    "write_samples",
 ]

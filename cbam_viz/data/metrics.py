@@ -1,9 +1,10 @@
-"""Localization metrics for saliency maps, with bootstrap CIs and paired tests.
+"""Localization metrics for saliency maps, CAM placement, intervals and paired tests.
 
 Conventions: ``cam`` is an HxW float array (non-negative, typically in [0, 1]);
 ``mask`` is an HxW bool array; ``box`` is ``(x0, y0, x1, y1)`` with x0/y0
 inclusive and x1/y1 exclusive, i.e. the region ``cam[y0:y1, x0:x1]`` -- the
-same convention as :class:`cbam_viz.data.synth.Sample`.
+same convention as :class:`cbam_viz.data.synth.Sample`. Pixel ``(y, x)`` has its
+centre at the coordinates ``(y, x)``.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import numpy as np
 from scipy import stats
 
 ArrayLike = np.ndarray | Sequence[float] | Sequence[bool]
+PLACEMENTS = ("half-pixel", "receptive-field")
+REFERENCE_MAPS = ("uniform", "centre")
 
 
 def _check_pair(cam: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -22,19 +25,92 @@ def _check_pair(cam: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return cam, mask
 
 
-def pointing_game(cam: np.ndarray, mask: np.ndarray, tolerance: float = 15,
-                  reference_size: int = 224) -> bool:
-    """Hit when the CAM maximum lies within ``tolerance`` px (Euclidean) of the mask.
+# ------------------------------------------------------------------ maps
 
-    The tolerance is given for a ``reference_size`` image and scaled to this one:
-    ``tolerance * max(H, W) / reference_size``. Ties go to the first maximum in
-    row-major order (``np.argmax``).
+def place_cam(raw: np.ndarray, shape: tuple[int, int], placement: str = "half-pixel") -> np.ndarray:
+    """Min-max normalize a feature-resolution CAM and upsample it bilinearly to ``shape``.
+
+    With ``s = H / h`` per axis, cell ``i``'s value sits at pixel coordinate
+
+    - ``"half-pixel"``: ``s * i + (s - 1) / 2``, the middle of the block ``[s*i, s*(i+1))``;
+      this is grad-cam's ``scale_cam_image`` (``cv2.resize``, half-pixel centres), i.e. the
+      map the app shows;
+    - ``"receptive-field"``: ``s * i``, the centre of the cell's receptive field in a network
+      whose convolutions and pools are all "same"-padded (every ResNet here: a layer4 unit
+      ``i`` at stride 16 is centred on input pixel ``16 * i``).
+
+    Between cell centres the map is linear; beyond the outermost centres it repeats the edge
+    value (as ``cv2.resize`` does).
     """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"unknown placement {placement!r}; choose from {PLACEMENTS}")
+    out = np.asarray(raw, dtype=np.float64)
+    if out.ndim != 2:
+        raise ValueError("raw must be a 2-D array")
+    out = out - out.min()
+    out = out / (1e-7 + out.max())
+    for axis, (n_in, n_out) in enumerate(zip(out.shape, shape)):
+        s = n_out / n_in
+        x = np.arange(n_out)
+        u = np.clip((x + 0.5) / s - 0.5 if placement == "half-pixel" else x / s, 0, n_in - 1)
+        i0 = np.floor(u).astype(int)
+        w = np.expand_dims(u - i0, 1 - axis)
+        out = np.take(out, i0, axis) * (1 - w) + np.take(out, np.minimum(i0 + 1, n_in - 1), axis) * w
+    return out.astype(np.float32)
+
+
+def reference_map(name: str, shape: tuple[int, int]) -> np.ndarray:
+    """A model-free map: ``"uniform"`` (all ones) or ``"centre"`` (1 - distance to the image
+    centre / distance from the centre to a corner, a cone peaking at the centre)."""
+    if name == "uniform":
+        return np.ones(shape, np.float32)
+    if name != "centre":
+        raise ValueError(f"unknown reference map {name!r}; choose from {REFERENCE_MAPS}")
+    cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
+    ys, xs = np.mgrid[:shape[0], :shape[1]]
+    return (1 - np.hypot(ys - cy, xs - cx) / np.hypot(cy, cx)).astype(np.float32)
+
+
+# --------------------------------------------------------------- metrics
+
+def peak_location(cam: np.ndarray, rtol: float = 1e-6) -> tuple[float, float]:
+    """Where the map points: the centroid ``(y, x)`` of its maximum plateau.
+
+    The plateau is every pixel within ``rtol`` of the map's range below the maximum (a constant
+    map is all plateau, so it points at the image centre). When the centroid falls outside the
+    plateau -- farther than half a pixel diagonal from every plateau pixel, as with a
+    non-convex plateau or separate equal maxima -- the plateau pixel nearest to it is used
+    instead (the first in row-major order among equally near ones).
+    """
+    cam = np.asarray(cam, dtype=np.float64)
+    top = cam.max()
+    ys, xs = np.nonzero(cam >= top - rtol * (top - cam.min()))
+    cy, cx = ys.mean(), xs.mean()
+    d2 = (ys - cy) ** 2 + (xs - cx) ** 2
+    if d2.min() <= 0.5:
+        return float(cy), float(cx)
+    nearest = int(np.argmin(d2))
+    return float(ys[nearest]), float(xs[nearest])
+
+
+def pointing_tolerance(shape: tuple[int, int], feature_shape: tuple[int, int] | None = None,
+                       tolerance: float = 15, reference_size: int = 224) -> float:
+    """Pointing-game tolerance in px: ``tolerance`` at ``reference_size`` scaled to ``max(H, W)``,
+    and never less than half a feature cell, ``max(H / h, W / w) / 2`` for ``feature_shape (h, w)``."""
+    tol = tolerance * max(shape) / reference_size
+    if feature_shape is not None:
+        tol = max(tol, max(shape[0] / feature_shape[0], shape[1] / feature_shape[1]) / 2)
+    return float(tol)
+
+
+def pointing_game(cam: np.ndarray, mask: np.ndarray, tolerance: float = 15,
+                  reference_size: int = 224, feature_shape: tuple[int, int] | None = None) -> bool:
+    """Hit when :func:`peak_location` lies within the :func:`pointing_tolerance` (Euclidean) of the mask."""
     cam, mask = _check_pair(cam, mask)
     if not mask.any():
         raise ValueError("mask is empty")
-    tol = tolerance * max(cam.shape) / reference_size
-    py, px = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    tol = pointing_tolerance(cam.shape, feature_shape, tolerance, reference_size)
+    py, px = peak_location(cam)
     ys, xs = np.nonzero(mask)
     return bool(np.min((ys - py) ** 2 + (xs - px) ** 2) <= tol * tol)
 
@@ -59,6 +135,8 @@ def mask_iou(cam: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> float
     return float(np.logical_and(pred, mask).sum() / union) if union else 0.0
 
 
+# ------------------------------------------------------------ statistics
+
 def bootstrap_ci(values: ArrayLike, n_boot: int = 2000, alpha: float = 0.05,
                  seed: int = 0) -> tuple[float, float, float]:
     """``(mean, lo, hi)``: the mean and its percentile-bootstrap ``1 - alpha`` interval."""
@@ -75,27 +153,63 @@ def bootstrap_ci(values: ArrayLike, n_boot: int = 2000, alpha: float = 0.05,
     return float(x.mean()), float(lo), float(hi)
 
 
-def paired_test(a: ArrayLike, b: ArrayLike, n_boot: int = 2000, alpha: float = 0.05,
-                seed: int = 0) -> dict[str, float | int | str]:
-    """Compare paired samples ``a`` and ``b``.
+def wilson_ci(hits: ArrayLike, alpha: float = 0.05) -> tuple[float, float, float]:
+    """``(proportion, lo, hi)`` with the Wilson score interval (nonzero width even at 0% or 100%)."""
+    x = np.asarray(hits, dtype=bool).ravel()
+    if x.size == 0:
+        raise ValueError("hits is empty")
+    ci = stats.binomtest(int(x.sum()), x.size).proportion_ci(1 - alpha, method="wilson")
+    return float(x.mean()), float(ci.low), float(ci.high)
 
-    Bool inputs (e.g. pointing-game hits): exact McNemar test, a two-sided
-    binomial test on the discordant pairs. Otherwise: Wilcoxon signed-rank test
-    (zero differences dropped). p is 1.0 when no pair differs. Returns ``test``,
-    ``n``, ``mean_diff`` (mean of ``a - b``), ``ci_low``, ``ci_high`` and ``p_value``.
+
+def mean_ci(values: ArrayLike, alpha: float = 0.05) -> tuple[float, float, float]:
+    """Wilson interval for a bool array (a proportion), bootstrap interval of the mean otherwise."""
+    x = np.asarray(values)
+    return wilson_ci(x, alpha) if x.dtype == bool else bootstrap_ci(x, alpha=alpha)
+
+
+def newcombe_paired_ci(a: ArrayLike, b: ArrayLike, alpha: float = 0.05) -> tuple[float, float, float]:
+    """``(p_a - p_b, lo, hi)`` for paired hit/miss data: Newcombe's (1998, method 10) hybrid
+    score interval, built from the two Wilson intervals and the pairs' phi correlation. Without
+    discordant pairs its width shrinks with phi (to 0 at a 50% hit rate, where McNemar's p is 1)."""
+    a_arr, b_arr = np.asarray(a, dtype=bool).ravel(), np.asarray(b, dtype=bool).ravel()
+    both, only_a = int(np.sum(a_arr & b_arr)), int(np.sum(a_arr & ~b_arr))
+    only_b, neither = int(np.sum(~a_arr & b_arr)), int(np.sum(~a_arr & ~b_arr))
+    pa, la, ua = wilson_ci(a_arr, alpha)
+    pb, lb, ub = wilson_ci(b_arr, alpha)
+    denom = float(both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    phi = (both * neither - only_a * only_b) / np.sqrt(denom) if denom > 0 else 0.0
+    below = np.sqrt(max((pa - la) ** 2 - 2 * phi * (pa - la) * (ub - pb) + (ub - pb) ** 2, 0.0))
+    above = np.sqrt(max((ua - pa) ** 2 - 2 * phi * (ua - pa) * (pb - lb) + (pb - lb) ** 2, 0.0))
+    diff = pa - pb
+    return float(diff), float(diff - below), float(diff + above)
+
+
+def paired_test(a: ArrayLike, b: ArrayLike, alpha: float = 0.05, n_resamples: int = 10_000,
+                seed: int = 0) -> dict[str, float | int | str]:
+    """Test and interval on the same statistic, the mean of ``a - b`` over paired samples.
+
+    Bool inputs (e.g. pointing-game hits): exact McNemar test (two-sided binomial test on the
+    discordant pairs) and Newcombe's interval of the difference of the two proportions.
+    Otherwise: paired sign-flip permutation test of the mean difference (exact when
+    ``2**n <= n_resamples``, else ``n_resamples`` seeded random flips) and the percentile
+    bootstrap interval of the mean difference. p is 1.0 when no pair differs. Returns
+    ``test``, ``n``, ``mean_diff``, ``ci_low``, ``ci_high`` and ``p_value``.
     """
     a_arr, b_arr = np.asarray(a).ravel(), np.asarray(b).ravel()
     if a_arr.shape != b_arr.shape or a_arr.size == 0:
         raise ValueError("a and b must be non-empty and of equal length")
-    diff = a_arr.astype(np.float64) - b_arr.astype(np.float64)
     if a_arr.dtype == bool and b_arr.dtype == bool:
         test, p = "mcnemar_exact", _mcnemar_p(a_arr, b_arr)
+        mean, lo, hi = newcombe_paired_ci(a_arr, b_arr, alpha)
     else:
-        test = "wilcoxon"
-        p = 1.0 if not diff.any() else float(stats.wilcoxon(a_arr, b_arr).pvalue)
-    mean, lo, hi = bootstrap_ci(diff, n_boot=n_boot, alpha=alpha, seed=seed)
-    return {"test": test, "n": int(diff.size), "mean_diff": mean,
-            "ci_low": lo, "ci_high": hi, "p_value": p}
+        diff = a_arr.astype(np.float64) - b_arr.astype(np.float64)
+        test, p = "permutation", 1.0
+        if diff.any():
+            p = float(stats.permutation_test((diff,), np.mean, permutation_type="samples", vectorized=True,
+                                             n_resamples=n_resamples, rng=seed).pvalue)
+        mean, lo, hi = bootstrap_ci(diff, alpha=alpha, seed=seed)
+    return {"test": test, "n": int(a_arr.size), "mean_diff": mean, "ci_low": lo, "ci_high": hi, "p_value": p}
 
 
 def _mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
@@ -103,3 +217,13 @@ def _mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
     if only_a + only_b == 0:
         return 1.0
     return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def holm(p_values: ArrayLike) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values, in the input order (family-wise error control)."""
+    p = np.asarray(p_values, dtype=np.float64).ravel()
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * (p.size - np.arange(p.size))
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
