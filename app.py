@@ -1,7 +1,7 @@
 """cbam-viz web app: compare a baseline and a CBAM ResNet on any image; optionally run a user study.
 
     .venv/bin/python app.py [--host 127.0.0.1] [--port 7860] [--pairs demo imagenet] [--random-imagenet]
-                            [--study study.toml [--db URL] [--data-dir data] [--admin-password PW]]
+                            [--study study.toml [--db URL] [--data-dir data] [--admin-password-file FILE]]
 """
 from __future__ import annotations
 
@@ -36,14 +36,17 @@ CSS = """
 
 
 def build_app(ctx: AppContext, store: Any = None, study: Any = None, admin_password: str | None = None,
-              upload_dir: Path | None = None, compare: bool = True) -> gr.Blocks:
+              upload_dir: Path | None = None, compare: bool = True, joins_per_hour: int | None = None) -> gr.Blocks:
     """The whole UI: the Compare tab (unless ``compare`` is False), plus the study tabs when a store
     and study config are given. The Compare tab shows labelled maps, so a participant could upload a
     study image there and unblind it: a study serves it only when the owner asks (--with-compare)."""
     with Blocks(title=TITLE, delete_cache=(3600, 3600)) as app:
-        gr.Markdown("## cbam-viz: what does CBAM attention change?\n"
-                    "Grad-CAM and friends for a baseline ResNet and its CBAM twin, side by side, "
-                    "with the spatial and channel attention of every CBAM block.")
+        if study is None:
+            gr.Markdown("## cbam-viz: what does CBAM attention change?\n"
+                        "Grad-CAM and friends for a baseline ResNet and its CBAM twin, side by side, "
+                        "with the spatial and channel attention of every CBAM block.")
+        else:  # participants must not read the hypothesis above the trials
+            gr.Markdown("## Heat-map study")
         if compare:
             with gr.Tab("Compare", id="compare", elem_id="compare-tab"):
                 parts = build_compare_tab(ctx)
@@ -54,7 +57,7 @@ def build_app(ctx: AppContext, store: Any = None, study: Any = None, admin_passw
         if study is not None:
             from cbam_viz.ui.study import build_study_tab
 
-            build_study_tab(ctx, store, study)
+            build_study_tab(ctx, store, study, **({"joins_per_hour": joins_per_hour} if joins_per_hour else {}))
             if admin_password:
                 from cbam_viz.ui.results import build_results_tab
 
@@ -63,14 +66,16 @@ def build_app(ctx: AppContext, store: Any = None, study: Any = None, admin_passw
 
 
 def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_file_size: str | int = "20mb", **kwargs: Any) -> Any:
-    """Serve ``app``: errors are shown to the user, uploads above ``max_file_size`` are refused."""
+    """Serve ``app``: user errors (``gr.Error``) are shown, any other exception only as a generic
+    error (its details go to the server log); uploads above ``max_file_size`` are refused."""
     return app.queue(default_concurrency_limit=2).launch(
-        server_name=host, server_port=port, max_file_size=max_file_size, show_error=True,
+        server_name=host, server_port=port, max_file_size=max_file_size, show_error=False,
         theme=THEME, css=CSS, footer_links=["api"], **kwargs)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--pairs", nargs="+", help="model pairs to load (default: every pair of models/manifest.json)")
@@ -79,8 +84,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--study", metavar="CONFIG.toml", help="run the user study described by this file")
     p.add_argument("--db", metavar="URL", help="study database (SQLAlchemy URL; default: SQLite in --data-dir)")
     p.add_argument("--data-dir", default="data", help="folder for the study's SQLite file (default: ./data)")
-    p.add_argument("--admin-password", default=os.environ.get("CBAM_VIZ_ADMIN_PASSWORD"),
-                   help="enables the study's Results tab (default: $CBAM_VIZ_ADMIN_PASSWORD)")
+    p.add_argument("--admin-password-file", metavar="FILE",
+                   help="enables the study's Results tab with the password in FILE (first line); or set "
+                        "$CBAM_VIZ_ADMIN_PASSWORD (never on the command line, where `ps` shows it)")
+    p.add_argument("--joins-per-hour", type=int, default=None,
+                   help="new study participants allowed per client address and hour (default: 60; behind a "
+                        "reverse proxy every participant has the proxy's address)")
     p.add_argument("--with-compare", action="store_true",
                    help="with --study, also serve the Compare tab and its blind vote on uploads (participants could "
                         "then upload a study image there and see the labelled maps)")
@@ -88,6 +97,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="keep the images of blind votes on uploads in DATA_DIR/uploads (default: only their SHA-256)")
     p.add_argument("--max-file-size", default="20mb", help="largest accepted upload, e.g. 20mb (default)")
     return p.parse_args(argv)
+
+
+def admin_password(args: argparse.Namespace) -> str | None:
+    """The Results tab's password: the first line of --admin-password-file, else $CBAM_VIZ_ADMIN_PASSWORD."""
+    if args.admin_password_file:
+        try:
+            lines = Path(args.admin_password_file).read_text().splitlines()
+        except OSError as exc:
+            raise SystemExit(f"cannot read the admin password file {args.admin_password_file}: {exc.strerror}") from None
+        if not lines or not lines[0].strip():
+            raise SystemExit(f"the admin password file {args.admin_password_file} is empty")
+        return lines[0].strip()
+    return os.environ.get("CBAM_VIZ_ADMIN_PASSWORD") or None
 
 
 def _stop(signum: int, frame: object) -> None:
@@ -110,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
         study = load_config(args.study)
         store = open_store(args.db, args.data_dir)
     upload_dir = Path(args.data_dir) / "uploads" if args.store_uploads else None
-    app = build_app(ctx, store, study, args.admin_password, upload_dir, compare=not args.study or args.with_compare)
+    app = build_app(ctx, store, study, admin_password(args), upload_dir, compare=not args.study or args.with_compare,
+                    joins_per_hour=args.joins_per_hour)
     launch(app, args.host, args.port, args.max_file_size, prevent_thread_lock=True)
     print(f"ready in {time.perf_counter() - STARTED:.1f} s: pairs {', '.join(ctx.pairs) or 'none'} on {ctx.device}", flush=True)
     try:

@@ -19,6 +19,7 @@ from PIL import Image
 
 from cbam_viz.study import BASELINE, CBAM, MODELS, DemoStimuli, StudyConfig, open_store
 from cbam_viz.study.runtime import runtime_for
+from cbam_viz.study.session import NO_EXPERTISE
 from cbam_viz.ui.context import AppContext, image_sha256
 
 PASSWORD = "s3cret-owner"
@@ -426,3 +427,83 @@ def test_the_results_handler_has_exactly_one_endpoint(server: Server) -> None:
         response = httpx.post(f"{server.url}gradio_api/call/{name}", json={"data": [PASSWORD]}, timeout=30)
         assert response.status_code >= 400 or "error" in httpx.get(
             f"{server.url}gradio_api/call/{name}/{response.json()['event_id']}", timeout=30).text
+
+
+def test_joining_is_rate_limited_per_address_and_wrong_passwords_are_refused_fast(
+        models_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    import time
+
+    import app as app_module
+
+    ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
+    store = open_store(None, tmp_path / "data")
+    app = app_module.build_app(ctx, store, CONFIG, PASSWORD, joins_per_hour=3)
+    port = free_port()
+    app_module.launch(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False, ssl_verify=False)
+        credentials = [client.predict("", NO_EXPERTISE, api_name="/study_start")[0] for _ in range(3)]
+        participants = store.row_counts()["participants"]
+        with pytest.raises(AppError, match="Too many new participants"):
+            client.predict("", NO_EXPERTISE, api_name="/study_start")
+        with pytest.raises(AppError, match="Too many new participants"):
+            client.predict("made.up", NO_EXPERTISE, api_name="/study_start")
+        assert store.row_counts()["participants"] == participants
+        # a participant who has a credential can always come back
+        again = client.predict(credentials[0], NO_EXPERTISE, api_name="/study_start")
+        assert again[0] == credentials[0]
+        for _ in range(5):
+            with pytest.raises(AppError, match="Wrong admin password"):
+                client.predict("guess", api_name="/study_results")
+        started = time.perf_counter()
+        for password in ("guess", PASSWORD):  # locked out: even the right password waits
+            with pytest.raises(AppError, match="Too many wrong passwords"):
+                client.predict(password, api_name="/study_results")
+        assert time.perf_counter() - started < 30  # refused, not slept on (generous: a loaded machine)
+    finally:
+        app.close()
+        store.close()
+
+
+def test_the_study_page_does_not_state_the_hypothesis(server: Server) -> None:
+    import app as app_module
+
+    config = json.dumps(app_module.build_app(server.ctx, server.store, CONFIG, None, compare=False).get_config_file(),
+                        default=str).lower()
+    assert "what does cbam" not in config and "cbam twin" not in config and "heat-map study" in config
+
+
+def test_admin_password_comes_from_a_file_or_the_environment(tmp_path: Path, monkeypatch) -> None:
+    import app as app_module
+
+    monkeypatch.delenv("CBAM_VIZ_ADMIN_PASSWORD", raising=False)
+    assert app_module.admin_password(app_module.parse_args([])) is None
+    monkeypatch.setenv("CBAM_VIZ_ADMIN_PASSWORD", "from-env")
+    assert app_module.admin_password(app_module.parse_args([])) == "from-env"
+    secret = tmp_path / "pw.txt"
+    secret.write_text("from-file\n")
+    assert app_module.admin_password(app_module.parse_args(["--admin-password-file", str(secret)])) == "from-file"
+    with pytest.raises(SystemExit, match="cannot read"):
+        app_module.admin_password(app_module.parse_args(["--admin-password-file", str(tmp_path / "none")]))
+    with pytest.raises(SystemExit):  # the password is never a command-line value
+        app_module.parse_args(["--admin-password", "x"])
+
+
+def test_participants_never_see_internal_error_text(server: Server, participant, monkeypatch) -> None:
+    client, credential, pos = participant
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("internal detail /srv/secret/path.db")
+
+    monkeypatch.setattr(server.runtime.session, "vote", broken)
+    with pytest.raises(AppError) as caught:
+        client.predict(credential, pos, "A", 10, api_name="/study_vote")
+    assert "internal detail" not in str(caught.value) and "/srv/secret" not in str(caught.value)
+    event, data = server.raw("study_vote", credential, pos, "A", 10)
+    assert event == "error" and "internal detail" not in data and "secret" not in data
+
+
+def test_user_text_in_error_messages_is_escaped(server: Server, participant) -> None:
+    client, credential, pos = participant
+    event, data = server.raw("study_vote", credential, pos, "<img src=x onerror=alert(1)>", 10)
+    assert event == "error" and "<img" not in data

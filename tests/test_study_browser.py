@@ -82,7 +82,10 @@ def test_participant_completes_a_study_then_the_owner_reads_the_results(page: Pa
     expect(page.locator("#study-start")).to_be_hidden()
     answer(page, "about the same")
     expect_trial(page, 3)
-    answer(page, "B")
+    page.keyboard.press("b")  # keyboard answers: B, then Enter submits
+    expect(page.locator("#study-answer input[value='B']")).to_be_checked()
+    page.wait_for_timeout(300)
+    page.keyboard.press("Enter")
     expect(page.locator("#study-status")).to_contain_text("All trials done")
     expect(page.locator("#study-trial")).to_be_hidden()
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import hmac
 import tempfile
-import time
 from typing import Any
 
 import gradio as gr
 
 from ..study.config import StudyConfig
+from ..study.limits import RateLimiter
 from ..study.report import build_report, write_exports
 from ..study.runtime import runtime_for
 from ..study.storage import Store
-from .study import tab
+from .study import client_address, tab
 
-WRONG_PASSWORD_DELAY_S = 0.5  # slows down guessing; the wait happens in the worker thread
+WRONG_PASSWORDS_PER_MINUTE = 5  # per client address; further attempts are refused at once
 
 
 def check_password(given: Any, expected: str) -> bool:
@@ -34,6 +34,7 @@ def build_results_tab(ctx: Any, store: Store, config: StudyConfig, admin_passwor
         return None
     runtime = runtime_for(ctx, store, config)
     export_dir = tempfile.mkdtemp(prefix="cbam-viz-export-")
+    failures = RateLimiter(WRONG_PASSWORDS_PER_MINUTE, 60.0)
 
     with tab("Results", "results"):
         gr.Markdown(f"### Results of study `{config.name}` (pair `{config.pair}`, method `{config.method}`)\n"
@@ -50,9 +51,13 @@ def build_results_tab(ctx: Any, store: Store, config: StudyConfig, admin_passwor
         files = gr.File(label="Export: every vote, unblinded (CSV, JSON; upload votes CSV)", file_count="multiple",
                         interactive=False, elem_id="results-files")
 
-    def results(password: Any):
+    def results(password: Any, request: gr.Request):
+        address = client_address(request)
+        wait = failures.retry_after(address)
+        if wait > 0:
+            raise gr.Error(f"Too many wrong passwords: try again in {wait:.0f} s.")
         if not check_password(password, admin_password):
-            time.sleep(WRONG_PASSWORD_DELAY_S)
+            failures.allow(address)
             raise gr.Error("Wrong admin password.")
         report = build_report(store, config.name, runtime.objective())
         paths = write_exports(report, config.name, tempfile.mkdtemp(dir=export_dir))

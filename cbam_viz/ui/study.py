@@ -27,9 +27,11 @@ from typing import Any
 
 import gradio as gr
 
+from ..models.pairs import PairUnavailable
 from ..study.config import DEFAULT_ANSWERS, StudyConfig
 from ..study.credentials import Credentials
 from ..study.free import FreeTrial, FreeVotes
+from ..study.limits import RateLimiter
 from ..study.runtime import StudyRuntime, runtime_for
 from ..study.session import NO_EXPERTISE, StudyView, answer_choices
 from ..study.records import StudyError, VoteRejected
@@ -53,7 +55,28 @@ _WITH_RT = """(...args) => {
   args[{i}] = (typeof t === "number") ? Math.round(performance.now() - t) : null;
   return args.slice(0, {n});
 }"""
-STUDY_CONCURRENCY = 16  # study handlers only touch the database and cached files
+# Keyboard answers on the Study tab: A, B, S (same), N (neither) pick an answer, Enter submits.
+_KEYS = """() => {
+  if (window.__cbamVizKeys) return;
+  window.__cbamVizKeys = true;
+  const values = {a: "A", b: "B", s: "same", n: "neither"};
+  document.addEventListener("keydown", (event) => {
+    const trial = document.querySelector("#study-trial");
+    if (!trial || trial.offsetParent === null || event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    if (target && (target.tagName === "TEXTAREA" || (target.tagName === "INPUT" && target.type !== "radio"))) return;
+    if (event.key === "Enter") {
+      document.querySelector("#study-submit")?.click();
+      event.preventDefault();
+      return;
+    }
+    const value = values[(event.key || "").toLowerCase()];
+    const radio = value && document.querySelector(`#study-answer input[type=radio][value="${value}"]`);
+    if (radio) { radio.click(); event.preventDefault(); }
+  });
+}"""
+STUDY_CONCURRENCY = 16  # study handlers only touch the database and in-memory maps
+JOINS_PER_HOUR = 60  # new participants per client address and hour
 
 
 def _with_rt(index: int, n_inputs: int) -> str:
@@ -94,11 +117,19 @@ class StudyTab:
         self.__dict__.update(components)
 
 
-def build_study_tab(ctx: Any, store: Store, config: StudyConfig) -> StudyTab:
-    """Create the "Study" tab inside the current gr.Blocks. Raises ConfigError when the study
-    cannot run (unknown pair or method, a target class the pair does not know)."""
+def client_address(request: gr.Request | None) -> str:
+    """The address the request came from (as the server sees it; forwarded headers are not trusted)."""
+    client = getattr(request, "client", None)
+    return str(getattr(client, "host", None) or "unknown")
+
+
+def build_study_tab(ctx: Any, store: Store, config: StudyConfig, joins_per_hour: int = JOINS_PER_HOUR) -> StudyTab:
+    """Create the "Study" tab inside the current gr.Blocks. New participants are limited to
+    ``joins_per_hour`` per client address. Raises ConfigError when the study cannot run (unknown
+    pair or method, a target class the pair does not know)."""
     runtime = runtime_for(ctx, store, config)
     session = runtime.session
+    joins = RateLimiter(joins_per_hour, 3600.0)
     root = gr.context.Context.root_block
     if root is None:
         raise RuntimeError("build_study_tab must be called inside a gr.Blocks context")
@@ -111,7 +142,8 @@ def build_study_tab(ctx: Any, store: Store, config: StudyConfig) -> StudyTab:
             "Each trial shows an image and two heat maps, **A** and **B**, made by two different models "
             "for the named object. Which model made which map is hidden and changes from trial to trial. "
             "Answer with your first impression; there is no right answer. Your answers are stored with an "
-            "anonymous id kept in this browser, so you can close the page and continue later.")
+            "anonymous id kept in this browser, so you can close the page and continue later.\n\n"
+            "Keys: **A**, **B**, **S** (about the same), **N** (neither), then **Enter** to submit.")
         with gr.Column(visible=True, elem_id="study-start") as start_box:
             expertise = gr.Dropdown([NO_EXPERTISE, *config.expertise_options], value=NO_EXPERTISE,
                                     label="Your experience with computer vision (optional)",
@@ -147,11 +179,13 @@ def build_study_tab(ctx: Any, store: Store, config: StudyConfig) -> StudyTab:
         # never writes the credential back: the browser's copy is the source of truth here
         return render(session.resume(credential))
 
-    def join(credential: str | None, expertise: str | None):
+    def join(credential: str | None, expertise: str | None, request: gr.Request):
+        if session.credentials.verify(credential) is None and not joins.allow(client_address(request)):
+            raise gr.Error("Too many new participants from your network address; please try again later.")
         try:
             view = session.join(credential, expertise)
         except StudyError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(html.escape(str(exc))) from None
         return view.credential, *render(view)
 
     def vote(credential: str | None, position: Any, answer: str | None, response_ms: Any):
@@ -160,7 +194,7 @@ def build_study_tab(ctx: Any, store: Store, config: StudyConfig) -> StudyTab:
         try:
             view, _duplicate = session.vote(credential, position, answer, response_ms)
         except StudyError as exc:  # VoteRejected included: nothing was stored
-            raise gr.Error(f"Vote not recorded: {exc}") from None
+            raise gr.Error(html.escape(f"Vote not recorded: {exc}")) from None
         return render(view)
 
     common = dict(concurrency_limit=STUDY_CONCURRENCY, concurrency_id="cbam_viz_study", show_progress="hidden")
@@ -169,6 +203,7 @@ def build_study_tab(ctx: Any, store: Store, config: StudyConfig) -> StudyTab:
     # load event), which fires its change event; "always_last" runs the latest trigger last.
     gr.on([root.load, participant.change], resume, inputs=[participant], outputs=view_outputs,
           api_name="study_resume", trigger_mode="always_last", **common).success(**layout)
+    root.load(None, js=_KEYS)
     start.click(join, inputs=[participant, expertise], outputs=[participant, *view_outputs], api_name="study_start",
                 **common).success(**layout)
     vote_inputs = [participant, position, answer, response_ms]
@@ -207,8 +242,8 @@ def build_free_vote(ctx: Any, store: Store, study: StudyConfig, image: gr.compon
     def prepare(image: Any, pair: str | None, method: str | None):
         try:
             trial = votes.prepare(_as_pil(image), pair, method)
-        except (VoteRejected, ValueError, RuntimeError) as exc:  # incl. PairUnavailable, ImageError
-            raise gr.Error(str(exc)) from None
+        except (VoteRejected, ValueError, PairUnavailable) as exc:  # ImageError is a ValueError
+            raise gr.Error(html.escape(str(exc))) from None
         maps = figures(("free-vote-a", "Map A", trial.map_a), ("free-vote-b", "Map B", trial.map_b))
         return trial, f"### {trial.question}", maps, gr.Radio(value=None), ""
 
@@ -218,7 +253,7 @@ def build_free_vote(ctx: Any, store: Store, study: StudyConfig, image: gr.compon
         try:
             recorded, credential = votes.vote(trial, credential, answer, response_ms)
         except StudyError as exc:
-            raise gr.Error(f"Vote not recorded: {exc}") from None
+            raise gr.Error(html.escape(f"Vote not recorded: {exc}")) from None
         note = "This vote had already been recorded." if recorded.duplicate else "Vote recorded, thank you."
         return credential, note
 
