@@ -18,12 +18,15 @@ import argparse  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
 from cbam_viz.ui.compare import build_compare_tab  # noqa: E402
-from cbam_viz.ui.context import AppContext, random_imagenet_pair  # noqa: E402
+from cbam_viz.service import AppContext, random_imagenet_pair  # noqa: E402
+
+if TYPE_CHECKING:
+    from cbam_viz.study.runtime import StudyRuntime
 from cbam_viz.ui.serving import Blocks, remove_work_dirs  # noqa: E402
 
 TITLE = "cbam-viz · baseline vs CBAM"
@@ -35,11 +38,11 @@ CSS = """
 """
 
 
-def build_app(ctx: AppContext, store: Any = None, study: Any = None, admin_password: str | None = None,
+def build_app(ctx: AppContext, study: StudyRuntime | None = None, admin_password: str | None = None,
               upload_dir: Path | None = None, compare: bool = True, joins_per_hour: int | None = None) -> gr.Blocks:
-    """The whole UI: the Compare tab (unless ``compare`` is False), plus the study tabs when a store
-    and study config are given. The Compare tab shows labelled maps, so a participant could upload a
-    study image there and unblind it: a study serves it only when the owner asks (--with-compare)."""
+    """The whole UI: the Compare tab (unless ``compare`` is False), plus the study tabs for a running
+    ``study`` (`cbam_viz.study.build_runtime`). The Compare tab shows labelled maps, so a participant could
+    upload a study image there and unblind it: a study serves it only when the owner asks (--with-compare)."""
     with Blocks(title=TITLE, delete_cache=(3600, 3600)) as app:
         if study is None:
             gr.Markdown("## cbam-viz: what does CBAM attention change?\n"
@@ -50,18 +53,18 @@ def build_app(ctx: AppContext, store: Any = None, study: Any = None, admin_passw
         if compare:
             with gr.Tab("Compare", id="compare", elem_id="compare-tab"):
                 parts = build_compare_tab(ctx)
-                if store is not None:
+                if study is not None:
                     from cbam_viz.ui.study import build_free_vote
 
-                    build_free_vote(ctx, store, study, parts["image"], parts["pair"], parts["method"], upload_dir)
+                    build_free_vote(ctx, study, parts["image"], parts["pair"], parts["method"], upload_dir)
         if study is not None:
             from cbam_viz.ui.study import build_study_tab
 
-            build_study_tab(ctx, store, study, **({"joins_per_hour": joins_per_hour} if joins_per_hour else {}))
+            build_study_tab(study, **({"joins_per_hour": joins_per_hour} if joins_per_hour else {}))
             if admin_password:
                 from cbam_viz.ui.results import build_results_tab
 
-                build_results_tab(ctx, store, study, admin_password)
+                build_results_tab(study, admin_password)
     return app
 
 
@@ -125,14 +128,16 @@ def main(argv: list[str] | None = None) -> None:
         ctx.add(random_imagenet_pair(ctx.device))
     for name, reason in ctx.unavailable.items():
         print(f"pair {name!r} unavailable: {reason}")
-    store = study = None
+    study = None
     if args.study:
-        from cbam_viz.study import load_config, open_store
+        from cbam_viz.study import ConfigError, StudyError, build_runtime, load_config, open_store
 
-        study = load_config(args.study)
-        store = open_store(args.db, args.data_dir)
+        try:
+            study = build_runtime(ctx, open_store(args.db, args.data_dir), load_config(args.study))
+        except (ConfigError, StudyError) as exc:
+            raise SystemExit(f"cannot run the study: {exc}") from None
     upload_dir = Path(args.data_dir) / "uploads" if args.store_uploads else None
-    app = build_app(ctx, store, study, admin_password(args), upload_dir, compare=not args.study or args.with_compare,
+    app = build_app(ctx, study, admin_password(args), upload_dir, compare=not args.study or args.with_compare,
                     joins_per_hour=args.joins_per_hour)
     launch(app, args.host, args.port, args.max_file_size, prevent_thread_lock=True)
     print(f"ready in {time.perf_counter() - STARTED:.1f} s: pairs {', '.join(ctx.pairs) or 'none'} on {ctx.device}", flush=True)

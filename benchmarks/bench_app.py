@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from cbam_viz.models import preprocess  # noqa: E402
 from cbam_viz.ui.compare import OWN  # noqa: E402
-from cbam_viz.ui.context import random_imagenet_pair  # noqa: E402
+from cbam_viz.service import random_imagenet_pair  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

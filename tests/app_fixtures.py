@@ -16,7 +16,7 @@ import pytest
 from study_ui_fixtures import write_demo_models
 
 from cbam_viz.models.pairs import MODELS_DIR, read_manifest
-from cbam_viz.ui.context import AppContext
+from cbam_viz.service import AppContext
 
 MAX_FILE_SIZE = "2mb"  # small, so that the over-size test upload stays small
 

@@ -19,7 +19,7 @@ from PIL import Image
 from cbam_viz.data import CLASSES, render_sample
 from cbam_viz.explain import METHODS
 from cbam_viz.ui.compare import EXAMPLE_SEED, OWN
-from cbam_viz.ui.context import AppContext, random_imagenet_pair
+from cbam_viz.service import AppContext, random_imagenet_pair
 
 LAYER = "layer4.1"  # last block of a ResNet-18
 RANDOM = "resnet50-random"  # the --random-imagenet pair, under another name: "imagenet" stays unavailable

@@ -15,7 +15,7 @@ from PIL import Image
 from browser_support import chromium_page
 from playwright.sync_api import Page, expect
 
-from cbam_viz.ui.context import AppContext
+from cbam_viz.service import AppContext
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot-compare.png"

@@ -18,9 +18,9 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from cbam_viz.study import BASELINE, CBAM, MODELS, DemoStimuli, StudyConfig, open_store
-from cbam_viz.study.runtime import runtime_for
+from cbam_viz.study.runtime import StudyRuntime, build_runtime
 from cbam_viz.study.session import NO_EXPERTISE
-from cbam_viz.ui.context import AppContext, image_sha256
+from cbam_viz.service import AppContext, image_sha256
 
 PASSWORD = "s3cret-owner"
 CONFIG = StudyConfig(name="api-test", pair="demo", stimuli=DemoStimuli(seed=11, count=8),
@@ -44,9 +44,9 @@ def resume(client: Client, participant_id: str) -> tuple:
 
 
 class Server:
-    def __init__(self, url: str, ctx: AppContext, store, app):
-        self.url, self.ctx, self.store, self.app = url, ctx, store, app
-        self.runtime = runtime_for(ctx, store, CONFIG)
+    def __init__(self, url: str, ctx: AppContext, runtime: StudyRuntime, app):
+        self.url, self.ctx, self.runtime, self.app = url, ctx, runtime, app
+        self.store = runtime.store
 
     def client(self) -> Client:
         # ssl_verify=False: plain http on loopback; spares httpx loading the CA bundle per request
@@ -90,10 +90,11 @@ def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
     ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
     store = open_store(None, tmp_path_factory.mktemp("data"))
-    app = app_module.build_app(ctx, store, CONFIG, PASSWORD)
+    runtime = build_runtime(ctx, store, CONFIG)
+    app = app_module.build_app(ctx, runtime, PASSWORD)
     port = free_port()
     app_module.launch(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    srv = Server(f"http://127.0.0.1:{port}/", ctx, store, app)
+    srv = Server(f"http://127.0.0.1:{port}/", ctx, runtime, app)
     assert srv.runtime.cache.ready.wait(120), "stimulus maps were not rendered"
     try:
         yield srv
@@ -242,7 +243,7 @@ def test_results_need_the_password(server: Server, participant) -> None:
 def test_without_a_password_there_is_no_results_tab(server: Server) -> None:
     import app as app_module
 
-    app = app_module.build_app(server.ctx, server.store, CONFIG, None)
+    app = app_module.build_app(server.ctx, server.runtime, None)
     config = json.dumps(app.get_config_file(), default=str)
     assert '"Results"' not in config and "study_results" not in config
     assert '"Study"' in config and "study_vote" in config
@@ -251,7 +252,7 @@ def test_without_a_password_there_is_no_results_tab(server: Server) -> None:
 def test_study_mode_serves_the_labelled_compare_tab_only_when_asked(server: Server) -> None:
     import app as app_module
 
-    app = app_module.build_app(server.ctx, server.store, CONFIG, None, compare=False)
+    app = app_module.build_app(server.ctx, server.runtime, None, compare=False)
     config = json.dumps(app.get_config_file(), default=str)
     assert '"Compare"' not in config and '"compare"' not in config and "free_vote" not in config
     assert "study_vote" in config
@@ -437,7 +438,7 @@ def test_joining_is_rate_limited_per_address_and_wrong_passwords_are_refused_fas
 
     ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
     store = open_store(None, tmp_path / "data")
-    app = app_module.build_app(ctx, store, CONFIG, PASSWORD, joins_per_hour=3)
+    app = app_module.build_app(ctx, build_runtime(ctx, store, CONFIG, warm=False), PASSWORD, joins_per_hour=3)
     port = free_port()
     app_module.launch(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     try:
@@ -468,7 +469,7 @@ def test_joining_is_rate_limited_per_address_and_wrong_passwords_are_refused_fas
 def test_the_study_page_does_not_state_the_hypothesis(server: Server) -> None:
     import app as app_module
 
-    config = json.dumps(app_module.build_app(server.ctx, server.store, CONFIG, None, compare=False).get_config_file(),
+    config = json.dumps(app_module.build_app(server.ctx, server.runtime, None, compare=False).get_config_file(),
                         default=str).lower()
     assert "what does cbam" not in config and "cbam twin" not in config and "heat-map study" in config
 

@@ -13,8 +13,8 @@ from browser_support import chromium_page
 from playwright.sync_api import Page, expect
 
 from cbam_viz.study import DemoStimuli, StudyConfig, open_store
-from cbam_viz.study.runtime import runtime_for
-from cbam_viz.ui.context import AppContext
+from cbam_viz.study.runtime import build_runtime
+from cbam_viz.service import AppContext
 
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 30_000  # a shared 2-core machine can be slow
@@ -29,10 +29,11 @@ def served(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
     ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
     store = open_store(None, tmp_path_factory.mktemp("data"))
-    app = app_module.build_app(ctx, store, CONFIG, PASSWORD)
+    runtime = build_runtime(ctx, store, CONFIG)
+    app = app_module.build_app(ctx, runtime, PASSWORD)
     port = free_port()
     app_module.launch(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    assert runtime_for(ctx, store, CONFIG).cache.ready.wait(120)
+    assert runtime.cache.ready.wait(120)
     try:
         yield f"http://127.0.0.1:{port}/", store
     finally:

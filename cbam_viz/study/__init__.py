@@ -23,12 +23,13 @@ from .records import (
     VoteRejected,
     new_participant_id,
 )
+from .runtime import StudyRuntime, build_runtime
 from .storage import Store, open_store
 
 __all__ = [
     "BASELINE", "CBAM", "DEFAULT_ANSWERS", "EXPORT_COLUMNS", "MODELS", "ConfigError", "Consistency",
     "DemoStimuli", "FolderStimuli", "GroupRow", "NextTrial", "Participant", "Progress", "Proportion",
-    "RecordedVote", "Stimulus", "Store", "StudyConfig", "StudyError", "StudyStats", "Trial", "VoteMeta",
-    "VoteRecord", "VoteRejected", "build_trials", "compute_stats", "load_config", "load_stimuli",
+    "RecordedVote", "Stimulus", "Store", "StudyConfig", "StudyError", "StudyRuntime", "StudyStats", "Trial", "VoteMeta",
+    "VoteRecord", "VoteRejected", "build_runtime", "build_trials", "compute_stats", "load_config", "load_stimuli",
     "new_participant_id", "open_store", "summary_markdown", "vote_rows", "wilson_interval", "write_votes",
 ]

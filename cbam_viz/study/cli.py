@@ -84,7 +84,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 def objective_scores(config_path: Path, models_dir: Path | None = None) -> dict[str, dict[str, float]]:
     """Energy pointing game of both models for each stimulus of the study that has ground truth."""
-    from ..ui.context import AppContext
+    from ..service import AppContext
     from .config import load_config
     from .runtime import build_runtime
 

@@ -4,7 +4,7 @@
 most likely on average), encodes the two maps as equal-length PNG bytes (`stimuli.encode_png`)
 and draws the side at random. The returned `FreeTrial` stays on the server (a Gradio `State`);
 the browser gets only the two maps' bytes and the question. Votes carry the image's SHA-256 (of the RGB pixels and size,
-`cbam_viz.ui.context.image_sha256`); the image itself is stored only when the app's owner enables
+`cbam_viz.service.image_sha256`); the image itself is stored only when the app's owner enables
 it (`upload_dir`, the app's `--store-uploads`), as `<upload_dir>/<sha256>.png` once a vote is cast.
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ class FreeVotes:
     def prepare(self, image: Image.Image, pair: str, method: str) -> FreeTrial:
         """Explain `image` with both models of `pair` and draw which one is shown as A."""
         from ..render import overlay
-        from ..ui.context import display_image, image_sha256
+        from ..service import display_image, image_sha256
 
         if image is None:
             raise VoteRejected("upload an image first")

@@ -1,8 +1,7 @@
-"""One running study inside the app: stimulus cache + participant session, built once per
-(context, store, study) and shared by the Study and Results tabs. Free of Gradio."""
+"""One running study inside the app: stimulus cache + participant session, built once (app.py)
+and passed to the Study and Results tabs. Free of Gradio."""
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,10 +9,6 @@ from .config import ConfigError, StudyConfig, load_stimuli
 from .session import StudySession
 from .stimuli import StimulusCache, renderer_from_context, resolve_target, stimulus_targets
 from .storage import Store
-
-# Keyed by the objects themselves (not their id(), which a collected object can hand on).
-_registry: dict[tuple[Any, Store, str], StudyRuntime] = {}
-_registry_lock = threading.Lock()
 
 
 @dataclass
@@ -51,13 +46,3 @@ def build_runtime(ctx: Any, store: Store, config: StudyConfig, warm: bool = True
     if warm:
         cache.warm()
     return StudyRuntime(config, store, cache, StudySession(store, config, cache))
-
-
-def runtime_for(ctx: Any, store: Store, config: StudyConfig) -> StudyRuntime:
-    """The shared runtime of this (context, store, study), built on first use."""
-    key = (ctx, store, config.name)
-    with _registry_lock:
-        runtime = _registry.get(key)
-        if runtime is None or runtime.config != config:
-            runtime = _registry[key] = build_runtime(ctx, store, config)
-        return runtime

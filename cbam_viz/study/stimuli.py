@@ -221,7 +221,7 @@ class StimulusCache:
 
 def renderer_from_context(ctx: Any, config: StudyConfig) -> StimulusRenderer:
     """A renderer on an `AppContext`'s loaded pair (cached explanations, shared model lock)."""
-    from ..ui.context import display_image
+    from ..service import display_image
 
     pair = ctx.pair(config.pair)
     info = pair.models[CBAM].info

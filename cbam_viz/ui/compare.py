@@ -31,7 +31,7 @@ from ..images import ImageError, open_image
 from ..models import cbam_blocks, crop_for_display
 from ..models.pairs import Pair, PairUnavailable
 from ..render import comparison_figure, panels
-from .context import AppContext, Timing, image_sha256
+from ..service import AppContext, Timing, image_sha256
 from .serving import Refused, Uploads, atomic_write, work_dir
 
 log = logging.getLogger(__name__)
@@ -200,9 +200,12 @@ class CompareTab:
         views = [panels.cam_view(view, r.results[role], scale, r.mask) for role in ("baseline", "cbam")]
         explained = OWN if target == OWN else f"class {target}"
         t = r.timing
-        computed = "cached result" if t.cached else f"computed in {t.computed:.2f} s on {self.ctx.device}"
-        timing = (f"{METHOD_LABELS.get(method, method)} of {layer} for {explained}: {computed}, "
-                  f"waited {t.waited:.2f} s for other requests")
+        if t.cached:
+            spent = "cached result" + (f" (waited {t.waited:.2f} s for another user's identical request)" if t.waited else "")
+        else:
+            spent = f"computed in {t.computed:.2f} s on {self.ctx.device}" + (
+                f" while {t.alongside} other request{'s' if t.alongside > 1 else ''} computed" if t.alongside else "")
+        timing = f"{METHOD_LABELS.get(method, method)} of {layer} for {explained}: {spent}"
         summary = [panels.agreement(r.results, r.names, r.titles, r.truth), f"\n*{timing}.*"]
         width, height = r.image.size
         size = r.pair.models["cbam"].info.input_size

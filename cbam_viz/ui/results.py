@@ -12,11 +12,9 @@ from typing import Any
 
 import gradio as gr
 
-from ..study.config import StudyConfig
 from ..study.limits import RateLimiter
 from ..study.report import build_report, write_exports
-from ..study.runtime import runtime_for
-from ..study.storage import Store
+from ..study.runtime import StudyRuntime
 from .study import client_address, tab
 
 WRONG_PASSWORDS_PER_MINUTE = 5  # per client address; further attempts are refused at once
@@ -27,12 +25,12 @@ def check_password(given: Any, expected: str) -> bool:
     return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def build_results_tab(ctx: Any, store: Store, config: StudyConfig, admin_password: str | None):
-    """Create the "Results" tab inside the current gr.Blocks; no tab at all (returns None)
-    without a password."""
+def build_results_tab(runtime: StudyRuntime, admin_password: str | None):
+    """Create the "Results" tab of a running study inside the current gr.Blocks; no tab at all
+    (returns None) without a password."""
     if not admin_password:
         return None
-    runtime = runtime_for(ctx, store, config)
+    config, store = runtime.config, runtime.store
     export_dir = tempfile.mkdtemp(prefix="cbam-viz-export-")
     failures = RateLimiter(WRONG_PASSWORDS_PER_MINUTE, 60.0)
 

@@ -28,14 +28,14 @@ from typing import Any
 import gradio as gr
 
 from ..models.pairs import PairUnavailable
-from ..study.config import DEFAULT_ANSWERS, StudyConfig
+from ..service import AppContext
+from ..study.config import DEFAULT_ANSWERS
 from ..study.credentials import Credentials
 from ..study.free import FreeTrial, FreeVotes
 from ..study.limits import RateLimiter
-from ..study.runtime import StudyRuntime, runtime_for
+from ..study.runtime import StudyRuntime
 from ..study.session import NO_EXPERTISE, StudyView, answer_choices
 from ..study.records import StudyError, VoteRejected
-from ..study.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +123,10 @@ def client_address(request: gr.Request | None) -> str:
     return str(getattr(client, "host", None) or "unknown")
 
 
-def build_study_tab(ctx: Any, store: Store, config: StudyConfig, joins_per_hour: int = JOINS_PER_HOUR) -> StudyTab:
-    """Create the "Study" tab inside the current gr.Blocks. New participants are limited to
-    ``joins_per_hour`` per client address. Raises ConfigError when the study cannot run (unknown
-    pair or method, a target class the pair does not know)."""
-    runtime = runtime_for(ctx, store, config)
-    session = runtime.session
+def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR) -> StudyTab:
+    """Create the "Study" tab of a running study inside the current gr.Blocks. New participants are
+    limited to ``joins_per_hour`` per client address."""
+    config, session = runtime.config, runtime.session
     joins = RateLimiter(joins_per_hour, 3600.0)
     root = gr.context.Context.root_block
     if root is None:
@@ -214,14 +212,15 @@ def build_study_tab(ctx: Any, store: Store, config: StudyConfig, joins_per_hour:
                     answer=answer, submit=submit, status=status, position=position, response_ms=response_ms)
 
 
-def build_free_vote(ctx: Any, store: Store, study: StudyConfig, image: gr.components.Component,
+def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.Component,
                     pair: gr.components.Component, method: gr.components.Component,
                     upload_dir: Path | None = None) -> dict[str, Any]:
     """A blinded A/B vote on the Compare tab's current image, pair and method (inside the
     Compare tab). The side is drawn per vote and kept in server-side session state; the vote is
-    stored with the image's SHA-256, and the image itself only when ``upload_dir`` is given.
-    Voter credentials are signed with the secret of the app's `study`."""
-    credentials = Credentials(lambda: store.study_secret(study.name), "free-vote")
+    stored in the study's database with the image's SHA-256, and the image itself only when
+    ``upload_dir`` is given. Voter credentials are signed with the study's secret."""
+    store = study.store
+    credentials = Credentials(lambda: store.study_secret(study.config.name), "free-vote")
     votes = FreeVotes(ctx, store, credentials, upload_dir=upload_dir)
     with gr.Accordion("Blind vote: which map covers the object better?", open=False, elem_id="free-vote"):
         gr.Markdown(

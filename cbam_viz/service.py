@@ -1,10 +1,17 @@
-"""State shared by every tab of the app: the loaded model pairs and an explanation cache."""
+"""The application service shared by every tab, the study and the CLI: the loaded model pairs and
+an explanation cache. Built once (app.py) and passed down; thread-safe without a global lock.
+
+`explain` is thread-safe on shared models (see `cbam_viz.explain`), so requests compute in parallel:
+a cache hit never waits, and a slow request (Score-CAM) does not hold up anybody else's. Identical
+requests in flight at the same time are computed once; the later ones wait for that result.
+"""
 from __future__ import annotations
 
 import hashlib
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..explain import Explanation, explain
-from ..models.pairs import MODELS_DIR, Pair, PairUnavailable, default_device, load_pair, pair_names
+from .explain import Explanation, explain
+from .models.pairs import MODELS_DIR, Pair, PairUnavailable, default_device, load_pair, pair_names
 
 
 def image_sha256(image: Image.Image) -> str:
@@ -24,11 +31,12 @@ def image_sha256(image: Image.Image) -> str:
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds an explanation waited for other requests (the models are shared) and then took."""
+    """Where an explanation's time went."""
 
-    waited: float
-    computed: float
-    cached: bool  # computed is then only the cache look-up
+    waited: float  # seconds spent waiting for the same explanation computed by another request
+    computed: float  # seconds computing (0 for a cache hit or a result computed by another request)
+    cached: bool  # served from the cache (or from another request's computation)
+    alongside: int  # other explanations computing when this one started (they share the CPU/GPU)
 
 
 class AppContext:
@@ -48,7 +56,8 @@ class AppContext:
                 self.unavailable[name] = str(e)
         self._cache: OrderedDict[tuple, dict[str, Explanation]] = OrderedDict()
         self._cache_size = cache_size
-        self._lock = threading.Lock()  # one explanation at a time: the models are shared
+        self._running: dict[tuple, Future] = {}  # explanations being computed, by cache key
+        self._lock = threading.Lock()  # guards the two dicts only, never a model call
 
     def add(self, pair: Pair) -> None:
         """Make ``pair`` available under its name (replacing a pair of that name, loaded or not)."""
@@ -68,28 +77,43 @@ class AppContext:
 
     def explain_timed(self, pair: str, image: Image.Image, method: str = "gradcam", target: int | None = None,
                       layer: str | None = None, digest: str | None = None) -> tuple[dict[str, Explanation], Timing]:
-        """:meth:`explain`, and how long it waited for other requests and then computed."""
+        """:meth:`explain`, and where its time went."""
         key = (pair, digest or image_sha256(image), method, target, layer)
-        asked = time.perf_counter()
         with self._lock:
-            started = time.perf_counter()
-            cached = key in self._cache
-            if cached:
+            if key in self._cache:
                 self._cache.move_to_end(key)
-                result = self._cache[key]
-            else:
-                result = self._cache[key] = explain(self.pair(pair).models, image, target=target, method=method,
-                                                    target_layer=layer)
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
-            return result, Timing(started - asked, time.perf_counter() - started, cached)
+                return self._cache[key], Timing(0.0, 0.0, True, len(self._running))
+            running = self._running.get(key)
+            if running is None:
+                mine = self._running[key] = Future()
+            alongside = len(self._running) - 1
+        if running is not None:  # the same request is being computed: wait for its result
+            start = time.perf_counter()
+            result = running.result()
+            return result, Timing(time.perf_counter() - start, 0.0, True, alongside)
+        start = time.perf_counter()
+        try:
+            result = explain(self.pair(pair).models, image, target=target, method=method, target_layer=layer)
+        except BaseException as exc:
+            with self._lock:
+                del self._running[key]
+            mine.set_exception(exc)
+            raise
+        computed = time.perf_counter() - start
+        with self._lock:
+            self._cache[key] = result
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            del self._running[key]
+        mine.set_result(result)
+        return result, Timing(0.0, computed, False, alongside)
 
 
 def random_imagenet_pair(device: str | None = None) -> Pair:
     """The ImageNet pair's architectures (ResNet-50, ResNet-50 + CBAM, 224 px) with random weights:
     for benchmarks on machines without the weight files. Every title says "random weights"."""
-    from ..models import build_from_info
-    from ..models.pairs import imagenet_info
+    from .models import build_from_info
+    from .models.pairs import imagenet_info
 
     models = {}
     with torch.random.fork_rng(devices=[]):  # reproducible weights, caller's RNG untouched
@@ -104,6 +128,6 @@ def random_imagenet_pair(device: str | None = None) -> Pair:
 
 def display_image(pair: Pair, image: Image.Image) -> np.ndarray:
     """The RGB uint8 image as the pair's models see it (resized/cropped), for overlays."""
-    from ..models import crop_for_display
+    from .models import crop_for_display
 
     return np.asarray(crop_for_display(image, pair.models["cbam"].info))
