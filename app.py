@@ -71,7 +71,8 @@ def build_app(ctx: AppContext, study: StudyRuntime | None = None, admin_password
 def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_file_size: str | int = "20mb", **kwargs: Any) -> Any:
     """Serve ``app``: user errors (``gr.Error``) are shown, any other exception only as a generic
     error (its details go to the server log); uploads above ``max_file_size`` are refused."""
-    return app.queue(default_concurrency_limit=2).launch(
+    # Explanations run in parallel (no model lock): a slow Score-CAM takes one of the 4 slots, the others go on.
+    return app.queue(default_concurrency_limit=4).launch(
         server_name=host, server_port=port, max_file_size=max_file_size, show_error=False,
         theme=THEME, css=CSS, footer_links=["api"], **kwargs)
 

@@ -1,0 +1,38 @@
+"""run.sh's install stamps: the test install covers the runtime one, a changed requirements file does not."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _project(tmp_path: Path) -> Path:
+    """A copy of run.sh and the requirement files, with a fake .venv whose pip only logs its calls."""
+    for name in ("run.sh", "requirements.txt", "requirements-test.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    fake = bin_dir / "python"
+    fake.write_text('#!/bin/sh\nif [ "$2" = pip ]; then echo "pip $*" >> "$(dirname "$0")/../pip.log"; fi\n'
+                    'if [ "$1" = "-m" ] && [ "$2" = cbam_viz ]; then echo cli-ran; fi\nexit 0\n')
+    fake.chmod(0o755)
+    return tmp_path
+
+
+def _cli(project: Path) -> str:
+    return subprocess.run(["bash", "run.sh", "cli"], cwd=project, capture_output=True, text=True, check=True).stdout
+
+
+def test_the_test_install_covers_the_runtime_requirements(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    log = project / ".venv" / "pip.log"
+    want = subprocess.run("cat requirements*.txt | sha256sum | cut -c1-16", shell=True, cwd=project,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (project / ".venv" / ".installed-requirements-test.txt").write_text(want + "\n")
+    assert "cli-ran" in _cli(project) and not log.exists()  # nothing reinstalled
+    (project / "requirements.txt").write_text((project / "requirements.txt").read_text() + "tqdm\n")
+    assert "cli-ran" in _cli(project)  # a changed requirement: installed again
+    assert "-r requirements.txt" in log.read_text()
+    assert "cli-ran" in _cli(project) and log.read_text().count("pip install") == 1  # and stamped
