@@ -66,3 +66,17 @@ def test_text_panels() -> None:
     mask[40:, 40:] = True  # where the test CAM is highest
     assert "| Baseline | hit |" in panels.localization({"baseline": a}, titles, mask)
     assert "shared by both models" in panels.legend(True, 2.0) and "own range" in panels.legend(False)
+
+
+def test_the_tab_scores_the_pointing_game_with_the_benchmarks_tolerance() -> None:
+    """64 px image, 4x4 map: the tolerance is half a cell (8 px), as `evaluate` uses, not 15 px at 224 (4.3 px)."""
+    from cbam_viz.data import pointing_game
+
+    cam = np.zeros((64, 64), np.float32)
+    cam[20, 20] = 1.0
+    r = Explanation(cam=cam, raw_cam=np.zeros((4, 4), np.float32), probs=np.array([1.0]), target=0,
+                    method="gradcam", target_layer="layer4.0")
+    mask = np.zeros((64, 64), bool)
+    mask[26:, 20:] = True  # 6 px below the peak: within 8 px, not within 4.3 px
+    assert not pointing_game(cam, mask)  # the old, too small tolerance
+    assert "| Baseline | hit |" in panels.localization({"baseline": r}, {"baseline": "Baseline"}, mask)

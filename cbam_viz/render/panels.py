@@ -176,7 +176,7 @@ def localization(results: Mapping[str, Explanation], titles: Mapping[str, str], 
     box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
     rows = ["| model | pointing game | energy in box |", "|---|---|---|"]
     for label, r in results.items():
-        hit = "hit" if pointing_game(r.cam, mask) else "miss"
+        hit = "hit" if pointing_game(r.cam, mask, feature_shape=r.raw_cam.shape) else "miss"  # as `evaluate` scores
         rows.append(f"| {titles[label]} | {hit} | {energy_pointing_game(r.cam, box):.1%} |")
     return "\n".join(rows)
 

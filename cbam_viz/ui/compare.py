@@ -6,13 +6,10 @@ one-line message, and a file payload names a file only if this app received or s
 """
 from __future__ import annotations
 
-import contextlib
 import html
 import logging
 import re
 import shutil
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,7 +29,7 @@ from ..models import cbam_blocks, crop_for_display
 from ..models.pairs import Pair, PairUnavailable
 from ..render import comparison_figure, panels
 from ..service import AppContext, Timing, image_sha256
-from .serving import Refused, Uploads, atomic_write, work_dir
+from .serving import BoundedFolder, Refused, Uploads, atomic_write, work_dir
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +44,9 @@ HINT = "Upload an image, paste one or pick an example."
 VIEW = 256  # CAM views are drawn at least this large
 EXAMPLE_SEED = 9001  # a dataset seed that training (1), validation (2), evaluation (3) and the study (0) do not use
 MAX_TEXT = 200  # longest accepted option value (pair, method, layer, class, block)
-EXPORT_TTL = 3600  # seconds an export's files stay on disk (Gradio serves its own copies, as long as its cache)
+# An export's files stay at most this long and the folder within this size (Gradio serves its own copies).
+EXPORT_TTL = 3600
+EXPORT_BYTES = 200 * 2**20
 
 
 class BadRequest(ValueError):
@@ -142,10 +141,10 @@ class CompareTab:
     """The tab's handlers; ``truth`` maps an image digest to the generated sample it is; only files of
     ``uploads`` are ever opened."""
 
-    def __init__(self, ctx: AppContext, examples: list[Example], export_dir: Path, uploads: Uploads):
+    def __init__(self, ctx: AppContext, examples: list[Example], exports: BoundedFolder, uploads: Uploads):
         self.ctx = ctx
         self.truth = {image_sha256(e.sample.image): e.sample for e in examples if e.sample}
-        self.export_dir = export_dir
+        self.exports = exports
         self.uploads = uploads
 
     def _run(self, image: Any, pair: Any, method: Any, layer: Any, target: Any) -> _Request:
@@ -225,8 +224,7 @@ class CompareTab:
         request, in a folder of their own and each written atomically (concurrent exports never share a file)."""
         with user_errors():
             r = self._run(image, pair, method, layer, target)
-            _prune(self.export_dir, EXPORT_TTL)
-            folder = Path(tempfile.mkdtemp(dir=self.export_dir))
+            folder = self.exports.new()
             parts = ("cbam-viz", pair, method, layer, "own" if target == OWN else target, r.digest[:10])
             stem = "_".join(re.sub(r"[^\w.+-]+", "-", part) for part in parts)
             figure = comparison_figure(r.display, r.results, r.pair.class_names, r.titles)
@@ -247,15 +245,6 @@ class CompareTab:
                 gr.Dropdown(choices=c["classes"], value=OWN), gr.Dropdown(choices=c["blocks"], value=c["block"]))
 
 
-def _prune(folder: Path, age: float) -> None:
-    """Remove the subfolders of ``folder`` older than ``age`` seconds."""
-    limit = time.time() - age
-    for old in folder.iterdir():
-        with contextlib.suppress(FileNotFoundError):  # a concurrent export removed it first
-            if old.stat().st_mtime < limit:
-                shutil.rmtree(old, ignore_errors=True)
-
-
 def default_pair(ctx: AppContext) -> str | None:
     """"demo" when loaded, else the first loaded pair, else the first unavailable one."""
     names = [*ctx.pairs, *ctx.unavailable]
@@ -269,7 +258,6 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     blocks = Context.root_block
     work = work_dir(blocks)
     examples = write_examples(work / "examples")
-    (work / "exports").mkdir()
     name = default_pair(ctx)
     c = _choices(ctx.pairs[name]) if name in ctx.pairs else {"layers": [], "layer": None, "classes": [OWN], "blocks": [],
                                                              "block": None}
@@ -319,7 +307,7 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
             top_channels = gr.Label(num_top_classes=8, label="Top channels of the block (gate value)",
                                     show_heading=False)
 
-    tab = CompareTab(ctx, examples, work / "exports", Uploads(blocks, served))
+    tab = CompareTab(ctx, examples, BoundedFolder(work / "exports", EXPORT_BYTES, EXPORT_TTL), Uploads(blocks, served))
     inputs = [image, pair, method, layer, target, shared, block]
     outputs = [summary, view_baseline, view_cbam, slider, top_baseline, top_cbam, legend, spatial, channels, top_channels]
     # preprocess=False: handlers get the file payload unopened (Uploads checks it, open_image reads it and words

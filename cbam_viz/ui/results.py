@@ -7,7 +7,6 @@ a participant's browser or API client.
 from __future__ import annotations
 
 import hmac
-import tempfile
 from typing import Any
 
 import gradio as gr
@@ -15,8 +14,10 @@ import gradio as gr
 from ..study.limits import RateLimiter
 from ..study.report import build_report, write_exports
 from ..study.runtime import StudyRuntime
+from .serving import BoundedFolder, work_dir
 from .study import client_address, tab
 
+EXPORT_BYTES, EXPORT_TTL = 100 * 2**20, 3600  # unblinded exports: at most this many bytes, this long
 WRONG_PASSWORDS_PER_MINUTE = 5  # per client address; further attempts are refused at once
 
 
@@ -31,7 +32,7 @@ def build_results_tab(runtime: StudyRuntime, admin_password: str | None):
     if not admin_password:
         return None
     config, store = runtime.config, runtime.store
-    export_dir = tempfile.mkdtemp(prefix="cbam-viz-export-")
+    exports = BoundedFolder(work_dir(runtime, "cbam-viz-results-"), EXPORT_BYTES, EXPORT_TTL)
     failures = RateLimiter(WRONG_PASSWORDS_PER_MINUTE, 60.0)
 
     with tab("Results", "results"):
@@ -58,7 +59,7 @@ def build_results_tab(runtime: StudyRuntime, admin_password: str | None):
             failures.allow(address)
             raise gr.Error("Wrong admin password.")
         report = build_report(store, config.name, runtime.objective())
-        paths = write_exports(report, config.name, tempfile.mkdtemp(dir=export_dir))
+        paths = write_exports(report, config.name, exports.new())
         table = lambda t: {"headers": t[0], "data": t[1] or [[None] * len(t[0])]}  # noqa: E731
         return (report.markdown, table(report.answers), table(report.per_image), table(report.per_participant),
                 report.free_markdown, [str(p) for p in paths])

@@ -6,10 +6,13 @@ payload before Gradio sees it; :class:`Uploads` is the stricter check of handler
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import shutil
 import tempfile
+import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -88,6 +91,46 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+class BoundedFolder:
+    """One new subfolder of ``root`` per request, the whole kept within ``max_bytes`` and ``max_age_s``: before
+    each new subfolder, those older than ``max_age_s`` go, then the oldest until the rest fit in ``max_bytes``.
+    Subfolders younger than ``grace_s`` are kept (a concurrent request may still be writing or returning them),
+    so the cap can be exceeded by what was written in the last ``grace_s`` seconds. Thread-safe."""
+
+    def __init__(self, root: Path, max_bytes: int, max_age_s: float, grace_s: float = 30.0):
+        self.root, self.max_bytes, self.max_age_s, self.grace_s = Path(root), max_bytes, max_age_s, grace_s
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def new(self) -> Path:
+        """A fresh, empty subfolder (after evicting what no longer fits)."""
+        with self._lock:
+            self._evict(time.time())
+            return Path(tempfile.mkdtemp(dir=self.root))
+
+    def size(self) -> int:
+        """Bytes in all subfolders."""
+        return sum(size for _, size, _ in self._entries())
+
+    def _entries(self) -> list[tuple[float, int, Path]]:
+        entries = []
+        for folder in self.root.iterdir():
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile (another process, a reaper)
+                files = [f.stat().st_size for f in folder.rglob("*") if f.is_file()]
+                entries.append((folder.stat().st_mtime, sum(files), folder))
+        return sorted(entries)
+
+    def _evict(self, now: float) -> None:
+        entries = self._entries()
+        total = sum(size for _, size, _ in entries)
+        for mtime, size, folder in entries:  # oldest first
+            if now - mtime < self.grace_s:
+                break
+            if now - mtime > self.max_age_s or total > self.max_bytes:
+                shutil.rmtree(folder, ignore_errors=True)
+                total -= size
 
 
 _WORK_DIRS: list[weakref.finalize] = []
