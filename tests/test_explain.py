@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cbam_viz.explain import METHODS, default_target_layer, explain, explain_batch, target_layers
+from cbam_viz.explain import METHODS, default_target_layer, explain, explain_batch, target_layers, to_arrays
 from cbam_viz.models import build_resnet, preprocess
 
 
@@ -248,3 +248,28 @@ def test_hook_counts_return_to_zero_over_many_calls(models):
     for _ in range(50):
         explain(models, X)
     assert all(_hook_count(m) == 0 for m in models.values())
+
+
+def test_three_models_baseline_se_cbam(models):
+    se = _model("se", seed=2)
+    inputs = {}
+    handles = [m.cbam.register_forward_hook(lambda mod, i, o, name=name: inputs.__setitem__(name, i[0].detach()))
+               for name, m in se.named_modules() if hasattr(m, "cbam")]
+    try:
+        out = explain({"baseline": models["baseline"], "se": se, "cbam": models["cbam"]}, X, target=2)
+    finally:
+        for h in handles:
+            h.remove()
+    assert list(out) == ["baseline", "se", "cbam"]
+    assert all(r.target == 2 and r.cam.shape == (32, 32) for r in out.values())
+    assert out["se"].blocks == out["cbam"].blocks == [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)]
+    assert [c.shape for c in out["se"].channel_attention] == [(8,)] * 2 + [(16,)] * 2 + [(32,)] * 2 + [(64,)] * 2
+    assert out["se"].spatial_attention == [] and len(out["cbam"].spatial_attention) == 8
+    for k, name in enumerate(out["se"].blocks):  # the excitation of the block's input, average pool only
+        gate, f = se.get_submodule(name).cbam.channel, inputs[name]
+        with torch.no_grad():
+            excitation = torch.sigmoid(gate.fc2(torch.relu(gate.fc1(f.mean(dim=(2, 3))))))
+        assert np.allclose(out["se"].channel_attention[k], excitation[0].numpy(), atol=1e-6)
+    alone = explain({"se": se}, X, target=2)["se"]
+    assert np.array_equal(alone.cam, out["se"].cam) and not np.allclose(out["se"].cam, out["cbam"].cam)
+    assert "se/channel_attention/layer1.0" in to_arrays(out) and not any(k.startswith("se/spatial") for k in to_arrays(out))

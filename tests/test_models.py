@@ -1,4 +1,4 @@
-"""Architectures and CBAM gates: hand-computed values, ablations, placement, torchvision equality."""
+"""Architectures, CBAM gates and SE: hand-computed values, ablations, placement, torchvision equality."""
 import math
 
 import pytest
@@ -127,10 +127,11 @@ def test_cbam_resnet50_parameter_count_matches_independent_implementations():
     assert len(cbam_blocks(build_resnet(18, "cbam"))) == 8
 
 
+@pytest.mark.parametrize("attention", ["cbam", "se"])
 @pytest.mark.parametrize("depth", [18, 50])
-def test_cbam_sits_after_last_bn_before_addition(depth):
+def test_attention_sits_after_last_bn_before_addition(depth, attention):
     torch.manual_seed(0)
-    model = build_resnet(depth, "cbam", width=8).eval()
+    model = build_resnet(depth, attention, width=8).eval()
     block = model.layer2[0]  # has a downsample shortcut
     last_bn = block.bn3 if depth == 50 else block.bn2
     seen = {}
@@ -148,6 +149,37 @@ def test_cbam_sits_after_last_bn_before_addition(depth):
     assert torch.allclose(seen["block_out"], torch.relu(seen["cbam_out"] + shortcut))
 
 
+def test_se_resnet_matches_pytorchcv_parameter_counts_and_is_an_avg_only_channel_gate():
+    # pytorchcv's seresnet50b / seresnet18: 28,088,024 / 11,778,592 parameters.
+    se50, se18 = build_resnet(50, "se"), build_resnet(18, "se")
+    assert sum(p.numel() for p in se50.parameters()) == 28_088_024
+    assert sum(p.numel() for p in se18.parameters()) == 11_778_592
+    assert se50.info.attention == "se" and se50.info.title == "ResNet-50 + SE" and se50.info.options == {}
+    assert len(cbam_blocks(se50)) == 16
+    for _, block in cbam_blocks(se50):
+        assert block.spatial is None and block.channel.pools == ("avg",)
+        assert block.channel.fc1.out_features == block.channel.fc1.in_features // 16
+    torch.manual_seed(0)
+    se = build_resnet(18, "se", width=8).layer1[0].cbam
+    x = torch.randn(2, 8, 5, 5)
+    excitation = torch.sigmoid(se.channel.fc2(torch.relu(se.channel.fc1(x.mean(dim=(2, 3))))))
+    assert torch.allclose(se(x), x * excitation[:, :, None, None], atol=1e-6)
+
+
+def test_stride_in_1x1_option():
+    default, moved = build_resnet(50), build_resnet(50, "se", stride_in_1x1=True)
+    for stage in ("layer2", "layer3", "layer4"):
+        assert getattr(default, stage)[0].conv1.stride == (1, 1) and getattr(default, stage)[0].conv2.stride == (2, 2)
+        assert getattr(moved, stage)[0].conv1.stride == (2, 2) and getattr(moved, stage)[0].conv2.stride == (1, 1)
+        assert getattr(moved, stage)[0].downsample[0].stride == (2, 2)
+    assert moved.layer1[0].conv1.stride == moved.layer1[0].conv2.stride == (1, 1)
+    assert moved.info.options == {"stride_in_1x1": True}
+    with torch.no_grad():
+        assert moved.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+    with pytest.raises(ValueError, match="stride_in_1x1 needs bottleneck blocks"):
+        build_resnet(18, stride_in_1x1=True)
+
+
 def test_build_options_validation():
     with pytest.raises(ValueError, match="depth"):
         build_resnet(20)
@@ -155,6 +187,11 @@ def test_build_options_validation():
         build_resnet(18, reduction=8)
     with pytest.raises(TypeError, match="unknown"):
         build_resnet(18, "cbam", kernel=3)
+    with pytest.raises(ValueError, match="attention must be None or one of"):
+        build_resnet(18, "bam")
+    with pytest.raises(TypeError, match=r"\['spatial'\] are CBAM-only; SE takes \['reduction'\]"):
+        build_resnet(18, "se", spatial=True)
+    assert build_resnet(18, "se", reduction=4, width=16).layer1[0].cbam.channel.fc1.out_features == 4
     model = build_resnet(18, "cbam", reduction=8, spatial_kernel=3, width=16, stem="small", num_classes=10)
     assert model.layer1[0].cbam.channel.fc1.out_features == 16 // 8
     assert model.layer1[0].cbam.spatial.conv.kernel_size == (3, 3)
@@ -174,3 +211,13 @@ def test_attention_recorded_only_when_asked():
     assert [s.shape[1:] for s in record.spatial] == [(16, 16)] * 2 + [(8, 8)] * 2 + [(4, 4)] * 2 + [(2, 2)] * 2
     model(x)  # outside the context nothing more is recorded
     assert len(record.channel) == 8
+
+
+def test_se_attention_is_recorded_per_block_without_spatial_maps():
+    model = build_resnet(18, "se", width=8, stem="small").eval()
+    with record_attention(model) as record:
+        assert sum(len(m._forward_hooks) for m in model.modules()) == 8
+        model(torch.randn(2, 3, 32, 32))
+    assert record.blocks == [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)]
+    assert [c.shape for c in record.channel] == [(2, 8)] * 2 + [(2, 16)] * 2 + [(2, 32)] * 2 + [(2, 64)] * 2
+    assert record.spatial == []

@@ -142,6 +142,85 @@ def test_pytorchcv_cbam_resnet50(tmp_path):
     assert torch.allclose(_logits(ours, x), _logits(theirs, x), rtol=1e-4, atol=1e-4)
 
 
+def _max_relative_difference(ours: nn.Module, theirs: nn.Module, x: torch.Tensor) -> float:
+    """In float64: random ResNet-50s are ill-conditioned enough that float32 rounding alone moves
+    logits by ~1e-3 of their scale, which would hide small errors."""
+    a, b = _logits(ours.double(), x.double()), _logits(theirs.double(), x.double())
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def _pytorchcv(name: str) -> nn.Module:
+    from pytorchcv.models import resnet, seresnet
+
+    return _randomize(getattr(seresnet if name.startswith("se") else resnet, name)(pretrained=False))
+
+
+@pytest.mark.parametrize("name, depth, attention, stride_in_1x1", [
+    ("resnet50b", 50, None, False),
+    ("seresnet50b", 50, "se", False),
+    ("resnet50", 50, None, True),
+    ("seresnet50", 50, "se", True),
+    ("seresnet18", 18, "se", False),
+])
+def test_pytorchcv_resnet_and_seresnet(tmp_path, name, depth, attention, stride_in_1x1):
+    """The "b" variants stride in the 3x3 conv (torchvision); the others need stride_in_1x1=True."""
+    theirs = _pytorchcv(name)
+    assert any(".se.conv1.weight" in k for k in theirs.state_dict()) == (attention == "se")
+    torch.save(theirs.state_dict(), tmp_path / f"{name}.pth")
+    options = {"stride_in_1x1": True} if stride_in_1x1 else {}
+    ours = load_weights(build_resnet(depth, attention, **options), tmp_path / f"{name}.pth")
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    x = torch.nn.functional.interpolate(X, size=224)  # pytorchcv ends in a fixed 7x7 average pool
+    assert _max_relative_difference(ours, theirs, x) < 1e-9
+
+
+def test_stride_placement_is_not_in_the_file(tmp_path):
+    """seresnet50 loads into the default (3x3-stride) layout too, and then computes something else."""
+    theirs = _pytorchcv("seresnet50")
+    torch.save(theirs.state_dict(), tmp_path / "seresnet50.pth")
+    wrong = load_weights(build_resnet(50, "se"), tmp_path / "seresnet50.pth")
+    assert _max_relative_difference(wrong, theirs, torch.nn.functional.interpolate(X, size=224)) > 1e-2
+
+
+@pytest.mark.parametrize("name, attention, declared", [
+    ("seresnet18", "cbam", "ResNet + SE"),
+    ("seresnet18", None, "ResNet + SE"),
+    ("resnet18", "se", "baseline ResNet"),
+])
+def test_pytorchcv_file_into_another_attention_names_both(tmp_path, name, attention, declared):
+    path = tmp_path / f"{name}.pth"
+    torch.save(_pytorchcv(name).state_dict(), path)
+    model = build_resnet(18, attention)
+    expected = "se" if name.startswith("se") else None
+    with pytest.raises(WeightsError) as e:
+        load_weights(model, path)
+    assert str(e.value) == (f"{path}: holds {declared} weights (pytorchcv layout) but the model is "
+                            f"{model.info.title}; build it with attention={expected!r}")
+
+
+def test_pytorchcv_cbam_file_into_se_model(tmp_path):
+    from pytorchcv.models.cbamresnet import cbam_resnet50
+
+    path = tmp_path / "cbam_resnet50.pth"
+    torch.save(cbam_resnet50(pretrained=False).state_dict(), path)
+    with pytest.raises(WeightsError, match=r"holds ResNet \+ CBAM weights \(pytorchcv layout\) but the model is "
+                                           r"ResNet-50 \+ SE; build it with attention='cbam'$"):
+        load_weights(build_resnet(50, "se"), path)
+
+
+def test_own_format_se_round_trip_and_attention_check(tmp_path):
+    model = _randomize(build_resnet(18, "se", width=8, stem="small", num_classes=3, reduction=4))
+    path = save_checkpoint(model, tmp_path / "se.pt")
+    loaded = load_checkpoint(path)
+    assert loaded.info == model.info and loaded.info.attention == "se" and loaded.info.title == "ResNet-18 + SE"
+    assert torch.equal(_logits(loaded, X[:, :, :32, :32]), _logits(model, X[:, :, :32, :32]))
+    # A channel-only CBAM with average pooling has the same keys; the file's declared attention refuses it.
+    twin = build_resnet(18, "cbam", width=8, stem="small", num_classes=3, reduction=4, channel_pools=("avg",), spatial=False)
+    assert twin.state_dict().keys() == model.state_dict().keys()
+    with pytest.raises(WeightsError, match=r"se\.pt: holds ResNet \+ SE weights \(cbam-viz layout\) but the model is ResNet-18 \+ CBAM"):
+        load_weights(twin, path)
+
+
 def test_own_format_round_trip(tmp_path):
     model = _randomize(build_resnet(18, "cbam", width=8, stem="small", num_classes=3, reduction=4))
     model.info.class_names = ["a", "b", "c"]

@@ -1,4 +1,4 @@
-"""CBAM gates (Woo et al., ECCV 2018), as in the authors' released code.
+"""CBAM gates (Woo et al., ECCV 2018), as in the authors' released code, and SE as a CBAM option.
 
 Each gate returns its attention map; :class:`CBAM` multiplies the maps onto the features.
 Returning the maps (rather than the gated features) lets a forward hook on a gate read the
@@ -14,6 +14,9 @@ from torch import nn
 
 POOLS = ("avg", "max")
 ARRANGEMENTS = ("channel_first", "spatial_first", "parallel")
+# Squeeze-and-Excitation (Hu et al., CVPR 2018) is CBAM's channel gate with average pooling only
+# and no spatial gate: ``CBAM(channels, reduction, **SE)`` is an SE block.
+SE = {"channel_pools": ("avg",), "spatial": False}
 
 
 def _check(value: str, allowed: Sequence[str], what: str) -> None:

@@ -1,8 +1,9 @@
-"""Baseline and CBAM ResNets built on torchvision's ResNet.
+"""Baseline, CBAM and SE ResNets built on torchvision's ResNet.
 
 With default options the baseline is exactly torchvision's architecture (same modules, same
-state-dict keys). The CBAM variant adds ``cbam`` to every residual block, on the residual
-branch after the last BN and before the addition, as in the authors' released code.
+state-dict keys). The attention variants add ``cbam`` to every residual block, on the residual
+branch after the last BN and before the addition, as in the CBAM authors' released code and in
+SE-ResNet; for SE that module is a :class:`CBAM` with the :data:`SE` options.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.models.resnet import ResNet as _TorchvisionResNet
 
-from .attention import CBAM
+from .attention import CBAM, SE
 
 DEPTHS: dict[int, tuple[type[nn.Module], list[int]]] = {
     18: (BasicBlock, [2, 2, 2, 2]),
@@ -25,7 +26,11 @@ DEPTHS: dict[int, tuple[type[nn.Module], list[int]]] = {
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 STEMS = ("imagenet", "small")
+ARCH_OPTIONS = ("width", "stem", "stride_in_1x1")
 CBAM_OPTIONS = ("reduction", "channel_pools", "spatial", "spatial_kernel", "spatial_order", "arrangement")
+SE_OPTIONS = ("reduction",)
+# attention -> name in titles
+ATTENTIONS = {"cbam": "CBAM", "se": "SE"}
 
 
 @dataclass
@@ -54,11 +59,11 @@ class ModelInfo:
 
     @property
     def title(self) -> str:
-        return self.name or f"ResNet-{self.depth}" + (" + CBAM" if self.attention else "")
+        return self.name or f"ResNet-{self.depth}" + (f" + {ATTENTIONS.get(self.attention, self.attention)}" if self.attention else "")
 
 
 class _CBAMBlock:
-    """Forward shared by both CBAM blocks: relu(cbam(residual(x)) + shortcut(x))."""
+    """Forward shared by both attention blocks: relu(cbam(residual(x)) + shortcut(x))."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -86,7 +91,7 @@ class CBAMBottleneck(_CBAMBlock, Bottleneck):
 
 
 class _BlockFactory:
-    """Looks like a block class to torchvision's ``_make_layer`` and binds the CBAM options."""
+    """Looks like a block class to torchvision's ``_make_layer`` and binds the CBAM module's options."""
 
     def __init__(self, block: type[nn.Module], cbam: dict[str, Any]):
         self.block, self.cbam, self.expansion = block, cbam, block.expansion
@@ -96,12 +101,27 @@ class _BlockFactory:
 
 
 class ResNet(_TorchvisionResNet):
-    """torchvision's ResNet with a width and stem option; ``info`` describes the model."""
+    """torchvision's ResNet with width, stem and stride options; ``info`` describes the model.
 
-    def __init__(self, block: Any, layers: list[int], num_classes: int = 1000, width: int = 64, stem: str = "imagenet"):
+    ``stride_in_1x1=True`` moves each stage's downsampling stride from the bottleneck's 3x3 conv
+    (torchvision, "ResNet v1.5") to its first 1x1 conv (the original ResNet, pytorchcv's
+    ``resnet50`` / ``seresnet50``); the parameters are the same.
+    """
+
+    def __init__(
+        self,
+        block: Any,
+        layers: list[int],
+        num_classes: int = 1000,
+        width: int = 64,
+        stem: str = "imagenet",
+        stride_in_1x1: bool = False,
+    ):
         nn.Module.__init__(self)
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {list(STEMS)}, got {stem!r}")
+        if stride_in_1x1 and block.expansion == 1:
+            raise ValueError("stride_in_1x1 needs bottleneck blocks (depth 50 or 101)")
         self._norm_layer = nn.BatchNorm2d
         self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
         if stem == "imagenet":  # 7x7/2 conv + 3x3/2 max pool: stride 4
@@ -117,6 +137,9 @@ class ResNet(_TorchvisionResNet):
         self.layer4 = self._make_layer(block, width * 8, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(width * 8 * block.expansion, num_classes)
+        if stride_in_1x1:
+            for stage in (self.layer2, self.layer3, self.layer4):
+                stage[0].conv1.stride, stage[0].conv2.stride = stage[0].conv2.stride, (1, 1)
         for m in self.modules():  # torchvision's initialisation
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -127,27 +150,30 @@ class ResNet(_TorchvisionResNet):
 
 
 def build_resnet(depth: int, attention: str | None = None, num_classes: int = 1000, **options: Any) -> ResNet:
-    """A baseline (``attention=None``) or CBAM (``attention="cbam"``) ResNet of depth 18/34/50/101.
+    """A baseline (``attention=None``), CBAM (``"cbam"``) or SE (``"se"``) ResNet of depth 18/34/50/101.
 
-    Options: ``width`` (64) and ``stem`` ("imagenet" or "small") for both; for CBAM also
-    ``reduction`` (16), ``channel_pools`` (("avg", "max"); ("avg",) is SE-style),
-    ``spatial`` (True; False is channel-only), ``spatial_kernel`` (7 or 3),
-    ``spatial_order`` (("max", "avg") as released) and ``arrangement``
-    ("channel_first", "spatial_first" or "parallel").
+    Options for all: ``width`` (64), ``stem`` ("imagenet" or "small") and ``stride_in_1x1``
+    (False; depth 50/101 only, see :class:`ResNet`). For CBAM and SE: ``reduction`` (16).
+    For CBAM only: ``channel_pools`` (("avg", "max")), ``spatial`` (True; False is
+    channel-only), ``spatial_kernel`` (7 or 3), ``spatial_order`` (("max", "avg") as
+    released) and ``arrangement`` ("channel_first", "spatial_first" or "parallel").
     """
     if depth not in DEPTHS:
         raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth}")
-    if attention not in (None, "cbam"):
-        raise ValueError(f"attention must be None or 'cbam', got {attention!r}")
-    arch = {k: options.pop(k) for k in ("width", "stem") if k in options}
+    if attention is not None and attention not in ATTENTIONS:
+        raise ValueError(f"attention must be None or one of {list(ATTENTIONS)}, got {attention!r}")
+    arch = {k: options.pop(k) for k in ARCH_OPTIONS if k in options}
     unknown = set(options) - set(CBAM_OPTIONS)
     if unknown:
         raise TypeError(f"unknown option(s): {sorted(unknown)}")
     if options and attention is None:
         raise TypeError(f"CBAM option(s) {sorted(options)} need attention='cbam'")
+    if attention == "se" and set(options) - set(SE_OPTIONS):
+        raise TypeError(f"option(s) {sorted(set(options) - set(SE_OPTIONS))} are CBAM-only; SE takes {list(SE_OPTIONS)}")
     block, layers = DEPTHS[depth]
-    if attention == "cbam":
-        block = _BlockFactory(CBAMBasicBlock if block is BasicBlock else CBAMBottleneck, dict(options))
+    if attention is not None:
+        gate = {**SE, **options} if attention == "se" else dict(options)
+        block = _BlockFactory(CBAMBasicBlock if block is BasicBlock else CBAMBottleneck, gate)
     model = ResNet(block, layers, num_classes=num_classes, **arch)
     model.info = ModelInfo(depth=depth, attention=attention, options={**arch, **options}, num_classes=num_classes)
     return model

@@ -3,9 +3,14 @@
 1. torchvision ResNet state dicts (``conv1.weight``, ``layer1.0.bn1.*``, ``fc.*``);
 2. the CBAM authors' release: ``{"state_dict": ...}`` saved from DataParallel (``module.``
    prefix), CBAM keys ``cbam.ChannelGate.mlp.1.*`` / ``cbam.SpatialGate.spatial.conv.*``;
-3. pytorchcv's ``cbam_resnet*`` (``features.stage1.unit1.cbam.ch_gate.mlp.fc1.*``);
+3. pytorchcv's ResNets (``features.stage1.unit1.body.conv1.conv.*``): ``resnet*``,
+   ``seresnet*`` (``...unit1.se.conv1.*``, 1x1 convolutions here loaded as linear layers) and
+   ``cbam_resnet*`` (``...unit1.cbam.ch_gate.mlp.fc1.*``);
 4. the project's own format (``{"format": "cbam-viz", "info": ..., "state_dict": ...}``),
    which also describes the architecture, classes and preprocessing.
+
+pytorchcv and own-format files declare their attention (none, "se" or "cbam"); loading one into
+a model built with another attention is refused with a message naming both.
 
 Files are read with ``weights_only=True``: a checkpoint cannot run code.
 """
@@ -15,12 +20,12 @@ import hashlib
 import pickle
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from .resnet import ModelInfo, ResNet, build_from_info
+from .resnet import ATTENTIONS, ModelInfo, ResNet, build_from_info
 
 FORMAT = "cbam-viz"
 FORMAT_VERSION = 1
@@ -42,9 +47,11 @@ _PYTORCHCV_RULES = [
     (r"\.identity_conv\.conv\.", ".downsample.0."),
     (r"\.identity_conv\.bn\.", ".downsample.1."),
     (r"\.cbam\.ch_gate\.mlp\.", ".cbam.channel."),
+    (r"\.se\.conv(\d)\.", r".cbam.channel.fc\1."),
     (r"\.cbam\.sp_gate\.conv\.(conv|bn)\.", r".cbam.spatial.\1."),
     (r"^output\.", "fc."),
 ]
+_PYTORCHCV_ATTENTION = re.compile(r"^features\.stage\d+\.unit\d+\.(se|cbam)\.")
 
 
 class WeightsError(ValueError):
@@ -82,8 +89,24 @@ def _rename(keys: dict[str, Any], rules: list) -> dict[str, Any]:
     return out
 
 
-def _tensors(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], ModelInfo | None]:
-    """The state dict in this project's key names, plus the model info of own-format files."""
+class _Contents(NamedTuple):
+    state: dict[str, torch.Tensor]  # in this project's key names
+    info: ModelInfo | None  # own format only
+    layout: str  # "cbam-viz", "pytorchcv" or "state dict" (torchvision, the CBAM authors')
+    attention: str | None  # what the file declares; None for "state dict", which declares nothing
+
+
+def _from_pytorchcv(obj: dict[str, torch.Tensor]) -> _Contents:
+    found = sorted({m[1] for key in obj if (m := _PYTORCHCV_ATTENTION.match(key))})
+    state = _rename(obj, _PYTORCHCV_RULES)
+    # SE's 1x1 convolutions (out, in, 1, 1) are this project's linear layers (out, in).
+    state = {k: v.flatten(1) if ".cbam.channel.fc" in k and v.ndim == 4 and v.shape[2:] == (1, 1) else v
+             for k, v in state.items()}
+    return _Contents(state, None, "pytorchcv", found[0] if found else None)
+
+
+def _contents(obj: Any, path: Path) -> _Contents:
+    """The file's state dict in this project's key names, and what the file says about itself."""
     info = None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         info = ModelInfo.from_dict(obj["info"])
@@ -92,8 +115,22 @@ def _tensors(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], ModelInfo |
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path}: not a model state dict (expected a mapping of parameter names to tensors)")
-    rules = _PYTORCHCV_RULES if any(k.startswith("features.") for k in obj) else _AUTHORS_RULES
-    return _rename(obj, rules), info
+    if any(k.startswith("features.") for k in obj):
+        return _from_pytorchcv(obj)
+    state = _rename(obj, _AUTHORS_RULES)
+    return _Contents(state, info, FORMAT, info.attention) if info else _Contents(state, None, "state dict", None)
+
+
+def _architecture(attention: str | None) -> str:
+    return f"ResNet + {ATTENTIONS.get(attention, attention)}" if attention else "baseline ResNet"
+
+
+def _check_attention(model: nn.Module, contents: _Contents, path: Path) -> None:
+    info = getattr(model, "info", None)
+    if contents.layout == "state dict" or not isinstance(info, ModelInfo) or info.attention == contents.attention:
+        return
+    raise WeightsError(f"{path}: holds {_architecture(contents.attention)} weights ({contents.layout} layout) but the model "
+                       f"is {info.title}; build it with attention={contents.attention!r}")
 
 
 def _first(items: list[str], n: int = 3) -> str:
@@ -118,19 +155,21 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load any supported checkpoint into ``model`` strictly; returns ``model``.
 
     Raises :class:`WeightsError` with a one-line message on anything that does not fit.
+    Where the downsampling stride sits is not in any file: pytorchcv's ``resnet50`` and
+    ``seresnet50`` need ``stride_in_1x1=True``, its ``resnet50b`` / ``seresnet50b`` the default.
     """
     path = Path(path)
-    state, _ = _tensors(_read(path), path)
-    _check_fit(model, state, path)
-    model.load_state_dict(state)
+    contents = _contents(_read(path), path)
+    _check_attention(model, contents, path)
+    _check_fit(model, contents.state, path)
+    model.load_state_dict(contents.state)
     return model
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> ResNet:
     """Build and load a model from a file in the project's own format, in eval mode."""
     path = Path(path)
-    obj = _read(path)
-    state, info = _tensors(obj, path)
+    state, info, _, _ = _contents(_read(path), path)
     if info is None:
         raise WeightsError(f"{path}: not a cbam-viz checkpoint (it holds weights only; build the model and use load_weights)")
     model = build_from_info(info)
