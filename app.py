@@ -1,6 +1,6 @@
 """cbam-viz web app: compare a baseline and a CBAM ResNet on any image; optionally run a user study.
 
-    .venv/bin/python app.py [--host 127.0.0.1] [--port 7860] [--pairs demo imagenet] [--random-imagenet]
+    .venv/bin/python app.py [--host 127.0.0.1] [--port 7860] [--sets demo imagenet] [--random-imagenet]
                             [--study study.toml [--db URL] [--data-dir data] [--admin-password-file FILE]]
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from cbam_viz.ui.compare import build_compare_tab  # noqa: E402
-from cbam_viz.service import AppContext, random_imagenet_pair  # noqa: E402
+from cbam_viz.service import AppContext, random_imagenet_set  # noqa: E402
 
 if TYPE_CHECKING:
     from cbam_viz.study.runtime import StudyRuntime
@@ -56,7 +56,7 @@ def build_app(ctx: AppContext, study: StudyRuntime | None = None, admin_password
                 if study is not None:
                     from cbam_viz.ui.study import build_free_vote
 
-                    build_free_vote(ctx, study, parts["image"], parts["pair"], parts["method"], upload_dir)
+                    build_free_vote(ctx, study, parts["image"], parts["model_set"], parts["method"], upload_dir)
         if study is not None:
             from cbam_viz.ui.study import build_study_tab
 
@@ -82,9 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 allow_abbrev=False)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--pairs", nargs="+", help="model pairs to load (default: every pair of models/manifest.json)")
+    p.add_argument("--sets", nargs="+", help="model sets to load (default: every set of models/manifest.json)")
     p.add_argument("--random-imagenet", action="store_true",
-                   help="load the ImageNet-shaped pair (ResNet-50 vs ResNet-50 + CBAM) with RANDOM weights, for benchmarks")
+                   help="load the ImageNet-shaped set (ResNet-50, SE-ResNet-50, ResNet-50 + CBAM) with RANDOM weights, for benchmarks")
     p.add_argument("--study", metavar="CONFIG.toml", help="run the user study described by this file")
     p.add_argument("--db", metavar="URL", help="study database (SQLAlchemy URL; default: SQLite in --data-dir)")
     p.add_argument("--data-dir", default="data", help="folder for the study's SQLite file (default: ./data)")
@@ -124,11 +124,11 @@ def _stop(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _stop)  # before loading anything: the temp folders go at exit at the latest
     args = parse_args(argv)
-    ctx = AppContext(pairs=args.pairs)
+    ctx = AppContext(sets=args.sets)
     if args.random_imagenet:
-        ctx.add(random_imagenet_pair(ctx.device))
+        ctx.add(random_imagenet_set(ctx.device))
     for name, reason in ctx.unavailable.items():
-        print(f"pair {name!r} unavailable: {reason}")
+        print(f"model set {name!r} unavailable: {reason}")
     study = None
     if args.study:
         from cbam_viz.study import ConfigError, StudyError, build_runtime, load_config, open_store
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     app = build_app(ctx, study, admin_password(args), upload_dir, compare=not args.study or args.with_compare,
                     joins_per_hour=args.joins_per_hour)
     launch(app, args.host, args.port, args.max_file_size, prevent_thread_lock=True)
-    print(f"ready in {time.perf_counter() - STARTED:.1f} s: pairs {', '.join(ctx.pairs) or 'none'} on {ctx.device}", flush=True)
+    print(f"ready in {time.perf_counter() - STARTED:.1f} s: model sets {', '.join(ctx.sets) or 'none'} on {ctx.device}", flush=True)
     try:
         app.block_thread()
     finally:

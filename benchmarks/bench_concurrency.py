@@ -1,6 +1,6 @@
 """Does one slow request stall everybody else? Grad-CAM latency while a Score-CAM runs, vs idle, in one run.
 
-Launches `app.py --random-imagenet --pairs imagenet` (ResNet-50 vs ResNet-50 + CBAM, random weights, 224 px)
+Launches `app.py --random-imagenet --sets imagenet` (ResNet-50, SE-ResNet-50, ResNet-50 + CBAM, random weights, 224 px)
 and drives it with gradio_client: Grad-CAM requests on fresh photos (no cache hits) while the app is idle, then
 the same while another client's Score-CAM request (one forward pass per layer4 channel: minutes on a CPU)
 is running. Prints both medians and their ratio; before the service lost its global model lock, every
@@ -22,7 +22,8 @@ from gradio_client import Client, handle_file
 from benchmarks.bench_app import photos, start_app, stop
 from cbam_viz.ui.compare import OWN
 
-ARGS = dict(pair="imagenet", layer="layer4.2", target=OWN, shared=False, block="layer4.2", api_name="/compare")
+ARGS = dict(model_set="imagenet", layer="layer4.2", target=OWN, shared=False, block="layer4.2", left="baseline",
+            right="cbam", api_name="/compare")
 
 
 def gradcam_ms(client: Client, path: Path) -> float:
@@ -36,11 +37,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     threads = torch.get_num_threads()
-    proc, url, _ = start_app(["--random-imagenet", "--pairs", "imagenet"], threads)
+    proc, url, _ = start_app(["--random-imagenet", "--sets", "imagenet"], threads)
     try:
         client, other = (Client(url, verbose=False, ssl_verify=False) for _ in range(2))
         for c in (client, other):
-            c.predict("imagenet", api_name="/select_pair")  # the session's choices: ResNet-50 layers, ImageNet classes
+            c.predict("imagenet", api_name="/select_set")  # the session's choices: ResNet-50 layers, ImageNet classes
         with tempfile.TemporaryDirectory() as tmp:
             files = photos(2 * args.repeats + 3, Path(tmp))
             gradcam_ms(client, files[0])  # warm-up
@@ -57,7 +58,7 @@ def main() -> None:
     finally:
         stop(proc)
     idle_ms, busy_ms = statistics.median(idle), statistics.median(busy)
-    print(f"{threads} threads, ResNet-50 pair (random weights), 224 px, {args.repeats} Grad-CAM requests each")
+    print(f"{threads} threads, ResNet-50 set of three models (random weights), 224 px, {args.repeats} Grad-CAM requests each")
     print(f"Grad-CAM request, app idle (median):             {idle_ms:7.0f} ms")
     print(f"Grad-CAM request, while a Score-CAM runs (median): {busy_ms:7.0f} ms   (max {max(busy):.0f})")
     print(f"ratio busy / idle:                               {busy_ms / idle_ms:7.2f} x")

@@ -14,15 +14,15 @@ class CLIError(Exception):
 
 def _load_models(args: argparse.Namespace) -> tuple[dict, str]:
     from .models import WeightsError
-    from .models.pairs import PairUnavailable, load_model_file, load_pair
+    from .models.sets import SetUnavailable, load_model_file, load_set
 
     if bool(args.baseline) != bool(args.cbam):
-        raise CLIError("give both --baseline and --cbam, or neither (then --pair is used)")
+        raise CLIError("give both --baseline and --cbam, or neither (then --set is used)")
     try:
         if args.baseline:
             return {"baseline": load_model_file(args.baseline, None), "cbam": load_model_file(args.cbam, "cbam")}, "files"
-        return load_pair(args.pair).models, args.pair
-    except (PairUnavailable, WeightsError) as e:
+        return load_set(args.set).models, args.set
+    except (SetUnavailable, WeightsError) as e:
         raise CLIError(str(e)) from None
 
 
@@ -33,14 +33,14 @@ def _resolve_target(target: str | None, class_names: list[str]) -> int | None:
         return int(target)
     matches = [i for i, name in enumerate(class_names) if name.lower() == target.lower()]
     if not matches:
-        raise CLIError(f"unknown target class {target!r} (give a class index or one of the pair's class names)")
+        raise CLIError(f"unknown target class {target!r} (give a class index or one of the set's class names)")
     return matches[0]
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
     from .explain import METHODS, explain, to_arrays
     from .images import ImageError, open_image
-    from .models import crop_for_display
+    from .models import display_crop
     from .render import comparison_figure
 
     try:
@@ -50,13 +50,13 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if args.method not in METHODS:
         raise CLIError(f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
     models, source = _load_models(args)
-    info = models["cbam"].info
+    info = next(iter(models.values())).info
     class_names = info.class_names or [str(i) for i in range(info.num_classes)]
     results = explain(models, image, target=_resolve_target(args.target, class_names), method=args.method, target_layer=args.layer)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.image).stem
-    display = np.asarray(crop_for_display(image, info))
+    display = np.asarray(display_crop(image, info))
     titles = {role: model.info.title for role, model in models.items()}
     comparison_figure(display, results, class_names, titles).save(out / f"{stem}_{args.method}.png")
     np.savez_compressed(out / f"{stem}_{args.method}.npz", **to_arrays(results))
@@ -66,13 +66,13 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .training import Recipe, register_pair, train_pair
+    from .training import Recipe, register_set, train_pair
 
     recipe = Recipe(epochs=args.epochs, train_size=args.train_size, val_size=args.val_size, width=args.width,
                     depth=args.depth, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     out = Path(args.out_dir)
     results = train_pair(recipe, out, args.name, args.device, args.resume)
-    print(f"wrote {register_pair(results, out, args.name)}")
+    print(f"wrote {register_set(results, out, args.name)}")
     for role, metrics in results.items():
         print(f"{role:8s} held-out accuracy {metrics['val_accuracy']:.2%} ({metrics['train_seconds']:.0f} s)")
 
@@ -87,35 +87,47 @@ def cmd_samples(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate, markdown_table, summary_rows, write_outputs
     from .explain import METHODS
-    from .models.pairs import PairUnavailable, load_pair
+    from .models.sets import SetUnavailable, load_set
 
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise CLIError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     try:
-        pair = load_pair(args.pair, device=args.device)
-        evaluation = evaluate(pair, methods, args.n, args.seed, args.batch_size, road=not args.no_road,
+        model_set = load_set(args.set, device=args.device)
+        evaluation = evaluate(model_set, methods, args.n, args.seed, args.batch_size, road=not args.no_road,
                               allow_seen_seed=args.allow_training_seed)
-    except (PairUnavailable, ValueError) as e:
+    except (SetUnavailable, ValueError) as e:
         raise CLIError(str(e)) from None
     if evaluation.seen_as:
-        print(f"warning: dataset seed {args.seed} is the pair's {evaluation.seen_as} seed; the report says so", file=sys.stderr)
+        print(f"warning: dataset seed {args.seed} is the set's {evaluation.seen_as} seed; the report says so", file=sys.stderr)
     print(markdown_table(evaluation, summary_rows(evaluation)))
     for path in write_outputs(evaluation, Path(args.out)):
         print(f"wrote {path}")
 
 
+def cmd_weights(args: argparse.Namespace) -> None:
+    from .models.fetch import FetchError, describe, fetch_set
+
+    try:
+        if args.action == "fetch":
+            fetch_set(args.set, Path(args.dir) if args.dir else None, args.mirror)
+        else:
+            print(describe(args.set))
+    except (FetchError, OSError) as e:
+        raise CLIError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cbam_viz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("explain", help="side-by-side Grad-CAM of a baseline and a CBAM model on one image")
+    p = sub.add_parser("explain", help="side-by-side Grad-CAM of every model of a set (or two files) on one image")
     p.add_argument("image")
-    p.add_argument("--pair", default="demo", help="model pair from models/manifest.json (default: demo)")
+    p.add_argument("--set", default="demo", help="model set from models/manifest.json (default: demo)")
     p.add_argument("--baseline", help="baseline checkpoint (project format, or ImageNet ResNet-50 weights)")
     p.add_argument("--cbam", help="CBAM checkpoint (project format, or the authors' ResNet-50 + CBAM)")
     p.add_argument("--method", default="gradcam", help="CAM method (gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam, ...)")
-    p.add_argument("--target", help="class index or name explained in both models (default: each model's top-1)")
+    p.add_argument("--target", help="class index or name explained in every model (default: each model's top-1)")
     p.add_argument("--layer", help="target layer, e.g. layer4.2 (default: last block of layer4)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_explain)
@@ -135,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="localization benchmark of a pair on held-out generated images")
-    p.add_argument("--pair", default="demo")
+    p = sub.add_parser("evaluate", help="localization benchmark of every model of a set on held-out generated images")
+    p.add_argument("--set", default="demo", help="model set from models/manifest.json (default: demo)")
     p.add_argument("--methods", default="gradcam", help="comma-separated CAM methods")
     p.add_argument("-n", type=int, default=1000, help="number of held-out images")
     p.add_argument("--seed", type=int, default=3, help="dataset seed (training used 1, validation 2: refused)")
@@ -154,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64)
     p.set_defaults(func=cmd_samples)
+
+    p = sub.add_parser("weights", help="published ImageNet weights: where they come from, and downloading them")
+    weights = p.add_subparsers(dest="action", required=True)
+    w = weights.add_parser("fetch", help="download, verify and register a set's published weights (the only command that downloads)")
+    w.add_argument("set", nargs="?", default="imagenet", help="model set (default: imagenet)")
+    w.add_argument("--dir", help="where to put the files (default: $CBAM_VIZ_WEIGHTS or ~/.cache/cbam-viz/weights)")
+    w.add_argument("--mirror", help="mirror base URL: each file is fetched from MIRROR/<file name> (default: $CBAM_VIZ_MIRROR)")
+    w.set_defaults(func=cmd_weights)
+    w = weights.add_parser("list", help="where each model of a set comes from, its published accuracy, and the file found now")
+    w.add_argument("set", nargs="?", default="imagenet", help="model set (default: imagenet)")
+    w.set_defaults(func=cmd_weights)
 
     from .study.cli import add_study_commands
 

@@ -34,7 +34,7 @@ from .data import (CLASSES, PLACEMENTS, REFERENCE_MAPS, Sample, energy_pointing_
                    mean_ci, paired_test, place_cam, pointing_game, pointing_tolerance, reference_map,
                    render_sample)
 from .explain import as_batch, explain_batch
-from .models.pairs import Pair
+from .models.sets import ModelSet
 from .training import TRAIN_SEED, VAL_SEED
 
 EVAL_SEED = 3  # distinct from the training (1) and validation (2) dataset seeds
@@ -72,7 +72,7 @@ class Evaluation:
         self.tolerance = pointing_tolerance(self.image_shape, self.feature_shape)
 
 
-def seen_seeds(pair: Pair) -> dict[int, str]:
+def seen_seeds(pair: ModelSet) -> dict[int, str]:
     """Dataset seeds whose images were used to build ``pair``: seed -> "training" or "validation"."""
     seeds = {TRAIN_SEED: "training", VAL_SEED: "validation"}
     for entry in pair.entries.values():
@@ -118,7 +118,7 @@ def _append(lists: dict[str, list], scores: list[dict]) -> None:
             lists[key].append(value)
 
 
-def evaluate(pair: Pair, methods: list[str], n: int = 1000, seed: int = EVAL_SEED, batch_size: int = 64,
+def evaluate(pair: ModelSet, methods: list[str], n: int = 1000, seed: int = EVAL_SEED, batch_size: int = 64,
              road: bool = True, allow_seen_seed: bool = False) -> Evaluation:
     """Run every method on ``n`` generated images; the target is the ground-truth class.
 
@@ -229,7 +229,7 @@ def markdown_table(evaluation: Evaluation, rows: list[dict]) -> str:
     h, w = evaluation.image_shape
     fh, fw = evaluation.feature_shape
     held_out = "generated images that neither trained nor validated the pair" if evaluation.seen_as is None else "generated images"
-    lines = [f"Pair `{evaluation.pair}`, {evaluation.n} {held_out} (dataset seed {evaluation.seed}), {h}x{w} px, "
+    lines = [f"Model set `{evaluation.pair}`, {evaluation.n} {held_out} (dataset seed {evaluation.seed}), {h}x{w} px, "
              f"target = ground-truth class, target layer map {fh}x{fw} ({h / fh:g} px cells), pointing tolerance "
              f"{evaluation.tolerance:g} px. Mean [95% interval: Wilson for proportions, bootstrap otherwise]; "
              "difference = CBAM - baseline [95% interval: Newcombe for proportions, bootstrap otherwise], "

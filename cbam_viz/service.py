@@ -1,4 +1,4 @@
-"""The application service shared by every tab, the study and the CLI: the loaded model pairs and
+"""The application service shared by every tab, the study and the CLI: the loaded model sets and
 an explanation cache. Built once (app.py) and passed down; thread-safe without a global lock.
 
 `explain` is thread-safe on shared models (see `cbam_viz.explain`), so requests compute in parallel:
@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from .explain import Explanation, explain
-from .models.pairs import MODELS_DIR, Pair, PairUnavailable, default_device, load_pair, pair_names
+from .models.sets import MODELS_DIR, ModelSet, SetUnavailable, default_device, load_set, set_names
 
 
 def image_sha256(image: Image.Image) -> str:
@@ -40,45 +40,46 @@ class Timing:
 
 
 class AppContext:
-    """Loads every pair of the manifest once; unavailable pairs keep their reason.
+    """Loads every model set of the manifest once; unavailable sets keep their reason.
 
-    ``explain`` results are cached (LRU) by pair, image digest, method, target and layer.
+    ``explain`` results are cached (LRU) by set, image digest, method, target and layer.
     """
 
-    def __init__(self, pairs: list[str] | None = None, models_dir: Path = MODELS_DIR, device: str | None = None, cache_size: int = 256):
+    def __init__(self, sets: list[str] | None = None, models_dir: Path = MODELS_DIR, device: str | None = None, cache_size: int = 256):
         self.device = device or default_device()
-        self.pairs: dict[str, Pair] = {}
+        self.sets: dict[str, ModelSet] = {}
         self.unavailable: dict[str, str] = {}
-        for name in pairs or pair_names(models_dir):
+        for name in sets or set_names(models_dir):
             try:
-                self.pairs[name] = load_pair(name, models_dir, self.device)
-            except PairUnavailable as e:
+                self.sets[name] = load_set(name, models_dir, self.device)
+            except SetUnavailable as e:
                 self.unavailable[name] = str(e)
         self._cache: OrderedDict[tuple, dict[str, Explanation]] = OrderedDict()
         self._cache_size = cache_size
         self._running: dict[tuple, Future] = {}  # explanations being computed, by cache key
         self._lock = threading.Lock()  # guards the two dicts only, never a model call
 
-    def add(self, pair: Pair) -> None:
-        """Make ``pair`` available under its name (replacing a pair of that name, loaded or not)."""
+    def add(self, model_set: ModelSet) -> None:
+        """Make ``model_set`` available under its name (replacing a set of that name, loaded or not)."""
         with self._lock:
-            self.pairs[pair.name] = pair
-            self.unavailable.pop(pair.name, None)
-            self._cache = OrderedDict((k, v) for k, v in self._cache.items() if k[0] != pair.name)
+            self.sets[model_set.name] = model_set
+            self.unavailable.pop(model_set.name, None)
+            self._cache = OrderedDict((k, v) for k, v in self._cache.items() if k[0] != model_set.name)
 
-    def pair(self, name: str) -> Pair:
-        if name in self.pairs:
-            return self.pairs[name]
-        raise PairUnavailable(self.unavailable.get(name, f"unknown pair {name!r}"))
+    def model_set(self, name: str) -> ModelSet:
+        if name in self.sets:
+            return self.sets[name]
+        raise SetUnavailable(self.unavailable.get(name, f"unknown model set {name!r}"))
 
-    def explain(self, pair: str, image: Image.Image, method: str = "gradcam", target: int | None = None,
+    def explain(self, model_set: str, image: Image.Image, method: str = "gradcam", target: int | None = None,
                 layer: str | None = None, digest: str | None = None) -> dict[str, Explanation]:
-        return self.explain_timed(pair, image, method, target, layer, digest)[0]
+        """Every model of set ``model_set`` on ``image`` (see `cbam_viz.explain.explain`), cached."""
+        return self.explain_timed(model_set, image, method, target, layer, digest)[0]
 
-    def explain_timed(self, pair: str, image: Image.Image, method: str = "gradcam", target: int | None = None,
+    def explain_timed(self, model_set: str, image: Image.Image, method: str = "gradcam", target: int | None = None,
                       layer: str | None = None, digest: str | None = None) -> tuple[dict[str, Explanation], Timing]:
         """:meth:`explain`, and where its time went."""
-        key = (pair, digest or image_sha256(image), method, target, layer)
+        key = (model_set, digest or image_sha256(image), method, target, layer)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
@@ -93,7 +94,7 @@ class AppContext:
             return result, Timing(time.perf_counter() - start, 0.0, True, alongside)
         start = time.perf_counter()
         try:
-            result = explain(self.pair(pair).models, image, target=target, method=method, target_layer=layer)
+            result = explain(self.model_set(model_set).models, image, target=target, method=method, target_layer=layer)
         except BaseException as exc:
             with self._lock:
                 del self._running[key]
@@ -109,25 +110,25 @@ class AppContext:
         return result, Timing(0.0, computed, False, alongside)
 
 
-def random_imagenet_pair(device: str | None = None) -> Pair:
-    """The ImageNet pair's architectures (ResNet-50, ResNet-50 + CBAM, 224 px) with random weights:
-    for benchmarks on machines without the weight files. Every title says "random weights"."""
+def random_imagenet_set(device: str | None = None) -> ModelSet:
+    """The ImageNet set's architectures (ResNet-50, SE-ResNet-50, ResNet-50 + CBAM, 224 px) with random
+    weights: for benchmarks on machines without the weight files. Every title says "random weights"."""
     from .models import build_from_info
-    from .models.pairs import imagenet_info
+    from .models.sets import imagenet_info
 
     models = {}
     with torch.random.fork_rng(devices=[]):  # reproducible weights, caller's RNG untouched
         torch.manual_seed(0)
-        for role, attention in (("baseline", None), ("cbam", "cbam")):
+        for role, attention in (("baseline", None), ("se", "se"), ("cbam", "cbam")):
             info = imagenet_info(attention)
             info.name = f"{info.title} (random weights)"
             models[role] = build_from_info(info).to(device or default_device()).eval()
-    return Pair("imagenet", "RANDOM WEIGHTS, for benchmarks: ImageNet-shaped ResNet-50 vs ResNet-50 + CBAM, 224 px; "
-                "predictions and maps are meaningless", models)
+    return ModelSet("imagenet", "RANDOM WEIGHTS, for benchmarks: ImageNet-shaped ResNet-50 vs SE-ResNet-50 vs "
+                    "ResNet-50 + CBAM, 224 px; predictions and maps are meaningless", models)
 
 
-def display_image(pair: Pair, image: Image.Image) -> np.ndarray:
-    """The RGB uint8 image as the pair's models see it (resized/cropped), for overlays."""
+def display_image(model_set: ModelSet, image: Image.Image) -> np.ndarray:
+    """The RGB uint8 image as the set's models see it (resized/cropped), for overlays."""
     from .models import crop_for_display
 
-    return np.asarray(crop_for_display(image, pair.models["cbam"].info))
+    return np.asarray(crop_for_display(image, model_set.info))

@@ -134,13 +134,13 @@ def train_pair(recipe: Recipe, out_dir: Path, name: str = "demo", device: str = 
     return results
 
 
-def register_pair(results: dict[str, dict], out_dir: Path, name: str = "demo") -> Path:
-    """Describe the trained pair in ``out_dir/manifest.json`` (file, SHA-256, recipe, accuracy)."""
+def register_set(results: dict[str, dict], out_dir: Path, name: str = "demo") -> Path:
+    """Describe the trained models as set ``name`` in ``out_dir/manifest.json`` (file, SHA-256, recipe, accuracy)."""
     from .models import load_checkpoint, sha256
-    from .models.pairs import read_manifest
+    from .models.sets import read_manifest
 
     path = out_dir / "manifest.json"
-    manifest = read_manifest(out_dir) if path.is_file() else {"models": {}, "pairs": {}}
+    manifest = read_manifest(out_dir) if path.is_file() else {"models": {}, "sets": {}}
     for role, metrics in results.items():
         file = out_dir / metrics["file"]
         info = load_checkpoint(file).info
@@ -155,8 +155,8 @@ def register_pair(results: dict[str, dict], out_dir: Path, name: str = "demo") -
             "train_seconds": metrics["train_seconds"],
             "how_to_get": f"it ships with the project; retrain with: {metrics['command']}",
         }
-    manifest["pairs"] = {name: {"baseline": f"{name}-baseline", "cbam": f"{name}-cbam",
-                                "description": "ResNet-18-style baseline vs CBAM, trained by the project on generated shapes (64 px)"},
-                         **{k: v for k, v in manifest["pairs"].items() if k != name}}
+    manifest["sets"] = {name: {"models": {role: f"{name}-{role}" for role in results},
+                               "description": "ResNet-18-style baseline vs CBAM, trained by the project on generated shapes (64 px)"},
+                        **{k: v for k, v in manifest["sets"].items() if k != name}}
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path

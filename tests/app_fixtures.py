@@ -1,8 +1,8 @@
-"""Fixtures for the app tests: a models folder with a random-weight demo pair, and the app served in-process.
+"""Fixtures for the app tests: a models folder with a random-weight demo set, and the app served in-process.
 
-`models_dir`: a manifest whose "demo" pair is two random-init ResNet-18s (width 16, 64 px, the 12
-synthetic classes; study_ui_fixtures.write_demo_models), plus the real manifest's other pairs: the
-"imagenet" pair, whose weight files are absent here, is unavailable. `serve(ctx)`: the app on 127.0.0.1.
+`models_dir`: a manifest whose "demo" set is two random-init ResNet-18s (width 16, 64 px, the 12
+synthetic classes; study_ui_fixtures.write_demo_models), plus the real manifest's other sets: the
+"imagenet" set, whose weight files are absent here, is unavailable. `serve(ctx)`: the app on 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -15,34 +15,34 @@ from pathlib import Path
 import pytest
 from study_ui_fixtures import write_demo_models
 
-from cbam_viz.models.pairs import MODELS_DIR, read_manifest
+from cbam_viz.models.sets import MODELS_DIR, read_manifest
 from cbam_viz.service import AppContext
 
 MAX_FILE_SIZE = "2mb"  # small, so that the over-size test upload stays small
 
 
 def write_models(folder: Path, trained_demo: bool = False) -> Path:
-    """A "demo" pair plus every other pair of models/manifest.json, whose external weight files are looked for
-    only in ``folder`` (so they stay missing on any machine). The demo pair is the random-weight one of
+    """A "demo" set plus every other set of models/manifest.json, whose external weight files are looked for
+    only in ``folder`` (so they stay missing on any machine). The demo set is the random-weight one of
     study_ui_fixtures, or with ``trained_demo`` the bundled (trained) one."""
     real = read_manifest(MODELS_DIR)
     if trained_demo:
         folder.mkdir(parents=True, exist_ok=True)
-        manifest = {"models": {}, "pairs": {"demo": real["pairs"]["demo"]}}
+        manifest = {"models": {}, "sets": {"demo": real["sets"]["demo"]}}
         for role in ("baseline", "cbam"):
-            entry = manifest["models"][real["pairs"]["demo"][role]] = real["models"][real["pairs"]["demo"][role]]
+            entry = manifest["models"][real["sets"]["demo"]["models"][role]] = real["models"][real["sets"]["demo"]["models"][role]]
             (folder / entry["file"]).symlink_to(MODELS_DIR / entry["file"])
     else:
         write_demo_models(folder)
         manifest = json.loads((folder / "manifest.json").read_text())
-    for name, spec in real["pairs"].items():
+    for name, spec in real["sets"].items():
         if name != "demo":
-            manifest["pairs"][name] = spec
-            for role in ("baseline", "cbam"):
-                entry = real["models"][spec[role]]
+            manifest["sets"][name] = spec
+            for model_id in spec["models"].values():
+                entry = real["models"][model_id]
                 if entry["kind"] == "external":  # no environment variable, no torch hub cache
                     entry = {**entry, "env": "CBAM_VIZ_TEST_NO_SUCH_VARIABLE", "path": None, "torch_hub_cache": False}
-                manifest["models"][spec[role]] = entry
+                manifest["models"][model_id] = entry
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return folder
 

@@ -1,8 +1,11 @@
 import os
+import tempfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Weights a user fetched must not make the tests' "missing file" sets available.
+os.environ["CBAM_VIZ_WEIGHTS"] = tempfile.mkdtemp(prefix="cbam-viz-test-weights-")
 
 import torch  # noqa: E402
 

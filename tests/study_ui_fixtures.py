@@ -1,5 +1,5 @@
-"""A temporary models folder with a random-init "demo" pair, for the study UI tests and the
-load benchmark (the trained demo pair is not needed to test plumbing and blinding).
+"""A temporary models folder with a random-init "demo" set, for the study UI tests and the
+load benchmark (the trained demo set is not needed to test plumbing and blinding).
 
 `write_demo_models(folder)` is plain Python so `benchmarks/` can use it without pytest.
 """
@@ -32,7 +32,7 @@ def write_demo_models(folder: str | Path, seed: int = 0) -> Path:
         models[f"demo-{role}"] = {"kind": "shipped", "title": TITLES[role], "file": path.name,
                                   "sha256": sha256(path)}
     manifest = {"models": models,
-                "pairs": {"demo": {"baseline": "demo-baseline", "cbam": "demo-cbam",
-                                   "description": "random-init test pair"}}}
+                "sets": {"demo": {"models": {"baseline": "demo-baseline", "cbam": "demo-cbam"},
+                                  "description": "random-init test set"}}}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return folder

@@ -19,18 +19,20 @@ from PIL import Image
 from cbam_viz.data import CLASSES, render_sample
 from cbam_viz.explain import METHODS
 from cbam_viz.ui.compare import EXAMPLE_SEED, OWN
-from cbam_viz.service import AppContext, random_imagenet_pair
+from cbam_viz.service import AppContext, random_imagenet_set
 
 LAYER = "layer4.1"  # last block of a ResNet-18
-RANDOM = "resnet50-random"  # the --random-imagenet pair, under another name: "imagenet" stays unavailable
-DEFAULTS = {"pair": "demo", "method": "gradcam", "layer": LAYER, "target": OWN, "shared": False, "block": LAYER}
+RANDOM = "resnet50-random"  # the --random-imagenet set, under another name: "imagenet" stays unavailable
+DEFAULTS = {"model_set": "demo", "method": "gradcam", "layer": LAYER, "target": OWN, "shared": False, "block": LAYER,
+            "left": "baseline", "right": "cbam"}
+SUMMARY, VIEWS, SLIDER, TOP5, LEGEND, SPATIAL, CHANNELS, TOP_CHANNELS = range(8)
 
 
 @pytest.fixture(scope="module")
 def app_url(models_dir: Path) -> Iterator[str]:  # noqa: F811
-    """The app with the demo pair, the unavailable imagenet pair and a random-weight ResNet-50 pair."""
+    """The app with the demo set, the unavailable imagenet set and a random-weight ResNet-50 set (three models)."""
     ctx = AppContext(models_dir=models_dir, device="cpu")
-    ctx.add(replace(random_imagenet_pair("cpu"), name=RANDOM))
+    ctx.add(replace(random_imagenet_set("cpu"), name=RANDOM))
     with serve(ctx) as url:
         yield url
 
@@ -52,8 +54,15 @@ def compare(client: Client, path: Path | str, **kwargs: object) -> tuple:
     return client.predict(handle_file(str(path)), **{**DEFAULTS, **kwargs}, api_name="/compare")
 
 
+def gallery(views: list) -> dict[str, np.ndarray]:
+    """The CAM gallery as {caption: pixels}."""
+    def path(item: object) -> str:
+        return item["path"] if isinstance(item, dict) else item
+    return {item["caption"]: np.asarray(Image.open(path(item["image"]))) for item in views}
+
+
 def export(client: Client, path: Path | str, **kwargs: object) -> dict[str, np.ndarray]:
-    args = {k: v for k, v in {**DEFAULTS, **kwargs}.items() if k not in ("shared", "block")}
+    args = {k: v for k, v in {**DEFAULTS, **kwargs}.items() if k not in ("shared", "block", "left", "right")}
     files = client.predict(handle_file(str(path)), **args, api_name="/export")
     by_suffix = {Path(f).suffix: f for f in files}
     assert set(by_suffix) == {".png", ".npz"} and Image.open(by_suffix[".png"]).width > 200
@@ -63,20 +72,25 @@ def export(client: Client, path: Path | str, **kwargs: object) -> dict[str, np.n
 
 def test_endpoints(client: Client) -> None:
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/compare", "/select_pair", "/export"} <= set(api)
+    assert {"/compare", "/select_set", "/export"} <= set(api)
+    params = [p["parameter_name"] for p in api["/compare"]["parameters"]]
+    assert params == ["image", "model_set", "method", "layer", "target", "shared", "block", "left", "right"]
 
 
-def test_compare_shows_both_models_and_every_attention_panel(client: Client, sample_path: Path) -> None:
-    summary, baseline, cbam, slider, top_b, top_c, legend, spatial, channels, top_ch = compare(client, sample_path)
+def test_compare_shows_every_model_and_every_attention_panel(client: Client, sample_path: Path) -> None:
+    summary, views, slider, top5, legend, spatial, channels, top_ch = compare(client, sample_path)
     assert "Ground truth: **circle**" in summary and "pointing game" in summary and "energy in box" in summary
     assert ("agree" in summary) and "Grad-CAM of layer4.1" in summary
-    for path in (baseline, cbam, *slider):
-        assert Image.open(path).size == (256, 256)
-    pixels = {role: np.asarray(Image.open(path)) for role, path in (("baseline", baseline), ("cbam", cbam))}
-    assert pixels["baseline"].std() > 0 and not np.array_equal(pixels["baseline"], pixels["cbam"])
-    for top in (top_b, top_c):
-        assert len(top["confidences"]) == 5 and all(c["label"] in CLASSES for c in top["confidences"])
-    assert len(top_ch["confidences"]) == 8 and top_ch["confidences"][0]["label"].startswith("channel ")
+    assert "know only the 12 generated shapes" not in summary  # a generated shape: in the models' domain
+    pixels = gallery(views)
+    assert list(pixels) == ["Baseline · Demo ResNet-18", "CBAM · Demo ResNet-18 + CBAM"]
+    assert all(p.shape[:2] == (256, 256) for p in pixels.values())
+    baseline, cbam = pixels.values()
+    assert baseline.std() > 0 and not np.array_equal(baseline, cbam)
+    assert all(Image.open(path).size == (256, 256) for path in slider)
+    assert top5.count("\n") == 6 and "| top-5 | Baseline · Demo ResNet-18 | CBAM · Demo ResNet-18 + CBAM |" in top5
+    assert sum(name in top5 for name in CLASSES) >= 5
+    assert "top channels of layer4.1" in top_ch and top_ch.count("channel ") >= 8
     grid, heat = Image.open(spatial), Image.open(channels)
     assert grid.width > 4 * 128 and grid.height > 2 * 128  # 4 stages x 2 blocks, 2 stages per row
     assert heat.width > 384 and heat.height > 8 * 14
@@ -94,18 +108,21 @@ def test_layer_target_block_and_shared_scale(client: Client, sample_path: Path) 
     for layer in ("layer1.0", "layer3.1"):
         summary, views[layer] = compare(client, sample_path, layer=layer)[:2]
         assert f"of {layer} " in summary
-    assert not np.array_equal(np.asarray(Image.open(views["layer1.0"])), np.asarray(Image.open(views["layer3.1"])))
+    assert not np.array_equal(*(list(gallery(views[layer]).values())[0] for layer in ("layer1.0", "layer3.1")))
 
     arrays = export(client, sample_path, target="star")
     assert int(arrays["baseline/target"]) == int(arrays["cbam/target"]) == CLASSES.index("star")
     assert "for class star" in compare(client, sample_path, target="star")[0]
 
     normal, shared = compare(client, sample_path), compare(client, sample_path, shared=True)
-    assert "one scale shared by both models" in shared[6] and "own range" in normal[6]
-    assert not np.array_equal(np.asarray(Image.open(normal[1])), np.asarray(Image.open(shared[1])))
+    assert "one scale shared by both models" in shared[LEGEND] and "own range" in normal[LEGEND]
+    assert not np.array_equal(*(list(gallery(r[VIEWS]).values())[0] for r in (normal, shared)))
 
-    first, last = (compare(client, sample_path, block=b)[9]["confidences"] for b in ("layer1.0", "layer4.1"))
-    assert first != last
+    first, last = (compare(client, sample_path, block=b)[TOP_CHANNELS] for b in ("layer1.0", "layer4.1"))
+    assert first.split("|", 3)[2:] != last.split("|", 3)[2:] and "layer1.0" in first
+
+    same = compare(client, sample_path, left="cbam", right="cbam")[SLIDER]  # the slider shows the chosen models
+    assert np.array_equal(np.asarray(Image.open(same[0])), np.asarray(Image.open(same[1])))
 
 
 def test_export_has_every_array_and_the_ground_truth(client: Client, sample_path: Path) -> None:
@@ -115,29 +132,37 @@ def test_export_has_every_array_and_the_ground_truth(client: Client, sample_path
     assert {"baseline/cam", "cbam/cam", "cbam/channel_attention/layer4.1", "cbam/spatial_attention/layer1.0"} <= set(arrays)
 
 
-def test_pairs(client: Client, sample_path: Path) -> None:
-    info, layer, target, block = client.predict("imagenet", api_name="/select_pair")
-    assert "unavailable" in info and "resnet50" in info.lower()
+def test_sets(client: Client, sample_path: Path) -> None:
+    info, layer, target, block, left, right = client.predict("imagenet", api_name="/select_set")
+    assert "unavailable" in info and "resnet50" in info.lower() and "weights fetch imagenet" in info
     with pytest.raises(AppError, match="missing ResNet-50"):
-        compare(client, sample_path, pair="imagenet")
-    info, layer, target, block = client.predict("demo", api_name="/select_pair")
+        compare(client, sample_path, model_set="imagenet")
+    info, layer, target, block, left, right = client.predict("demo", api_name="/select_set")
     assert layer["value"] == LAYER and target["value"] == OWN and block["value"] == LAYER
+    assert (left["value"], right["value"]) == ("baseline", "cbam")
     assert [c[1] for c in target["choices"]] == [OWN, *CLASSES]
     assert compare(client, sample_path)[1]
 
 
-def test_random_imagenet_pair_and_invalid_options(client: Client, sample_path: Path) -> None:
-    info, layer, target, block = client.predict(RANDOM, api_name="/select_pair")
+def test_random_imagenet_set_and_invalid_options(client: Client, sample_path: Path) -> None:
+    info, layer, target, block, left, right = client.predict(RANDOM, api_name="/select_set")
     assert "RANDOM WEIGHTS" in info and layer["value"] == block["value"] == "layer4.2"
+    assert [c[1] for c in left["choices"]] == ["baseline", "se", "cbam"] and right["value"] == "cbam"
     classes = [c[1] for c in target["choices"]]
     assert len(classes) == len(set(classes)) == 1001 and "tabby" in classes
-    summary, baseline = compare(client, sample_path, pair=RANDOM, layer="layer3.5", target="tabby", block="layer2.3")[:2]
-    assert "(random weights)" in summary and "of layer3.5 for class tabby" in summary
-    assert Image.open(baseline).size == (256, 256)
-    client.predict("demo", api_name="/select_pair")
+    summary, views, _slider, top5, _legend, spatial, channels, top_ch = compare(
+        client, sample_path, model_set=RANDOM, layer="layer3.5", target="tabby", block="layer2.3", right="se")
+    assert "(random weights)" in summary and "of layer3.5 for class tabby" in summary and "all agree" not in summary
+    assert [caption.split(" · ")[0] for caption in gallery(views)] == ["Baseline", "SE", "CBAM"]
+    assert top5.splitlines()[0].count("|") == 5  # three model columns
+    assert "| top channels of layer2.3 | SE · " in top_ch and " | CBAM · " in top_ch  # SE and CBAM: channel attention
+    assert Image.open(channels).height > 2 * 16 * 14  # two heat maps (SE, CBAM) of 16 blocks each
+    assert Image.open(spatial).width > 4 * 128  # CBAM's spatial maps
+    client.predict("demo", api_name="/select_set")
     for kwargs, message in [({"layer": "layer3.5"}, "unknown target layer"), ({"target": "tabby"}, "unknown target class"),
-                            ({"block": "layer2.3"}, "unknown CBAM block"), ({"method": "nope"}, "unknown CAM method"),
-                            ({"pair": "nope"}, "unknown pair")]:  # ResNet-50 layers and ImageNet classes are not the demo's
+                            ({"block": "layer2.3"}, "unknown attention block"), ({"method": "nope"}, "unknown CAM method"),
+                            ({"right": "se"}, "unknown model 'se' for the slider"),
+                            ({"model_set": "nope"}, "unknown model set")]:  # ResNet-50 layers, ImageNet classes: not the demo's
         with pytest.raises(AppError, match=message):
             compare(client, sample_path, **kwargs)
     assert compare(client, sample_path)[1]
@@ -228,3 +253,14 @@ def test_oversize_upload_is_refused(client: Client, app_url: str, sample_path: P
     response = httpx.post(f"{app_url}gradio_api/upload", files={"files": ("big.png", big.read_bytes(), "image/png")})
     assert response.status_code == 413, (response.status_code, MAX_FILE_SIZE)  # and the server refuses it too
     assert compare(client, sample_path)[1]
+
+
+def test_the_demo_set_says_a_photo_is_outside_what_it_knows(client: Client, tmp_path: Path) -> None:
+    from matplotlib import cbook
+
+    photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    summary = compare(client, photo)[SUMMARY]
+    assert "know only the 12 generated shapes" in summary and "weights fetch imagenet" in summary
+    assert "The models agree" not in summary and "The models disagree" not in summary
+    views = gallery(compare(client, photo)[VIEWS])
+    assert all(v.shape[:2] == (600, 512) for v in views.values())  # drawn on the photo at its own resolution

@@ -27,12 +27,12 @@ from cbam_viz.data import CLASSES, render_sample
 from cbam_viz.images import MAX_ASPECT, ImageError, open_image
 from cbam_viz.ui.compare import EXAMPLE_SEED, OWN, CompareTab, user_errors, write_examples
 from cbam_viz.service import AppContext
-from cbam_viz.ui.serving import REFUSED, Blocks, Uploads
+from cbam_viz.ui.serving import REFUSED, Blocks, BoundedFolder, Uploads
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIONS = ["demo", "gradcam", "layer4.1", OWN]  # pair, method, layer, target
+OPTIONS = ["demo", "gradcam", "layer4.1", OWN]  # model set, method, layer, target
 META = {"_type": "gradio.FileData"}
-ENDPOINTS = {"compare": lambda image, opts=OPTIONS: [image, *opts, False, "layer4.1"],
+ENDPOINTS = {"compare": lambda image, opts=OPTIONS: [image, *opts, False, "layer4.1", "baseline", "cbam"],
              "export": lambda image, opts=OPTIONS: [image, *opts]}
 
 
@@ -133,18 +133,19 @@ def test_a_swapped_upload_is_refused(app_url: str, secret: Path) -> None:
 
 
 BAD_ARGUMENTS = {  # name: compare arguments with one of them wrong
-    "image as a string": ["/etc/passwd", *OPTIONS, False, "layer4.1"],
-    "image as a list": [["/etc/passwd"], *OPTIONS, False, "layer4.1"],
-    "null path": [{"path": None, "meta": META}, *OPTIONS, False, "layer4.1"],
-    "path as a number": [{"path": 7}, *OPTIONS, False, "layer4.1"],
-    "pair as a list": [{"path": "x"}, ["demo"], *OPTIONS[1:], False, "layer4.1"],
-    "pair as null": [{"path": "x"}, None, *OPTIONS[1:], False, "layer4.1"],
-    "method as a dict": [{"path": "x"}, "demo", {"a": 1}, *OPTIONS[2:], False, "layer4.1"],
-    "layer as a number": [{"path": "x"}, *OPTIONS[:2], 4, OPTIONS[3], False, "layer4.1"],
-    "target as a list": [{"path": "x"}, *OPTIONS[:3], [OWN], False, "layer4.1"],
-    "shared as a string": [{"path": "x"}, *OPTIONS, "yes", "layer4.1"],
-    "block as null": [{"path": "x"}, *OPTIONS, False, None],
-    "huge pair name": [{"path": "x"}, "p" * 100_000, *OPTIONS[1:], False, "layer4.1"],
+    "image as a string": ["/etc/passwd", *OPTIONS, False, "layer4.1", "baseline", "cbam"],
+    "image as a list": [["/etc/passwd"], *OPTIONS, False, "layer4.1", "baseline", "cbam"],
+    "null path": [{"path": None, "meta": META}, *OPTIONS, False, "layer4.1", "baseline", "cbam"],
+    "path as a number": [{"path": 7}, *OPTIONS, False, "layer4.1", "baseline", "cbam"],
+    "model set as a list": [{"path": "x"}, ["demo"], *OPTIONS[1:], False, "layer4.1", "baseline", "cbam"],
+    "model set as null": [{"path": "x"}, None, *OPTIONS[1:], False, "layer4.1", "baseline", "cbam"],
+    "method as a dict": [{"path": "x"}, "demo", {"a": 1}, *OPTIONS[2:], False, "layer4.1", "baseline", "cbam"],
+    "layer as a number": [{"path": "x"}, *OPTIONS[:2], 4, OPTIONS[3], False, "layer4.1", "baseline", "cbam"],
+    "target as a list": [{"path": "x"}, *OPTIONS[:3], [OWN], False, "layer4.1", "baseline", "cbam"],
+    "shared as a string": [{"path": "x"}, *OPTIONS, "yes", "layer4.1", "baseline", "cbam"],
+    "slider model as a list": [{"path": "x"}, *OPTIONS, False, "layer4.1", ["baseline"], "cbam"],
+    "block as a list": [{"path": "x"}, *OPTIONS, False, ["layer4.1"], "baseline", "cbam"],
+    "huge set name": [{"path": "x"}, "p" * 100_000, *OPTIONS[1:], False, "layer4.1", "baseline", "cbam"],
 }
 
 
@@ -155,9 +156,9 @@ def test_every_argument_is_validated(app_url: str, name: str) -> None:
     assert not any(word in message for word in ("Traceback", "unhashable", "validation error", "NoneType", "/etc")), message
 
 
-def test_select_pair_validates_its_argument(app_url: str) -> None:
-    state, message = call(app_url, "select_pair", [{"pair": "demo"}])
-    assert state == "error" and message.startswith("invalid model pair"), message
+def test_select_set_validates_its_argument(app_url: str) -> None:
+    state, message = call(app_url, "select_set", [{"model_set": "demo"}])
+    assert state == "error" and message.startswith("invalid model set"), message
 
 
 def test_file_names_are_escaped(app_url: str) -> None:
@@ -208,8 +209,7 @@ def test_concurrent_exports_are_complete_and_distinct(ctx: AppContext, tmp_path:
     image = tmp_path / "uploads" / "abc" / "circle.png"
     image.parent.mkdir(parents=True)
     render_sample(EXAMPLE_SEED, 0, 64).image.save(image)
-    (tmp_path / "exports").mkdir()
-    tab = CompareTab(ctx, write_examples(tmp_path / "examples", 1), tmp_path / "exports",
+    tab = CompareTab(ctx, write_examples(tmp_path / "examples", 1), BoundedFolder(tmp_path / "exports", 10**9, 3600),
                      Uploads(SimpleNamespace(upload_file_set={str(image)})))
     targets = [OWN, OWN, OWN, *CLASSES[:5]] * 2
     barrier = threading.Barrier(len(targets))
@@ -220,7 +220,7 @@ def test_concurrent_exports_are_complete_and_distinct(ctx: AppContext, tmp_path:
 
     with ThreadPoolExecutor(len(targets)) as pool:
         results = list(pool.map(export, targets))
-    files = [Path(f) for pair in results for f in pair]
+    files = [Path(f) for pair_of_files in results for f in pair_of_files]
     assert len(set(files)) == len(files) == 2 * len(targets)
     for (png, npz), target in zip(results, targets):
         assert Path(png).name.startswith(f"cbam-viz_demo_gradcam_layer4.1_{'own' if target == OWN else target}_")
@@ -246,7 +246,7 @@ def test_sigterm_removes_the_temp_folders(tmp_path: Path, secret: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp), "GRADIO_TEMP_DIR": str(uploads), "GRADIO_ANALYTICS_ENABLED": "False",
            "HF_HUB_DISABLE_TELEMETRY": "1", "OMP_NUM_THREADS": "1"}
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--pairs", "demo"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--sets", "demo"], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     watchdog = threading.Timer(180, proc.kill)  # a hung start-up fails the test instead of blocking it
     watchdog.start()

@@ -25,7 +25,7 @@ expect.set_options(timeout=TIMEOUT_MS)
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The bundled (trained) demo pair, for a meaningful screenshot."""
+    """The bundled (trained) demo set, for a meaningful screenshot."""
     ctx = AppContext(models_dir=write_models(tmp_path_factory.mktemp("trained"), trained_demo=True), device="cpu")
     with serve(ctx) as url:
         yield url
@@ -59,8 +59,10 @@ def test_compare_tab(page: Page) -> None:
     page.get_by_text("demo: circle", exact=True).click()  # an example from the gallery
     expect(summary).to_contain_text("Grad-CAM of layer4.1", timeout=TIMEOUT_MS)
     expect(summary).to_contain_text("pointing game")  # the example's ground truth is known
-    expect_images(page, "#view-baseline", "#view-cbam", "#spatial", "#channels")
+    expect_images(page, "#views", "#spatial", "#channels")
     expect(page.locator("#slider img")).to_have_count(2)
+    expect(page.locator("#views img")).to_have_count(2)  # one CAM per model of the set
+    expect(page.locator("#top5")).to_contain_text("CBAM · ")
 
     choose(page, "CAM method", "Grad-CAM++")
     expect(summary).to_contain_text("Grad-CAM++ of layer4.1")
@@ -68,7 +70,7 @@ def test_compare_tab(page: Page) -> None:
     expect(summary).to_contain_text("Grad-CAM++ of layer4.1 for class star")
     choose(page, "Target class", "each model's own prediction")
     expect(summary).to_contain_text("Grad-CAM++ of layer4.1 for each model's own prediction")
-    expect_images(page, "#view-baseline", "#view-cbam", "#spatial", "#channels")
+    expect_images(page, "#views", "#spatial", "#channels")
 
     page.get_by_role("button", name="Prepare downloads").click()
     downloads = page.locator("#downloads")
@@ -86,8 +88,8 @@ def test_compare_tab(page: Page) -> None:
     upload.set_input_files(files=[{"name": "small.png", "mimeType": "image/png", "buffer": _png(20)}])
     expect(summary).to_contain_text("smaller than the model input")
 
-    choose(page, "Model pair", "imagenet (unavailable)")
-    expect(page.locator("#pair-info")).to_contain_text("unavailable")
+    choose(page, "Model set", "imagenet (unavailable)")
+    expect(page.locator("#set-info")).to_contain_text("unavailable")
     expect(page.get_by_text("missing ResNet-50").first).to_be_visible()
 
 

@@ -64,7 +64,7 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
 def test_missing_imagenet_weights_name_the_file(tmp_path, monkeypatch):
     good = tmp_path / "good.png"
     render_sample(0, 0).image.save(good)
-    result = run("explain", str(good), "--pair", "imagenet", "--out", str(tmp_path),
+    result = run("explain", str(good), "--set", "imagenet", "--out", str(tmp_path),
                  env={"TORCH_HOME": str(tmp_path / "torch"), "CBAM_VIZ_RESNET50": "", "CBAM_VIZ_RESNET50_CBAM": ""})
     assert result.returncode == 2
     assert "resnet50-11ad3fa6.pth" in result.stderr and "CBAM_VIZ_RESNET50" in result.stderr

@@ -60,8 +60,20 @@ def test_text_panels() -> None:
     titles = {"baseline": "Baseline", "cbam": "CBAM"}
     text = panels.agreement({"baseline": a, "cbam": b}, panels.unique_names(names), titles, truth=2)
     assert "disagree" in text and "correct: CBAM" in text
-    assert panels.top_k(a, names, 2) == pytest.approx({"crane": 0.6, "dog": 0.2})
-    assert list(panels.top_channels(np.array([0.1, 0.9, 0.5]), 2)) == ["channel 1", "channel 2"]
+    table = panels.top_k_table({"baseline": a, "cbam": b}, panels.unique_names(names), titles, k=2)
+    assert table.splitlines() == ["| top-5 | Baseline | CBAM |", "|---|---|---|",
+                                  "| 1 | crane (1) (60.0%) | dog (60.0%) |", "| 2 | dog (20.0%) | crane (1) (20.0%) |"]
+    channels = panels.top_channels_table({"SE": np.array([0.1, 0.9, 0.5]), "CBAM": np.array([0.7, 0.2, 0.3])},
+                                         "layer4.0", k=2)
+    assert channels.splitlines()[2:] == ["| 1 | channel 1: 0.900 | channel 0: 0.700 |",
+                                         "| 2 | channel 2: 0.500 | channel 2: 0.300 |"]
+    assert "No model of this set" in panels.top_channels_table({}, None)
+    three = {"baseline": a, "se": a, "cbam": a}
+    assert "all agree" in panels.agreement(three, names, {k: k for k in three})
+    warned = panels.agreement({"baseline": a, "cbam": a}, names, titles, out_of_domain="**Outside.**")
+    assert warned.startswith("**Outside.**") and "agree" not in warned
+    stacked = panels.titled([("one", np.zeros((10, 30, 3), np.uint8)), ("two", np.zeros((5, 50, 3), np.uint8))])
+    assert stacked.shape == (22 + 10 + 22 + 5, 50, 3) and panels.titled([]) is None
     mask = np.zeros((64, 64), bool)
     mask[40:, 40:] = True  # where the test CAM is highest
     assert "| Baseline | hit |" in panels.localization({"baseline": a}, titles, mask)

@@ -30,7 +30,7 @@ def gated(monkeypatch):
 
 def test_a_slow_request_stalls_neither_cache_hits_nor_other_requests(models_dir: Path, gated) -> None:  # noqa: F811
     gate, calls, entered = gated
-    ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
+    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
     image, other = render_sample(5, 0).image, render_sample(5, 1).image
     gate.set()
     ctx.explain("demo", image, "gradcam")  # now cached
@@ -53,7 +53,7 @@ def test_a_slow_request_stalls_neither_cache_hits_nor_other_requests(models_dir:
 
 def test_identical_requests_in_flight_are_computed_once(models_dir: Path, gated) -> None:  # noqa: F811
     gate, calls, entered = gated
-    ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
+    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
     image = render_sample(6, 2).image
     results = []
     threads = [threading.Thread(target=lambda: results.append(ctx.explain_timed("demo", image, "gradcam")))
@@ -71,7 +71,7 @@ def test_identical_requests_in_flight_are_computed_once(models_dir: Path, gated)
 
 
 def test_a_failed_computation_is_not_cached_and_reaches_every_waiter(models_dir: Path) -> None:  # noqa: F811
-    ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
+    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
     image = render_sample(6, 3).image
     with pytest.raises(ValueError, match="unknown CAM method"):
         ctx.explain("demo", image, "magic")

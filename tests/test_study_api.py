@@ -65,9 +65,9 @@ class Server:
         """Strings that would unblind a trial: model names, titles, checksums, probabilities."""
         found = ["baseline", "cbam", "shown_as_a", "model_a"]
         for role in MODELS:
-            entry = self.ctx.pair("demo").entries[role]
+            entry = self.ctx.model_set("demo").entries[role]
             found += [entry["title"].lower(), entry["sha256"], entry["file"].lower()]
-            found.append(self.ctx.pair("demo").models[role].info.title.lower())
+            found.append(self.ctx.model_set("demo").models[role].info.title.lower())
         for stimulus in self.runtime.cache.stimuli:
             meta = self.runtime.cache.get(stimulus).meta
             for prob in (meta.baseline_prob, meta.cbam_prob):
@@ -88,7 +88,7 @@ class Server:
 def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:  # noqa: F811
     import app as app_module
 
-    ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
+    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
     store = open_store(None, tmp_path_factory.mktemp("data"))
     runtime = build_runtime(ctx, store, CONFIG)
     app = app_module.build_app(ctx, runtime, PASSWORD)
@@ -154,7 +154,7 @@ def test_page_config_holds_no_trial(server: Server) -> None:
     """The page itself (its config) carries no assignment, checksum or probability. (The Compare
     tab does name the models: it is the labelled view, not a trial.)"""
     config = httpx.get(f"{server.url}config", timeout=30).text.lower()
-    pair = server.ctx.pair("demo")
+    pair = server.ctx.model_set("demo")
     for secret in [*(pair.entries[m]["sha256"] for m in MODELS), "model_a", "shown_as_a", *server.secrets()[-4:]]:
         assert secret not in config, secret
 
@@ -206,7 +206,7 @@ def test_response_time_is_recorded(server: Server, participant) -> None:
     assert mine[pos].response_ms == 1234
     assert mine[result[POSITION]].response_ms is not None and mine[result[POSITION]].response_ms >= 0
     assert mine[pos].method == CONFIG.method and mine[pos].target_class
-    assert mine[pos].baseline_checksum == server.ctx.pair("demo").entries[BASELINE]["sha256"]
+    assert mine[pos].baseline_checksum == server.ctx.model_set("demo").entries[BASELINE]["sha256"]
 
 
 def test_resume_after_reload_with_the_same_browser_id(server: Server, participant) -> None:
@@ -313,7 +313,7 @@ def test_upload_images_are_stored_only_when_the_owner_enables_it(models_dir: Pat
     from cbam_viz.study.credentials import Credentials
     from cbam_viz.study.free import FreeVotes
 
-    ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
+    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
     store = open_store(None, tmp_path / "data")
     image = render_sample(77, 3).image
     credentials = Credentials(lambda: "a secret", "free-vote")
@@ -436,7 +436,7 @@ def test_joining_is_rate_limited_per_address_and_wrong_passwords_are_refused_fas
 
     import app as app_module
 
-    ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
+    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
     store = open_store(None, tmp_path / "data")
     app = app_module.build_app(ctx, build_runtime(ctx, store, CONFIG, warm=False), PASSWORD, joins_per_hour=3)
     port = free_port()

@@ -27,7 +27,7 @@ CONFIG = StudyConfig(name="browser-study", pair="demo", stimuli=DemoStimuli(seed
 def served(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:  # noqa: F811
     import app as app_module
 
-    ctx = AppContext(pairs=["demo"], models_dir=models_dir, device="cpu")
+    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
     store = open_store(None, tmp_path_factory.mktemp("data"))
     runtime = build_runtime(ctx, store, CONFIG)
     app = app_module.build_app(ctx, runtime, PASSWORD)

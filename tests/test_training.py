@@ -10,8 +10,8 @@ from cbam_viz.data import CLASSES, energy_pointing_game, pointing_game, render_s
 from cbam_viz.evaluate import evaluate, markdown_table, summary_rows, write_outputs
 from cbam_viz.explain import explain_batch
 from cbam_viz.models import load_checkpoint
-from cbam_viz.models.pairs import MODELS_DIR, PairUnavailable, load_pair, read_manifest
-from cbam_viz.training import Recipe, register_pair, train_pair
+from cbam_viz.models.sets import MODELS_DIR, SetUnavailable, load_set, read_manifest
+from cbam_viz.training import Recipe, register_set, train_pair
 
 TINY = Recipe(width=8, train_size=256, val_size=64, epochs=2, batch_size=64, lr=0.05, seed=7)
 
@@ -20,14 +20,15 @@ TINY = Recipe(width=8, train_size=256, val_size=64, epochs=2, batch_size=64, lr=
 def tiny_pair(tmp_path_factory):
     out = tmp_path_factory.mktemp("models")
     results = train_pair(TINY, out)
-    register_pair(results, out)
+    register_set(results, out)
     return out, results
 
 
 def test_smoke_training_writes_loadable_checkpoints_and_manifest(tiny_pair):
     out, results = tiny_pair
     manifest = read_manifest(out)
-    assert list(manifest["pairs"]) == ["demo"]
+    assert list(manifest["sets"]) == ["demo"] and manifest["sets"]["demo"]["models"] == {
+        "baseline": "demo-baseline", "cbam": "demo-cbam"}
     for role in ("baseline", "cbam"):
         entry = manifest["models"][f"demo-{role}"]
         model = load_checkpoint(out / entry["file"])
@@ -36,7 +37,7 @@ def test_smoke_training_writes_loadable_checkpoints_and_manifest(tiny_pair):
         assert entry["heldout_accuracy"] == round(results[role]["val_accuracy"], 4)
         assert entry["seed"] == 7 and len(entry["sha256"]) == 64
         assert entry["normalization"]["mean"] == list(model.info.mean)
-    pair = load_pair("demo", out, device="cpu")
+    pair = load_set("demo", out, device="cpu")
     assert set(pair.models) == {"baseline", "cbam"}
 
 
@@ -71,15 +72,15 @@ def test_corrupted_checkpoint_is_refused_by_checksum(tmp_path, tiny_pair):
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
-    with pytest.raises(PairUnavailable, match=r"demo-cbam\.pt: SHA-256 .* does not match the manifest"):
-        load_pair("demo", tmp_path, device="cpu")
+    with pytest.raises(SetUnavailable, match=r"demo-cbam\.pt: SHA-256 .* does not match the manifest"):
+        load_set("demo", tmp_path, device="cpu")
     target.unlink()
-    with pytest.raises(PairUnavailable, match=r"demo-cbam\.pt is missing"):
-        load_pair("demo", tmp_path, device="cpu")
+    with pytest.raises(SetUnavailable, match=r"demo-cbam\.pt is missing"):
+        load_set("demo", tmp_path, device="cpu")
 
 
 def test_evaluation_metrics_match_direct_computation(tmp_path, tiny_pair):
-    pair = load_pair("demo", tiny_pair[0], device="cpu")
+    pair = load_set("demo", tiny_pair[0], device="cpu")
     evaluation = evaluate(pair, ["gradcam", "eigencam"], n=12, seed=5, batch_size=8)
     samples = [render_sample(5, i, 64) for i in range(12)]
     direct = explain_batch(pair.models, [s.image for s in samples], targets=[s.label for s in samples])
@@ -106,7 +107,7 @@ def test_evaluation_metrics_match_direct_computation(tmp_path, tiny_pair):
 
 
 def test_evaluate_refuses_pairs_without_ground_truth(tiny_pair):
-    pair = load_pair("demo", tiny_pair[0], device="cpu")
+    pair = load_set("demo", tiny_pair[0], device="cpu")
     pair.models["cbam"].info.class_names = ["a"] * 12
     with pytest.raises(ValueError, match="not trained on the generated shapes"):
         evaluate(pair, ["gradcam"], n=2)
@@ -115,7 +116,7 @@ def test_evaluate_refuses_pairs_without_ground_truth(tiny_pair):
 def test_shipped_demo_pair_reaches_the_claimed_accuracy():
     """On fresh images (a seed neither training nor validation used), within 3 standard errors."""
     manifest = read_manifest(MODELS_DIR)
-    pair = load_pair("demo", device="cpu")
+    pair = load_set("demo", device="cpu")
     x, y = training.render_tensors(seed=11, n=600, size=64)
     for role, model in pair.models.items():
         claimed = manifest["models"][f"demo-{role}"]["heldout_accuracy"]
@@ -123,4 +124,4 @@ def test_shipped_demo_pair_reaches_the_claimed_accuracy():
         stderr = (claimed * (1 - claimed) / len(y)) ** 0.5
         assert measured >= claimed - 3 * stderr - 0.005, f"{role}: {measured:.3f} on fresh images, manifest claims {claimed:.3f}"
         assert claimed > 0.8  # the pair is worth shipping
-    assert json.loads((MODELS_DIR / "manifest.json").read_text())["pairs"]["demo"]["cbam"] == "demo-cbam"
+    assert json.loads((MODELS_DIR / "manifest.json").read_text())["sets"]["demo"]["models"]["cbam"] == "demo-cbam"

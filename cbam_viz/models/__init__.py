@@ -2,7 +2,7 @@
 from .attention import CBAM, ChannelGate, SpatialGate
 from .record import AttentionRecord, cbam_blocks, record_attention
 from .resnet import DEPTHS, IMAGENET_MEAN, IMAGENET_STD, ModelInfo, ResNet, build_from_info, build_resnet
-from .transforms import crop_for_display, model_transform, preprocess
+from .transforms import crop_for_display, display_crop, model_transform, preprocess
 from .weights import (
     WeightsError,
     find_torchvision_resnet50,
@@ -15,6 +15,6 @@ from .weights import (
 __all__ = [
     "CBAM", "ChannelGate", "SpatialGate", "AttentionRecord", "cbam_blocks", "record_attention",
     "DEPTHS", "IMAGENET_MEAN", "IMAGENET_STD", "ModelInfo", "ResNet", "build_from_info", "build_resnet",
-    "crop_for_display", "model_transform", "preprocess",
+    "crop_for_display", "display_crop", "model_transform", "preprocess",
     "WeightsError", "find_torchvision_resnet50", "load_checkpoint", "load_weights", "save_checkpoint", "sha256",
 ]

@@ -24,6 +24,18 @@ def crop_for_display(image: Image.Image, info: ModelInfo) -> Image.Image:
     return T.Compose(_geometry(info))(image.convert("RGB"))
 
 
+def display_crop(image: Image.Image, info: ModelInfo, max_side: int = 768) -> Image.Image:
+    """The part of ``image`` the model sees, at the image's own resolution (the long side at most
+    ``max_side``): all of it for a plain resize, else the centre square that Resize + CenterCrop keep."""
+    rgb = image.convert("RGB")
+    if info.resize:
+        side = min(rgb.size) * info.input_size / info.resize
+        left, top = (rgb.width - side) / 2, (rgb.height - side) / 2
+        rgb = rgb.crop((round(left), round(top), round(left + side), round(top + side)))
+    scale = max_side / max(rgb.size)
+    return rgb if scale >= 1 else rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.LANCZOS)
+
+
 def preprocess(image: Image.Image, info: ModelInfo) -> torch.Tensor:
     """A ``1x3xHxW`` tensor for one RGB image."""
     return model_transform(info)(image.convert("RGB")).unsqueeze(0)

@@ -1,12 +1,14 @@
-"""The side-by-side comparison figure (image, both CAM overlays, CBAM spatial attention per stage)."""
+"""The side-by-side comparison figure (image, every model's CAM overlay, CBAM spatial attention per stage)."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -32,27 +34,39 @@ def caption(result: Explanation, class_names: Sequence[str]) -> str:
 
 def comparison_figure(image: np.ndarray, results: Mapping[str, Explanation], class_names: Sequence[str],
                       titles: Mapping[str, str] | None = None) -> Image.Image:
-    """Top row: the image and each model's CAM overlay; bottom row: spatial attention of the
-    last block of each stage for every model that has CBAM blocks."""
+    """First row: the image and each model's CAM overlay, with a colour bar; then one row per model
+    with spatial attention (CBAM): the last block of each stage, with a colour bar. Rows have their
+    own column counts, so no panel is left empty."""
     titles = titles or {}
     attention = [(label, r) for label, r in results.items() if r.spatial_attention]
-    stages = max((len(last_block_per_stage(r.blocks)) for _, r in attention), default=0)
-    cols = max(1 + len(results), stages)
-    rows = 1 + len(attention)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    axes[0, 0].imshow(image)
-    axes[0, 0].set_title("input", fontsize=10)
-    for col, (label, r) in enumerate(results.items(), start=1):
-        axes[0, col].imshow(overlay(image, r.cam))
-        axes[0, col].set_title(f"{titles.get(label, label)} · {r.method}\n{caption(r, class_names)}", fontsize=9)
-    for row, (label, r) in enumerate(attention, start=1):
-        for col, k in enumerate(last_block_per_stage(r.blocks)):
-            axes[row, col].imshow(overlay(image, r.spatial_attention[k], cmap="viridis"))
-            axes[row, col].set_title(f"{titles.get(label, label)}: spatial attention {r.blocks[k]}", fontsize=8)
-    fig.tight_layout()
+    columns = [1 + len(results)] + [len(last_block_per_stage(r.blocks)) for _, r in attention]
+    fig = plt.figure(figsize=(3.1 * max(columns) + 1.0, 3.7 * len(columns)), layout="constrained")
+    rows = fig.subfigures(len(columns), 1, squeeze=False)[:, 0]
+    top = rows[0].subplots(1, columns[0], squeeze=False)[0]
+    top[0].imshow(image)
+    top[0].set_title("input", fontsize=9)
+    for ax, (label, r) in zip(top[1:], results.items()):
+        ax.imshow(overlay(image, r.cam))
+        ax.set_title(f"{titles.get(label, label)}\n{r.method} of {r.target_layer}\n{caption(r, class_names)}", fontsize=8)
+    _colorbar(rows[0], top, "jet", "CAM, each map normalized: 0 = its minimum, 1 = its maximum")
+    for row, (label, r) in zip(rows[1:], attention):
+        axes = row.subplots(1, len(last_block_per_stage(r.blocks)), squeeze=False)[0]
+        row.suptitle(f"{titles.get(label, label)}: spatial attention, last block of each stage", fontsize=9)
+        for ax, k in zip(axes, last_block_per_stage(r.blocks)):
+            ax.imshow(overlay(image, r.spatial_attention[k], cmap="viridis"))
+            ax.set_title(r.blocks[k], fontsize=8)
+        _colorbar(row, axes, "viridis", "gate value: 0 = suppressed, 1 = kept")
+    for ax in fig.axes:
+        if ax.images:
+            ax.set_xticks([])
+            ax.set_yticks([])
     fig.canvas.draw()
     picture = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy())
     plt.close(fig)
     return picture
+
+
+def _colorbar(figure: Any, axes: Sequence[Any], cmap: str, label: str) -> None:
+    bar = figure.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=list(axes), fraction=0.02, pad=0.01)
+    bar.set_label(label, fontsize=7)
+    bar.ax.tick_params(labelsize=7)

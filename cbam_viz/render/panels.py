@@ -142,15 +142,41 @@ def unique_names(names: Sequence[str]) -> list[str]:
     return [f"{name} ({i})" if counts[name] > 1 else name for i, name in enumerate(names)]
 
 
-def top_k(result: Explanation, names: Sequence[str], k: int = 5) -> dict[str, float]:
-    """The ``k`` most probable classes, {name: probability}, for a ``gr.Label``."""
-    return {names[i]: p for i, p in result.top_k(k)}
+def top_k_table(results: Mapping[str, Explanation], names: Sequence[str], titles: Mapping[str, str],
+                k: int = 5) -> str:
+    """Markdown: the ``k`` most probable classes of every model, one column per model."""
+    columns = [[f"{names[i]} ({p:.1%})" for i, p in r.top_k(k)] for r in results.values()]
+    rows = [f"| {rank + 1} | " + " | ".join(col[rank] if rank < len(col) else "" for col in columns) + " |"
+            for rank in range(k)]
+    head = "| top-5 | " + " | ".join(titles[label] for label in results) + " |"
+    return "\n".join([head, "|---" * (len(results) + 1) + "|", *rows])
 
 
-def top_channels(values: np.ndarray, k: int = 8) -> dict[str, float]:
-    """The ``k`` channels with the highest attention, {"channel i": value}, for a ``gr.Label``."""
-    order = np.argsort(-values)[:k]
-    return {f"channel {i}": float(values[i]) for i in order}
+def top_channels_table(channel: Mapping[str, np.ndarray], block: str | None, k: int = 8) -> str:
+    """Markdown: the ``k`` channels with the highest attention in ``block``, one column per model."""
+    if not channel:
+        return "*No model of this set has attention blocks.*"
+    columns = [[f"channel {i}: {values[i]:.3f}" for i in np.argsort(-values)[:k]] for values in channel.values()]
+    rows = [f"| {rank + 1} | " + " | ".join(col[rank] if rank < len(col) else "" for col in columns) + " |"
+            for rank in range(k)]
+    head = f"| top channels of {block} | " + " | ".join(channel) + " |"
+    return "\n".join([head, "|---" * (len(channel) + 1) + "|", *rows])
+
+
+def titled(panels: Sequence[tuple[str, np.ndarray]]) -> np.ndarray | None:
+    """Panels stacked top to bottom on white, each under its title; None when there are none."""
+    if not panels:
+        return None
+    width = max(p.shape[1] for _, p in panels)
+    parts, texts, y = [], [], 0
+    for title, panel in panels:
+        strip = np.full((22, width, 3), 255, np.uint8)
+        body = np.full((panel.shape[0], width, 3), 255, np.uint8)
+        body[:, :panel.shape[1]] = panel
+        texts.append(((4, y + 5), title))
+        parts += [strip, body]
+        y += strip.shape[0] + body.shape[0]
+    return _with_text(np.concatenate(parts), texts)
 
 
 def _pred(result: Explanation, names: Sequence[str]) -> str:
@@ -158,12 +184,16 @@ def _pred(result: Explanation, names: Sequence[str]) -> str:
 
 
 def agreement(results: Mapping[str, Explanation], names: Sequence[str], titles: Mapping[str, str],
-              truth: int | None = None) -> str:
-    """Markdown: each model's prediction and whether the models agree (and are right, if known)."""
+              truth: int | None = None, out_of_domain: str | None = None) -> str:
+    """Markdown: each model's prediction and whether the models agree (and are right, if known).
+    ``out_of_domain``: a warning that replaces the verdict (the models cannot know this image)."""
     predictions = {r.prediction for r in results.values()}
     lines = [f"- {titles[label]}: {_pred(r, names)}"
              + ("" if r.target == r.prediction else f", explaining **{names[r.target]}**") for label, r in results.items()]
-    head = "**The models agree.**" if len(predictions) == 1 else "**The models disagree.**"
+    if out_of_domain:
+        return "\n".join([out_of_domain, *lines])
+    agree = "all agree" if len(results) > 2 else "agree"
+    head = f"**The models {agree}.**" if len(predictions) == 1 else "**The models disagree.**"
     if truth is not None:
         correct = [titles[label] for label, r in results.items() if r.prediction == truth]
         head += f" Ground truth: **{names[truth]}**; correct: {', '.join(correct) or 'neither'}."

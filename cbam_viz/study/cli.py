@@ -89,7 +89,7 @@ def objective_scores(config_path: Path, models_dir: Path | None = None) -> dict[
     from .runtime import build_runtime
 
     config = load_config(config_path)
-    ctx = AppContext(pairs=[config.pair], **({"models_dir": models_dir} if models_dir else {}))
+    ctx = AppContext(sets=[config.pair], **({"models_dir": models_dir} if models_dir else {}))
 
     class _NoStore:  # the objective needs no database
         def ensure_study(self, *_args: object) -> None:

@@ -69,7 +69,7 @@ class FreeVotes:
             raise VoteRejected("upload an image first")
         if not pair or not method:
             raise VoteRejected("choose a model pair and a method first")
-        loaded = self.ctx.pair(pair)
+        loaded = self.ctx.model_set(pair)
         digest = image_sha256(image)
         first = self.ctx.explain(pair, image, method, None, digest=digest)
         mean_probs = (np.asarray(first[BASELINE].probs) + np.asarray(first[CBAM].probs)) / 2

@@ -32,7 +32,7 @@ def build_runtime(ctx: Any, store: Store, config: StudyConfig, warm: bool = True
         raise ConfigError(f"method must be one of {sorted(METHODS)}, got {config.method!r}")
     try:
         renderer = renderer_from_context(ctx, config)
-    except Exception as exc:  # PairUnavailable and friends: the study cannot run
+    except Exception as exc:  # SetUnavailable and friends: the study cannot run
         raise ConfigError(f"study {config.name!r}: model pair {config.pair!r} is not available: {exc}") from None
     stimuli = load_stimuli(config)
     targets = stimulus_targets(config, stimuli)

@@ -223,7 +223,7 @@ def renderer_from_context(ctx: Any, config: StudyConfig) -> StimulusRenderer:
     """A renderer on an `AppContext`'s loaded pair (cached explanations, shared model lock)."""
     from ..service import display_image
 
-    pair = ctx.pair(config.pair)
+    pair = ctx.model_set(config.pair)
     info = pair.models[CBAM].info
     side = ModelSide(class_names=pair.class_names, input_size=info.input_size, resize=info.resize,
                      checksums={m: pair.entries.get(m, {}).get("sha256") for m in MODELS})

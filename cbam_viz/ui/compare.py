@@ -1,7 +1,8 @@
-"""The Compare tab: a baseline and a CBAM model on one image, their CAMs and every CBAM attention map.
+"""The Compare tab: every model of a set (baseline, SE, CBAM, ...) on one image, their CAMs and every
+attention map (SE: channel; CBAM: channel and spatial).
 
 Handlers only validate input, call the library and hand numpy panels to Gradio; every user error
-(bad image, unavailable pair, unknown option, argument of the wrong type) becomes a ``gr.Error`` with a
+(bad image, unavailable set, unknown option, argument of the wrong type) becomes a ``gr.Error`` with a
 one-line message, and a file payload names a file only if this app received or served it (serving.Uploads).
 """
 from __future__ import annotations
@@ -22,11 +23,11 @@ from gradio.context import Context
 from matplotlib import cbook
 from PIL import Image
 
-from ..data import Sample, render_sample
+from ..data import CLASSES, Sample, render_sample
 from ..explain import METHODS, Explanation, default_target_layer, target_layers, to_arrays
 from ..images import ImageError, open_image
-from ..models import cbam_blocks, crop_for_display
-from ..models.pairs import Pair, PairUnavailable
+from ..models import cbam_blocks, crop_for_display, display_crop
+from ..models.sets import ModelSet, SetUnavailable
 from ..render import comparison_figure, panels
 from ..service import AppContext, Timing, image_sha256
 from .serving import BoundedFolder, Refused, Uploads, atomic_write, work_dir
@@ -39,11 +40,11 @@ METHOD_LABELS = {
     "hirescam": "HiResCAM", "gradcamelementwise": "Grad-CAM element-wise", "eigengradcam": "Eigen-Grad-CAM",
     "eigencam": "EigenCAM", "scorecam": "Score-CAM (slow: one forward pass per channel)",
 }
-ROLE_NAMES = {"baseline": "Baseline", "cbam": "CBAM"}
+ROLE_NAMES = {"baseline": "Baseline", "se": "SE", "cbam": "CBAM"}
 HINT = "Upload an image, paste one or pick an example."
 VIEW = 256  # CAM views are drawn at least this large
 EXAMPLE_SEED = 9001  # a dataset seed that training (1), validation (2), evaluation (3) and the study (0) do not use
-MAX_TEXT = 200  # longest accepted option value (pair, method, layer, class, block)
+MAX_TEXT = 200  # longest accepted option value (set, method, layer, class, block, model)
 # An export's files stay at most this long and the folder within this size (Gradio serves its own copies).
 EXPORT_TTL = 3600
 EXPORT_BYTES = 200 * 2**20
@@ -71,17 +72,17 @@ def write_examples(folder: Path, count: int = 12) -> list[Example]:
         examples.append(Example(path, f"demo: {sample.class_name}", sample))
     hopper = folder / "grace_hopper.jpg"
     shutil.copyfile(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), hopper)
-    return [*examples, Example(hopper, "photo (ImageNet pair): Grace Hopper")]
+    return [*examples, Example(hopper, "photo (ImageNet set): Grace Hopper")]
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Bad input, unavailable pairs and invalid options become a one-line ``gr.Error`` (HTML-escaped: Gradio
+    """Bad input, unavailable sets and invalid options become a one-line ``gr.Error`` (HTML-escaped: Gradio
     renders it as HTML, and it may quote a file or option name); any other error a generic line, its details
     only in the server log."""
     try:
         yield
-    except (PairUnavailable, ImageError, BadRequest, Refused) as e:
+    except (SetUnavailable, ImageError, BadRequest, Refused) as e:
         raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
     except MemoryError:
         raise gr.Error("not enough memory to explain this image: try a smaller one", print_exception=False) from None
@@ -98,43 +99,54 @@ def _text(what: str, value: Any) -> str:
     return value
 
 
-def _choices(pair: Pair) -> dict[str, Any]:
-    """The pair's target layers, class choices and CBAM blocks, with their defaults."""
-    model = pair.models["cbam"]
-    blocks = [name for name, _ in cbam_blocks(model)]
-    return {"layers": target_layers(model), "layer": default_target_layer(model),
-            "classes": [OWN, *panels.unique_names(pair.class_names)], "blocks": blocks, "block": blocks[-1] if blocks else None}
+def role_name(role: str) -> str:
+    """How a role reads in the UI: "Baseline", "SE", "CBAM", or the role itself."""
+    return ROLE_NAMES.get(role, role)
 
 
-def _pair_label(ctx: AppContext, name: str) -> str:
-    if name not in ctx.pairs:
+def _choices(model_set: ModelSet) -> dict[str, Any]:
+    """The set's target layers, class choices, roles and attention blocks, with their defaults."""
+    reference = model_set.models[model_set.roles[0]]
+    attentive = [m for m in model_set.models.values() if cbam_blocks(m)]
+    blocks = [name for name, _ in cbam_blocks(attentive[-1])] if attentive else []
+    roles = [(f"{role_name(r)} · {m.info.title}", r) for r, m in model_set.models.items()]
+    return {"layers": target_layers(reference), "layer": default_target_layer(reference),
+            "classes": [OWN, *panels.unique_names(model_set.class_names)], "blocks": blocks,
+            "block": blocks[-1] if blocks else None, "roles": roles, "left": model_set.roles[0],
+            "right": model_set.roles[-1]}
+
+
+def _set_label(ctx: AppContext, name: str) -> str:
+    if name not in ctx.sets:
         return f"{name} (unavailable)"
-    return f"{name} (random weights)" if any("random weights" in m.info.title for m in ctx.pairs[name].models.values()) else name
+    return f"{name} (random weights)" if any("random weights" in m.info.title for m in ctx.sets[name].models.values()) else name
 
 
-def _pair_info(ctx: AppContext, name: str) -> str:
-    if name not in ctx.pairs:
-        return f"**Pair “{name}” is unavailable.** {ctx.unavailable.get(name, 'Unknown pair.')}"
-    pair = ctx.pairs[name]
-    info = pair.models["cbam"].info
-    titles = " vs ".join(m.info.title for m in pair.models.values())
-    return f"{pair.description}  \n{titles} · {info.input_size} px · {len(pair.class_names)} classes · {ctx.device}"
+def _set_info(ctx: AppContext, name: str) -> str:
+    if name not in ctx.sets:
+        return f"**Model set “{name}” is unavailable.** {ctx.unavailable.get(name, 'Unknown model set.')}"
+    model_set = ctx.sets[name]
+    info = model_set.info
+    titles = " vs ".join(m.info.title for m in model_set.models.values())
+    return (f"{model_set.description}  \n{titles} · {info.input_size} px · {len(model_set.class_names)} classes · "
+            f"{ctx.device}")
 
 
 @dataclass
 class _Request:
     """One validated request and its explanation, with what every panel needs."""
 
-    pair: Pair
+    model_set: ModelSet
     image: Image.Image
     digest: str  # image_sha256 of ``image``
     results: dict[str, Explanation]
     timing: Timing
     names: list[str]  # unique class names
     titles: dict[str, str]  # role -> "Baseline · ResNet-18"
-    display: np.ndarray  # the image as the models see it
-    mask: np.ndarray | None  # ground-truth mask on ``display``, for generated demo images
-    truth: int | None  # ground-truth class, when it is one of the pair's classes
+    seen: np.ndarray  # the image as the models see it (resized/cropped to the input size), what the CAMs cover
+    display: np.ndarray  # the same part of the uploaded image at its own resolution: what overlays are drawn on
+    mask: np.ndarray | None  # ground-truth mask on ``seen``, for generated demo images
+    truth: int | None  # ground-truth class, when it is one of the set's classes
 
 
 class CompareTab:
@@ -147,56 +159,58 @@ class CompareTab:
         self.exports = exports
         self.uploads = uploads
 
-    def _run(self, image: Any, pair: Any, method: Any, layer: Any, target: Any) -> _Request:
+    def _run(self, image: Any, model_set: Any, method: Any, layer: Any, target: Any) -> _Request:
         if not image:
             raise BadRequest("upload an image, paste one or pick an example first")
-        loaded = self.ctx.pair(_text("model pair", pair))
+        loaded = self.ctx.model_set(_text("model set", model_set))
         if _text("CAM method", method) not in METHODS:
             raise BadRequest(f"unknown CAM method {method!r}; choose from {', '.join(METHODS)}")
-        layers = target_layers(loaded.models["cbam"])
+        layers = target_layers(loaded.models[loaded.roles[0]])
         if _text("target layer", layer) not in layers:
-            raise BadRequest(f"unknown target layer {layer!r} for pair {pair}; choose from {layers[0]} … {layers[-1]}")
+            raise BadRequest(f"unknown target layer {layer!r} for set {model_set}; choose from {layers[0]} … {layers[-1]}")
         names = panels.unique_names(loaded.class_names)
         if _text("target class", target) not in (OWN, *names):
-            raise BadRequest(f"unknown target class {target!r} for pair {pair}")
+            raise BadRequest(f"unknown target class {target!r} for set {model_set}")
         path = self.uploads.path(image)
         name = image.get("orig_name")
         picture = open_image(path, name=name if isinstance(name, str) and name else path.name)
         digest = image_sha256(picture)
-        results, timing = self.ctx.explain_timed(pair, picture, method, None if target == OWN else names.index(target),
-                                                 layer, digest)
-        info = loaded.models["cbam"].info
+        results, timing = self.ctx.explain_timed(model_set, picture, method,
+                                                 None if target == OWN else names.index(target), layer, digest)
+        info = loaded.info
         sample = self.truth.get(digest)
         mask = None
         if sample is not None:
             mask = np.asarray(crop_for_display(Image.fromarray(sample.mask.astype(np.uint8) * 255), info))[..., 0] >= 128
-        titles = {role: f"{ROLE_NAMES[role]} · {m.info.title}" for role, m in loaded.models.items()}
+        titles = {role: f"{role_name(role)} · {m.info.title}" for role, m in loaded.models.items()}
         truth = loaded.class_names.index(sample.class_name) if sample and sample.class_name in loaded.class_names else None
         return _Request(loaded, picture, digest, results, timing, names, titles, np.asarray(crop_for_display(picture, info)),
-                        mask if mask is not None and mask.any() else None, truth)
+                        np.asarray(display_crop(picture, info)), mask if mask is not None and mask.any() else None, truth)
 
-    def compare(self, image: Any, pair: Any, method: Any, layer: Any, target: Any, shared: Any, block: Any,
-                progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+    def compare(self, image: Any, model_set: Any, method: Any, layer: Any, target: Any, shared: Any, block: Any,
+                left: Any, right: Any, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
         """Everything the tab shows for one image; blank panels and a hint when there is no image."""
         if not image:
-            return (HINT, *[None] * 9)
+            return (HINT, *[None] * 7)
         with user_errors():
             if not isinstance(shared, bool):
                 raise BadRequest("invalid shared colour scale: expected true or false")
-            _text("CBAM block", block)
-            progress(0, desc="explaining with both models")
-            r = self._run(image, pair, method, layer, target)
-            cbam = r.results["cbam"]
-            if block not in cbam.blocks:
-                raise BadRequest(f"unknown CBAM block {block!r}; choose from {', '.join(cbam.blocks)}")
-            return self._panels(r, method, layer, target, shared, block)
+            progress(0, desc="explaining with every model of the set")
+            r = self._run(image, model_set, method, layer, target)
+            for side, role in (("left", left), ("right", right)):
+                if _text(f"slider {side} model", role) not in r.results:
+                    raise BadRequest(f"unknown model {role!r} for the slider; choose from {', '.join(r.results)}")
+            blocks = next((x.blocks for x in reversed(r.results.values()) if x.blocks), [])
+            if block is not None and _text("attention block", block) not in blocks:
+                raise BadRequest(f"unknown attention block {block!r}; choose from {', '.join(blocks) or 'none'}")
+            return self._panels(r, method, layer, target, shared, block, left, right)
 
-    def _panels(self, r: _Request, method: str, layer: str, target: str, shared: bool, block: str) -> tuple:
+    def _panels(self, r: _Request, method: str, layer: str, target: str, shared: bool, block: str | None,
+                left: str, right: str) -> tuple:
         """The summary and every panel of one explained request."""
-        cbam = r.results["cbam"]
         view = panels.upscale(r.display, VIEW)
         scale = panels.shared_scale(r.results) if shared else None
-        views = [panels.cam_view(view, r.results[role], scale, r.mask) for role in ("baseline", "cbam")]
+        views = {role: panels.cam_view(view, result, scale, r.mask) for role, result in r.results.items()}
         explained = OWN if target == OWN else f"class {target}"
         t = r.timing
         if t.cached:
@@ -205,50 +219,64 @@ class CompareTab:
             spent = f"computed in {t.computed:.2f} s on {self.ctx.device}" + (
                 f" while {t.alongside} other request{'s' if t.alongside > 1 else ''} computed" if t.alongside else "")
         timing = f"{METHOD_LABELS.get(method, method)} of {layer} for {explained}: {spent}"
-        summary = [panels.agreement(r.results, r.names, r.titles, r.truth), f"\n*{timing}.*"]
+        summary = [panels.agreement(r.results, r.names, r.titles, r.truth, out_of_domain=self._out_of_domain(r)),
+                   f"\n*{timing}.*"]
         width, height = r.image.size
-        size = r.pair.models["cbam"].info.input_size
+        size = r.model_set.info.input_size
         if min(width, height) < size:
             summary.append(f"*The image ({width}×{height}) is smaller than the model input ({size} px); it was enlarged.*")
         if r.mask is not None:
             summary += ["\n**Localization against the ground-truth mask**\n", panels.localization(r.results, r.titles, r.mask)]
-        grid = (panels.attention_grid(view, cbam.blocks, cbam.spatial_attention, r.mask, shared)
-                if cbam.spatial_attention else None)
-        return ("\n".join(summary), *views, tuple(views),
-                panels.top_k(r.results["baseline"], r.names), panels.top_k(cbam, r.names), panels.legend(shared, scale),
-                grid, panels.channel_heatmap(cbam.blocks, cbam.channel_attention),
-                panels.top_channels(cbam.channel_attention[cbam.blocks.index(block)]))
+        spatial = [(r.titles[role], panels.attention_grid(view, x.blocks, x.spatial_attention, r.mask, shared))
+                   for role, x in r.results.items() if x.spatial_attention]
+        channel = [(r.titles[role], panels.channel_heatmap(x.blocks, x.channel_attention))
+                   for role, x in r.results.items() if x.channel_attention]
+        top_channels = {r.titles[role]: x.channel_attention[x.blocks.index(block)]
+                        for role, x in r.results.items() if block in x.blocks}
+        return ("\n".join(summary), [(views[role], r.titles[role]) for role in r.results], (views[left], views[right]),
+                panels.top_k_table(r.results, r.names, r.titles), panels.legend(shared, scale),
+                panels.titled(spatial), panels.titled(channel), panels.top_channels_table(top_channels, block))
 
-    def export(self, image: Any, pair: Any, method: Any, layer: Any, target: Any) -> list[str]:
+    def _out_of_domain(self, r: _Request) -> str | None:
+        """A warning when demo models (they know only generated shapes) see anything else."""
+        if r.model_set.class_names != list(CLASSES) or r.digest in self.truth:
+            return None
+        return ("**These models know only the 12 generated shapes** (the demo set was trained on generated images "
+                "only): unless this image comes from the project's generator, their answers and maps mean nothing, "
+                "whether or not they agree. For real photos: `python -m cbam_viz weights fetch imagenet`, then pick "
+                "the `imagenet` set.")
+
+    def export(self, image: Any, model_set: Any, method: Any, layer: Any, target: Any) -> list[str]:
         """The comparison figure (PNG) and every array (``.npz``) of the current explanation, named after the
         request, in a folder of their own and each written atomically (concurrent exports never share a file)."""
         with user_errors():
-            r = self._run(image, pair, method, layer, target)
+            r = self._run(image, model_set, method, layer, target)
             folder = self.exports.new()
-            parts = ("cbam-viz", pair, method, layer, "own" if target == OWN else target, r.digest[:10])
+            parts = ("cbam-viz", model_set, method, layer, "own" if target == OWN else target, r.digest[:10])
             stem = "_".join(re.sub(r"[^\w.+-]+", "-", part) for part in parts)
-            figure = comparison_figure(r.display, r.results, r.pair.class_names, r.titles)
-            extra = {"image": r.display} if r.mask is None else {"image": r.display, "mask": r.mask}
+            figure = comparison_figure(r.display, r.results, r.model_set.class_names, r.titles)
+            extra = {"image": r.seen} if r.mask is None else {"image": r.seen, "mask": r.mask}
             png = atomic_write(folder / f"{stem}.png", lambda f: figure.save(f, "PNG"))
             npz = atomic_write(folder / f"{stem}.npz", lambda f: np.savez_compressed(f, **to_arrays(r.results), **extra))
         return [str(png), str(npz)]
 
-    def select_pair(self, pair: Any) -> tuple:
-        """The pair's description and its layers, classes and CBAM blocks as dropdown choices."""
+    def select_set(self, model_set: Any) -> tuple:
+        """The set's description and its layers, classes, attention blocks and slider models as dropdown choices."""
         with user_errors():
-            if _text("model pair", pair) not in (*self.ctx.pairs, *self.ctx.unavailable):
-                raise BadRequest(f"unknown pair {pair!r}")
-        if pair not in self.ctx.pairs:
-            return _pair_info(self.ctx, pair), gr.Dropdown(), gr.Dropdown(), gr.Dropdown()
-        c = _choices(self.ctx.pairs[pair])
-        return (_pair_info(self.ctx, pair), gr.Dropdown(choices=c["layers"], value=c["layer"]),
-                gr.Dropdown(choices=c["classes"], value=OWN), gr.Dropdown(choices=c["blocks"], value=c["block"]))
+            if _text("model set", model_set) not in (*self.ctx.sets, *self.ctx.unavailable):
+                raise BadRequest(f"unknown model set {model_set!r}")
+        if model_set not in self.ctx.sets:
+            return _set_info(self.ctx, model_set), *[gr.Dropdown()] * 5
+        c = _choices(self.ctx.sets[model_set])
+        return (_set_info(self.ctx, model_set), gr.Dropdown(choices=c["layers"], value=c["layer"]),
+                gr.Dropdown(choices=c["classes"], value=OWN), gr.Dropdown(choices=c["blocks"], value=c["block"]),
+                gr.Dropdown(choices=c["roles"], value=c["left"]), gr.Dropdown(choices=c["roles"], value=c["right"]))
 
 
-def default_pair(ctx: AppContext) -> str | None:
-    """"demo" when loaded, else the first loaded pair, else the first unavailable one."""
-    names = [*ctx.pairs, *ctx.unavailable]
-    return "demo" if "demo" in ctx.pairs else next(iter(ctx.pairs), names[0] if names else None)
+def default_set(ctx: AppContext) -> str | None:
+    """"demo" when loaded, else the first loaded set, else the first unavailable one."""
+    names = [*ctx.sets, *ctx.unavailable]
+    return "demo" if "demo" in ctx.sets else next(iter(ctx.sets), names[0] if names else None)
 
 
 def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
@@ -258,26 +286,27 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     blocks = Context.root_block
     work = work_dir(blocks)
     examples = write_examples(work / "examples")
-    name = default_pair(ctx)
-    c = _choices(ctx.pairs[name]) if name in ctx.pairs else {"layers": [], "layer": None, "classes": [OWN], "blocks": [],
-                                                             "block": None}
-    pair_labels = [(_pair_label(ctx, p), p) for p in [*ctx.pairs, *ctx.unavailable]]
+    name = default_set(ctx)
+    c = (_choices(ctx.sets[name]) if name in ctx.sets else
+         {"layers": [], "layer": None, "classes": [OWN], "blocks": [], "block": None, "roles": [], "left": None,
+          "right": None})
+    set_labels = [(_set_label(ctx, p), p) for p in [*ctx.sets, *ctx.unavailable]]
 
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
             image = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], label="Image", height=280,
                              elem_id="image")
-            pair = gr.Dropdown(pair_labels, value=name, label="Model pair", elem_id="pair")
-            pair_info = gr.Markdown(_pair_info(ctx, name) if name else "No model pair in the manifest.", elem_classes="note",
-                                    elem_id="pair-info")
+            model_set = gr.Dropdown(set_labels, value=name, label="Model set", elem_id="model-set")
+            set_info = gr.Markdown(_set_info(ctx, name) if name else "No model set in the manifest.", elem_classes="note",
+                                   elem_id="set-info")
             method = gr.Dropdown([(METHOD_LABELS.get(k, k), k) for k in METHODS], value="gradcam", label="CAM method",
                                  elem_id="method")
             layer = gr.Dropdown(c["layers"], value=c["layer"], label="Target layer", info="default: last block of layer4",
                                 elem_id="layer")
             target = gr.Dropdown(c["classes"], value=OWN, label="Target class", filterable=True, elem_id="target",
-                                 info="type to search; one class explains both models")
+                                 info="type to search; one class explains every model")
             shared = gr.Checkbox(label="Raw values on one shared colour scale",
-                                 info="CAMs of both models, and the attention maps")
+                                 info="CAMs of all models, and the attention maps")
             run = gr.Button("Explain", variant="primary")
             gr.Examples([[str(e.path)] for e in examples], inputs=image, example_labels=[e.caption for e in examples],
                         label="Examples: generated demo images (with ground truth) and a photo", examples_per_page=13)
@@ -287,38 +316,37 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
                             elem_id="downloads")
         with gr.Column(scale=2, min_width=520):
             summary = gr.Markdown(HINT, label="Summary", elem_id="summary")
+            views = gr.Gallery(label="CAM of every model", columns=3, object_fit="contain", height="auto",
+                               format="jpeg", interactive=False, buttons=["download"], elem_id="views")
+            top5 = gr.Markdown(elem_id="top5")
             with gr.Row():
-                view_baseline = gr.Image(label="Baseline CAM", format="jpeg", interactive=False, elem_id="view-baseline")
-                view_cbam = gr.Image(label="CBAM CAM", format="jpeg", interactive=False, elem_id="view-cbam")
-            with gr.Row():
-                top_baseline = gr.Label(num_top_classes=5, label="Baseline: top-5")
-                top_cbam = gr.Label(num_top_classes=5, label="CBAM: top-5")
-            slider = gr.ImageSlider(label="Before / after: baseline ⟷ CBAM", format="jpeg", interactive=False, max_height=420,
-                                    elem_id="slider")
-    gr.Markdown("### CBAM attention in every block")
+                left = gr.Dropdown(c["roles"], value=c["left"], label="Slider: left model", elem_id="slider-left")
+                right = gr.Dropdown(c["roles"], value=c["right"], label="Slider: right model", elem_id="slider-right")
+            slider = gr.ImageSlider(label="Before / after: the two chosen models", format="jpeg", interactive=False,
+                                    max_height=420, elem_id="slider")
+    gr.Markdown("### Attention in every block (SE: channel; CBAM: channel and spatial)")
     legend = gr.Markdown(panels.legend(False), label="Legend", elem_classes="note")
     with gr.Row(equal_height=False):
-        spatial = gr.Image(label="Spatial attention of every block, grouped by stage", format="jpeg", interactive=False,
-                           scale=3, elem_id="spatial")
+        spatial = gr.Image(label="Spatial attention of every block, grouped by stage (CBAM models)", format="jpeg",
+                           interactive=False, scale=3, elem_id="spatial")
         with gr.Column(scale=2):
-            channels = gr.Image(label="Channel attention: blocks × channels (sorted)", format="jpeg", interactive=False,
-                                elem_id="channels")
-            block = gr.Dropdown(c["blocks"], value=c["block"], label="CBAM block", elem_id="block")
-            top_channels = gr.Label(num_top_classes=8, label="Top channels of the block (gate value)",
-                                    show_heading=False)
+            channels = gr.Image(label="Channel attention: blocks × channels (sorted), every attentive model",
+                                format="jpeg", interactive=False, elem_id="channels")
+            block = gr.Dropdown(c["blocks"], value=c["block"], label="Attention block", elem_id="block")
+            top_channels = gr.Markdown(elem_id="top-channels")
 
     tab = CompareTab(ctx, examples, BoundedFolder(work / "exports", EXPORT_BYTES, EXPORT_TTL), Uploads(blocks, served))
-    inputs = [image, pair, method, layer, target, shared, block]
-    outputs = [summary, view_baseline, view_cbam, slider, top_baseline, top_cbam, legend, spatial, channels, top_channels]
+    inputs = [image, model_set, method, layer, target, shared, block, left, right]
+    outputs = [summary, views, slider, top5, legend, spatial, channels, top_channels]
     # preprocess=False: handlers get the file payload unopened (Uploads checks it, open_image reads it and words
-    # any error) and the raw option values, which _run validates against the chosen pair (not the session's
+    # any error) and the raw option values, which _run validates against the chosen set (not the session's
     # dropdown choices). Gradio checks a payload with "meta" only; without, it reaches the handler unchecked.
-    gr.on([image.change, run.click, method.input, layer.input, target.input, shared.input, block.input],
-          tab.compare, inputs, outputs, api_name="compare", trigger_mode="always_last", preprocess=False)
-    pair.input(tab.select_pair, pair, [pair_info, layer, target, block], api_name="select_pair", preprocess=False).then(
-        tab.compare, inputs, outputs, api_visibility="private", preprocess=False)
+    gr.on([image.change, run.click, method.input, layer.input, target.input, shared.input, block.input, left.input,
+           right.input], tab.compare, inputs, outputs, api_name="compare", trigger_mode="always_last", preprocess=False)
+    model_set.input(tab.select_set, model_set, [set_info, layer, target, block, left, right], api_name="select_set",
+                    preprocess=False).then(tab.compare, inputs, outputs, api_visibility="private", preprocess=False)
     export.click(tab.export, inputs[:5], files, api_name="export", preprocess=False).success(
         lambda: gr.File(visible=True), None, files, api_visibility="private", queue=False)
-    return {"image": image, "pair": pair, "method": method, "layer": layer, "target": target, "shared": shared,
-            "block": block, "summary": summary, "view_baseline": view_baseline, "view_cbam": view_cbam, "slider": slider,
+    return {"image": image, "model_set": model_set, "method": method, "layer": layer, "target": target,
+            "shared": shared, "block": block, "summary": summary, "views": views, "slider": slider,
             "spatial": spatial, "channels": channels, "files": files}

@@ -27,7 +27,7 @@ from typing import Any
 
 import gradio as gr
 
-from ..models.pairs import PairUnavailable
+from ..models.sets import SetUnavailable
 from ..service import AppContext
 from ..study.config import DEFAULT_ANSWERS
 from ..study.credentials import Credentials
@@ -241,7 +241,7 @@ def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.C
     def prepare(image: Any, pair: str | None, method: str | None):
         try:
             trial = votes.prepare(_as_pil(image), pair, method)
-        except (VoteRejected, ValueError, PairUnavailable) as exc:  # ImageError is a ValueError
+        except (VoteRejected, ValueError, SetUnavailable) as exc:  # ImageError is a ValueError
             raise gr.Error(html.escape(str(exc))) from None
         maps = figures(("free-vote-a", "Map A", trial.map_a), ("free-vote-b", "Map B", trial.map_b))
         return trial, f"### {trial.question}", maps, gr.Radio(value=None), ""

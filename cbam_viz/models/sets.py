@@ -1,0 +1,147 @@
+"""Model sets (2-4 models with roles, e.g. baseline / SE / CBAM) described by the manifest in the
+top-level ``models/`` folder.
+
+A shipped model is a project checkpoint checked against its SHA-256. An external model (the ImageNet
+set) is a file found by an environment variable, the manifest's ``path`` field, a file name or glob
+pattern in the ``models/`` folder or in the weights folder (``CBAM_VIZ_WEIGHTS``, default
+``~/.cache/cbam-viz/weights``, where ``python -m cbam_viz weights fetch`` puts its downloads) or, for
+torchvision's ResNet-50, the local torch hub cache. Nothing is downloaded here: a missing file makes
+the set unavailable with a message saying which file to place where, and how to fetch it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .resnet import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, ResNet, build_from_info
+from .weights import WeightsError, find_torchvision_resnet50, load_checkpoint, load_weights, sha256
+
+MODELS_DIR = Path(os.environ.get("CBAM_VIZ_MODELS", Path(__file__).resolve().parents[2] / "models"))
+MAX_MODELS = 4
+
+
+def weights_dir() -> Path:
+    """Where fetched weights go and are looked for: ``$CBAM_VIZ_WEIGHTS`` or ``~/.cache/cbam-viz/weights``."""
+    return Path(os.environ.get("CBAM_VIZ_WEIGHTS") or Path.home() / ".cache" / "cbam-viz" / "weights").expanduser()
+
+
+class SetUnavailable(RuntimeError):
+    """A set whose weight files are missing or invalid; the message says what to do."""
+
+
+@dataclass
+class ModelSet:
+    """2-4 loaded models by role, in the manifest's order (the first is the reference, usually the
+    baseline), and what the manifest says about them."""
+
+    name: str
+    description: str
+    models: dict[str, ResNet]
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def roles(self) -> list[str]:
+        return list(self.models)
+
+    @property
+    def info(self) -> ModelInfo:
+        """The reference model's info: every model of a set shares classes, input size and preprocessing."""
+        return next(iter(self.models.values())).info
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.info.class_names or [str(i) for i in range(self.info.num_classes)]
+
+
+def read_manifest(models_dir: Path = MODELS_DIR) -> dict[str, Any]:
+    return json.loads((models_dir / "manifest.json").read_text())
+
+
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet class names that ship inside torchvision."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
+def imagenet_info(attention: str | None, name: str = "") -> ModelInfo:
+    """ResNet-50 (plain, + SE or + CBAM) for ImageNet: 1000 classes, Resize(256) + CenterCrop(224), ImageNet normalization."""
+    info = ModelInfo(depth=50, attention=attention, class_names=imagenet_classes(), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    info.name = name or info.title
+    return info
+
+
+def _external_path(entry: dict[str, Any], models_dir: Path) -> Path | None:
+    from .fetch import registered_dirs  # folders that `weights fetch --dir` registered
+
+    explicit = [os.environ.get(entry["env"], ""), entry.get("path") or ""]
+    found = next((Path(c).expanduser() for c in explicit if c and Path(c).expanduser().is_file()), None)
+    for folder in (models_dir, weights_dir(), *registered_dirs()):
+        for pattern in entry["files"]:
+            if found is None:
+                found = next((p for p in sorted(folder.glob(pattern)) if p.is_file()), None)
+    if found is None and entry.get("torch_hub_cache"):
+        found = find_torchvision_resnet50()
+    return found
+
+
+def _load_entry(entry: dict[str, Any], models_dir: Path, device: str) -> ResNet:
+    if entry["kind"] == "shipped":
+        path = models_dir / entry["file"]
+        if not path.is_file():
+            raise SetUnavailable(f"{path} is missing: {entry.get('how_to_get', 'reinstall the project')}")
+        digest = sha256(path)
+        if digest != entry["sha256"]:
+            raise SetUnavailable(f"{path}: SHA-256 {digest[:12]}... does not match the manifest ({entry['sha256'][:12]}...); the file is corrupt or was replaced")
+        return load_checkpoint(path, device)
+    path = _external_path(entry, models_dir)
+    if path is None:
+        raise SetUnavailable(f"missing {entry['title']} weights: {entry['how_to_get']}")
+    try:
+        return load_weights(build_from_info(imagenet_info(entry["architecture"]["attention"], entry["title"])), path).to(device).eval()
+    except WeightsError as e:
+        raise SetUnavailable(str(e)) from None
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def set_names(models_dir: Path = MODELS_DIR) -> list[str]:
+    return list(read_manifest(models_dir)["sets"])
+
+
+def load_set(name: str, models_dir: Path = MODELS_DIR, device: str | None = None) -> ModelSet:
+    """Load every model of a set; raises :class:`SetUnavailable` with a clear message (naming every missing file)."""
+    manifest = read_manifest(models_dir)
+    if name not in manifest["sets"]:
+        raise SetUnavailable(f"unknown model set {name!r}; known sets: {', '.join(manifest['sets'])}")
+    spec = manifest["sets"][name]
+    entries = {role: manifest["models"][model_id] for role, model_id in spec["models"].items()}
+    if not 2 <= len(entries) <= MAX_MODELS:
+        raise SetUnavailable(f"model set {name!r} has {len(entries)} models; a set has 2 to {MAX_MODELS}")
+    device = device or default_device()
+    models, missing = {}, []
+    for role, entry in entries.items():
+        try:
+            models[role] = _load_entry(entry, models_dir, device)
+        except SetUnavailable as e:
+            missing.append(str(e))
+    if missing:
+        raise SetUnavailable("; ".join(missing))
+    return ModelSet(name, spec.get("description", ""), models, entries)
+
+
+def load_model_file(path: str | Path, attention: str | None, device: str | None = None) -> ResNet:
+    """A project checkpoint, or else ImageNet ResNet-50 weights in any supported format."""
+    try:
+        return load_checkpoint(path, device or default_device())
+    except WeightsError as e:
+        if "not a cbam-viz checkpoint" not in str(e):
+            raise
+    return load_weights(build_from_info(imagenet_info(attention)), path).to(device or default_device()).eval()
