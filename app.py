@@ -82,7 +82,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 allow_abbrev=False)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--sets", nargs="+", help="model sets to load (default: every set of models/manifest.json)")
+    p.add_argument("--sets", nargs="+", help="model sets to load (default: every set of models/manifest.json "
+                                            "and of --models)")
+    p.add_argument("--models", metavar="MODELS.toml", type=Path,
+                   help="your own models and sets (checkpoints trained on your data); see README 'Your own models'")
     p.add_argument("--random-imagenet", action="store_true",
                    help="load the ImageNet-shaped set (ResNet-50, SE-ResNet-50, ResNet-50 + CBAM) with RANDOM weights, for benchmarks")
     p.add_argument("--study", metavar="CONFIG.toml", help="run the user study described by this file")
@@ -124,7 +127,12 @@ def _stop(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _stop)  # before loading anything: the temp folders go at exit at the latest
     args = parse_args(argv)
-    ctx = AppContext(sets=args.sets)
+    from cbam_viz.models.config import ModelsConfigError
+
+    try:
+        ctx = AppContext(sets=args.sets, user_models=args.models)
+    except ModelsConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     if args.random_imagenet:
         ctx.add(random_imagenet_set(ctx.device))
     for name, reason in ctx.unavailable.items():

@@ -21,8 +21,18 @@ def _load_models(args: argparse.Namespace) -> tuple[dict, str]:
     try:
         if args.baseline:
             return {"baseline": load_model_file(args.baseline, None), "cbam": load_model_file(args.cbam, "cbam")}, "files"
-        return load_set(args.set).models, args.set
+        return load_set(args.set, user=_user_models(args)).models, args.set
     except (SetUnavailable, WeightsError) as e:
+        raise CLIError(str(e)) from None
+
+
+def _user_models(args: argparse.Namespace) -> dict | None:
+    """The content of ``--models FILE`` (your own models and sets), or None."""
+    from .models.config import ModelsConfigError, read_models_config
+
+    try:
+        return read_models_config(args.models) if args.models else None
+    except ModelsConfigError as e:
         raise CLIError(str(e)) from None
 
 
@@ -94,7 +104,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if unknown:
         raise CLIError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     try:
-        model_set = load_set(args.set, device=args.device)
+        model_set = load_set(args.set, device=args.device, user=_user_models(args))
         evaluation = evaluate(model_set, methods, args.n, args.seed, args.batch_size, road=not args.no_road,
                               allow_seen_seed=args.allow_training_seed)
     except (SetUnavailable, ValueError) as e:
@@ -123,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("explain", help="side-by-side Grad-CAM of every model of a set (or two files) on one image")
     p.add_argument("image")
-    p.add_argument("--set", default="demo", help="model set from models/manifest.json (default: demo)")
+    p.add_argument("--set", default="demo", help="model set from models/manifest.json or --models (default: demo)")
+    p.add_argument("--models", metavar="MODELS.toml", help="your own models and sets (README: 'Your own models')")
     p.add_argument("--baseline", help="baseline checkpoint (project format, or ImageNet ResNet-50 weights)")
     p.add_argument("--cbam", help="CBAM checkpoint (project format, or the authors' ResNet-50 + CBAM)")
     p.add_argument("--method", default="gradcam", help="CAM method (gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam, ...)")
@@ -148,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="localization benchmark of every model of a set on held-out generated images")
-    p.add_argument("--set", default="demo", help="model set from models/manifest.json (default: demo)")
+    p.add_argument("--set", default="demo", help="model set from models/manifest.json or --models (default: demo)")
+    p.add_argument("--models", metavar="MODELS.toml", help="your own models and sets (README: 'Your own models')")
     p.add_argument("--methods", default="gradcam", help="comma-separated CAM methods")
     p.add_argument("-n", type=int, default=1000, help="number of held-out images")
     p.add_argument("--seed", type=int, default=3, help="dataset seed (training used 1, validation 2: refused)")

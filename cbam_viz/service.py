@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from .explain import Explanation, explain
+from .models.config import read_models_config
 from .models.sets import MODELS_DIR, ModelSet, SetUnavailable, default_device, load_set, set_names
 
 
@@ -45,13 +46,16 @@ class AppContext:
     ``explain`` results are cached (LRU) by set, image digest, method, target and layer.
     """
 
-    def __init__(self, sets: list[str] | None = None, models_dir: Path = MODELS_DIR, device: str | None = None, cache_size: int = 256):
+    def __init__(self, sets: list[str] | None = None, models_dir: Path = MODELS_DIR, device: str | None = None,
+                 cache_size: int = 256, user_models: Path | None = None):
+        """``user_models``: a models TOML file (`cbam_viz.models.config`) whose sets are loaded too."""
         self.device = device or default_device()
         self.sets: dict[str, ModelSet] = {}
         self.unavailable: dict[str, str] = {}
-        for name in sets or set_names(models_dir):
+        user = read_models_config(user_models) if user_models else None
+        for name in sets or set_names(models_dir, user):
             try:
-                self.sets[name] = load_set(name, models_dir, self.device)
+                self.sets[name] = load_set(name, models_dir, self.device, user)
             except SetUnavailable as e:
                 self.unavailable[name] = str(e)
         self._cache: OrderedDict[tuple, dict[str, Explanation]] = OrderedDict()

@@ -99,6 +99,13 @@ def _load_entry(entry: dict[str, Any], models_dir: Path, device: str) -> ResNet:
         if digest != entry["sha256"]:
             raise SetUnavailable(f"{path}: SHA-256 {digest[:12]}... does not match the manifest ({entry['sha256'][:12]}...); the file is corrupt or was replaced")
         return load_checkpoint(path, device)
+    if entry["kind"] == "user":  # from a --models file (models/config.py)
+        from .config import model_info
+
+        try:
+            return load_weights(build_from_info(model_info(entry)), entry["file"]).to(device).eval()
+        except WeightsError as e:
+            raise SetUnavailable(str(e)) from None
     path = _external_path(entry, models_dir)
     if path is None:
         raise SetUnavailable(f"missing {entry['title']} weights: {entry['how_to_get']}")
@@ -112,13 +119,29 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def set_names(models_dir: Path = MODELS_DIR) -> list[str]:
-    return list(read_manifest(models_dir)["sets"])
-
-
-def load_set(name: str, models_dir: Path = MODELS_DIR, device: str | None = None) -> ModelSet:
-    """Load every model of a set; raises :class:`SetUnavailable` with a clear message (naming every missing file)."""
+def combined_manifest(models_dir: Path = MODELS_DIR, user: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest of ``models_dir`` plus the models and sets of a user's models file
+    (`config.read_models_config`); a set or model id defined twice is an error."""
     manifest = read_manifest(models_dir)
+    if user:
+        for key in ("models", "sets"):
+            clash = set(manifest[key]) & set(user[key])
+            if clash:
+                raise SetUnavailable(f"your models file redefines {key[:-1]} {sorted(clash)[0]!r} of models/manifest.json: "
+                                     "choose another name")
+            manifest[key] = {**manifest[key], **user[key]}
+    return manifest
+
+
+def set_names(models_dir: Path = MODELS_DIR, user: dict[str, Any] | None = None) -> list[str]:
+    return list(combined_manifest(models_dir, user)["sets"])
+
+
+def load_set(name: str, models_dir: Path = MODELS_DIR, device: str | None = None,
+             user: dict[str, Any] | None = None) -> ModelSet:
+    """Load every model of a set (of the manifest, or of ``user``, a models file's content); raises
+    :class:`SetUnavailable` with a clear message (naming every missing file)."""
+    manifest = combined_manifest(models_dir, user)
     if name not in manifest["sets"]:
         raise SetUnavailable(f"unknown model set {name!r}; known sets: {', '.join(manifest['sets'])}")
     spec = manifest["sets"][name]

@@ -37,6 +37,7 @@ def add_study_commands(subparsers: argparse._SubParsersAction) -> argparse.Argum
                            help="the study's config: computes the energy pointing game of both models on "
                                 "every stimulus with ground truth (loads the pair) and reports agreement")
     summary.add_argument("--models-dir", type=Path, help="models folder with the manifest (default: models/)")
+    summary.add_argument("--models", type=Path, metavar="MODELS.toml", help="your own models and sets, if the study uses them")
     summary.set_defaults(func=_reporting_errors(_summary))
     return study
 
@@ -73,7 +74,7 @@ def _export(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     objective = json.loads(args.objective.read_text(encoding="utf-8")) if args.objective else None
     if args.config:
-        objective = objective_scores(args.config, args.models_dir)
+        objective = objective_scores(args.config, args.models_dir, args.models)
     with open_store(args.db, args.data_dir) as store:
         votes = store.votes(args.study)
         answers = store.study_config(args.study).answers
@@ -82,14 +83,15 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def objective_scores(config_path: Path, models_dir: Path | None = None) -> dict[str, dict[str, float]]:
+def objective_scores(config_path: Path, models_dir: Path | None = None,
+                     user_models: Path | None = None) -> dict[str, dict[str, float]]:
     """Energy pointing game of both models for each stimulus of the study that has ground truth."""
     from ..service import AppContext
     from .config import load_config
     from .runtime import build_runtime
 
     config = load_config(config_path)
-    ctx = AppContext(sets=[config.pair], **({"models_dir": models_dir} if models_dir else {}))
+    ctx = AppContext(sets=[config.pair], user_models=user_models, **({"models_dir": models_dir} if models_dir else {}))
 
     class _NoStore:  # the objective needs no database
         def ensure_study(self, *_args: object) -> None:

@@ -1,0 +1,146 @@
+"""Your own models (--models FILE): validation that names file, entry and key, and a 2-class CBAM set
+used through every feature: the Compare API, the CLI and a user study."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from app_fixtures import serve
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from cbam_viz.models import build_resnet, save_checkpoint
+from cbam_viz.models.config import ModelsConfigError, read_models_config
+from cbam_viz.models.sets import SetUnavailable, load_set
+from cbam_viz.service import AppContext
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ["benign", "malignant"]
+
+
+@pytest.fixture(scope="module")
+def models_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two 2-class models trained "elsewhere": a baseline saved as a plain state dict, a CBAM model in the
+    project's format, a class-names file and the TOML that registers them as set "skin"."""
+    folder = tmp_path_factory.mktemp("mine")
+    torch.manual_seed(0)
+    baseline = build_resnet(18, None, num_classes=2, width=8, stem="small").eval()
+    torch.save(baseline.state_dict(), folder / "baseline.pth")
+    cbam = build_resnet(18, "cbam", num_classes=2, width=8, stem="small").eval()
+    cbam.info.class_names, cbam.info.input_size, cbam.info.resize = list(CLASSES), 48, None
+    save_checkpoint(cbam, folder / "cbam.pt")
+    (folder / "classes.txt").write_text("benign\nmalignant\n")
+    common = 'depth = 18\noptions = { width = 8, stem = "small" }\nclass_names_file = "classes.txt"\n' \
+             'input_size = 48\nresize = false\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\n'
+    (folder / "mine.toml").write_text(
+        f'[models.skin-base]\npath = "baseline.pth"\nattention = "none"\n{common}\n'
+        f'[models.skin-cbam]\npath = "cbam.pt"\nattention = "cbam"\ntitle = "ResNet-18 + CBAM (skin)"\n{common}\n'
+        '[sets.skin]\nmodels = { baseline = "skin-base", cbam = "skin-cbam" }\ndescription = "dermoscopy"\n')
+    return folder / "mine.toml"
+
+
+@pytest.fixture(scope="module")
+def lesion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "lesion.png"
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_the_set_loads_with_its_classes_and_preprocessing(models_file: Path) -> None:
+    skin = load_set("skin", device="cpu", user=read_models_config(models_file))
+    assert skin.roles == ["baseline", "cbam"] and skin.class_names == CLASSES
+    assert skin.info.input_size == 48 and skin.info.resize is None and skin.info.mean == (0.5, 0.5, 0.5)
+    assert skin.models["cbam"].info.title == "ResNet-18 + CBAM (skin)"
+
+
+BAD = {  # TOML body -> the key the message must name
+    '[models.a]\npath = "x.pth"\ndepth = 18\nclass_names = ["p", "q"]\n[sets.s]\nmodels = {b = "a", c = "a"}':
+        "model 'a', key 'path'",
+    '[models.a]\npath = "mine.toml"\ndepth = 19\nclass_names = ["p", "q"]': "model 'a', key 'depth'",
+    '[models.a]\npath = "mine.toml"\ndepth = 18\nattention = "bam"\nclass_names = ["p", "q"]': "key 'attention'",
+    '[models.a]\npath = "mine.toml"\ndepth = 18': "key 'class_names'",
+    '[models.a]\npath = "mine.toml"\ndepth = 18\nclass_names = ["p"]': "key 'class_names'",
+    '[models.a]\npath = "mine.toml"\ndepth = 18\nclass_names = ["p", "q"]\nresize = 10': "key 'resize'",
+    '[models.a]\npath = "mine.toml"\ndepth = 18\nclass_names = ["p", "q"]\nstd = [1, 0, 1]': "key 'std'",
+    '[models.a]\npath = "mine.toml"\ndepth = 18\nclass_names = ["p", "q"]\ncolour = "red"': "key 'colour'",
+    '[models.a]\npath = "mine.toml"\ndepth = 18\nclass_names = ["p", "q"]\n[sets.s]\nmodels = {b = "a", c = "z"}':
+        "set 's', key 'models': role 'c' names unknown model 'z'",
+    '[models.a]\npath = "mine.toml"\ndepth = 18\nclass_names = ["p", "q"]\n'
+    '[models.b]\npath = "mine.toml"\ndepth = 18\nclass_names = ["p", "r"]\n[sets.s]\nmodels = {x = "a", y = "b"}':
+        "set 's', key 'models': its models differ in class_names",
+    '[models.a]\npath = "mine.toml"\ndepth = 18\nclass_names = ["p", "q"]': "defines no [sets.*]",
+    'models = 3': "[models] must hold tables",
+    '[models.a\n': "not valid TOML",
+}
+
+
+@pytest.mark.parametrize("body", BAD, ids=range(len(BAD)))
+def test_errors_name_the_file_the_entry_and_the_key(models_file: Path, body: str) -> None:
+    bad = models_file.parent / "bad.toml"
+    bad.write_text(body)
+    with pytest.raises(ModelsConfigError) as error:
+        read_models_config(bad)
+    assert str(error.value).startswith(str(bad)) and BAD[body] in str(error.value), str(error.value)
+
+
+def test_a_user_set_may_not_shadow_a_shipped_one(models_file: Path) -> None:
+    user = read_models_config(models_file)
+    user["sets"]["demo"] = user["sets"]["skin"]
+    with pytest.raises(SetUnavailable, match="redefines set 'demo'"):
+        load_set("skin", device="cpu", user=user)
+
+
+def test_compare_tab_and_export_with_the_users_models(models_file: Path, lesion: Path) -> None:
+    ctx = AppContext(device="cpu", user_models=models_file)
+    assert "skin" in ctx.sets and "demo" in ctx.sets
+    with serve(ctx) as url:
+        client = Client(url, verbose=False, ssl_verify=False)
+        info, layer, target, block, left, right = client.predict("skin", api_name="/select_set")
+        assert "dermoscopy" in info and [c[1] for c in target["choices"]] == ["each model's own prediction", *CLASSES]
+        outputs = client.predict(handle_file(str(lesion)), model_set="skin", method="gradcam", layer="layer4.1",
+                                 target="malignant", shared=False, block="layer4.1", left="baseline", right="cbam",
+                                 api_name="/compare")
+        summary, views = outputs[0], outputs[1]
+        assert "for class malignant" in summary and "know only the 12 generated shapes" not in summary
+        assert len(views) == 2 and outputs[5] and outputs[6]  # CBAM spatial and channel attention panels
+        files = client.predict(handle_file(str(lesion)), model_set="skin", method="gradcam", layer="layer4.1",
+                               target="malignant", api_name="/export")
+        with np.load(next(f for f in files if f.endswith(".npz"))) as arrays:
+            assert arrays["baseline/probs"].shape == (2,) and int(arrays["cbam/target"]) == 1
+
+
+def test_cli_explain_with_the_users_models(models_file: Path, lesion: Path, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "cbam_viz", "explain", str(lesion), "--models", str(models_file),
+                             "--set", "skin", "--target", "malignant", "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "explained malignant" in result.stdout and (tmp_path / "lesion_gradcam.png").is_file()
+
+
+def test_a_study_with_the_users_models(models_file: Path, lesion: Path, tmp_path: Path) -> None:
+    from cbam_viz.study import FolderStimuli, StudyConfig, build_runtime, open_store
+
+    folder = tmp_path / "stimuli"
+    folder.mkdir()
+    rows = ["file,target_class"]
+    for i in range(4):
+        Image.open(lesion).rotate(90 * i).save(folder / f"l{i}.png")
+        rows.append(f"l{i}.png,{CLASSES[i % 2]}")
+    (folder / "stimuli.csv").write_text("\n".join(rows) + "\n")
+    config = StudyConfig(name="skin-study", pair="skin", stimuli=FolderStimuli(folder, folder / "stimuli.csv"),
+                         trials_per_participant=2)
+    ctx = AppContext(sets=["skin"], device="cpu", user_models=models_file)
+    with open_store(None, tmp_path / "data") as store:
+        runtime = build_runtime(ctx, store, config, warm=False)
+        view = runtime.session.join(None)
+        while view.trial is not None:
+            assert view.trial.target_class in CLASSES and len(view.trial.map_a) == len(view.trial.map_b)
+            view, _ = runtime.session.vote(view.credential, view.trial.position, "A", 800)
+        votes = store.votes("skin-study")
+    assert len(votes) == 2 and {v.target_class for v in votes} <= set(CLASSES)
+    assert all(v.baseline_pred in CLASSES and v.cbam_pred in CLASSES for v in votes)
