@@ -93,11 +93,11 @@ def pytorchcv_source(model_id: str, name: str) -> Source:
     top1_err = _pytorchcv_top1_error(file_name)
     top5_err = int(error) / 100
     top1 = f"top-1 {100 - top1_err:.2f}%, " if top1_err is not None else ""
-    errors = f"{top1_err:.2f}% / {top5_err:.2f}%" if top1_err is not None else f"top-5 {top5_err:.2f}%"
+    published = f"top-1/top-5 error {top1_err:.2f}% / {top5_err:.2f}%" if top1_err is not None else f"top-5 error {top5_err:.2f}%"
     return Source(model_id, f"{model_store.imgclsmob_repo_url}/releases/download/{tag}/{file_name}.zip", file_name,
                   sha1=sha1, zipped=True,
                   origin=f"pytorchcv {name} = {row['model_caption']} ({int(row['net_weights']):,} parameters, release {tag})",
-                  accuracy=f"{top1}top-5 {100 - top5_err:.2f}% (ImageNet-1K val, 1 crop; pytorchcv's published error {errors})")
+                  accuracy=f"{top1}top-5 {100 - top5_err:.2f}% (ImageNet-1K val, 1 crop; pytorchcv's published {published})")
 
 
 def _pytorchcv_top1_error(file_name: str) -> float | None:
@@ -164,7 +164,8 @@ def _mismatch(source: Source, path: Path) -> str | None:
     with open(path, "rb") as f:
         if source.sha256_prefix:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
-            return None if digest.startswith(source.sha256_prefix) else f"SHA-256 {digest} does not start with {source.sha256_prefix}"
+            ok = digest.startswith(source.sha256_prefix)
+            return None if ok else f"SHA-256 {digest} does not start with {source.sha256_prefix}"
         if source.sha1:
             digest = hashlib.file_digest(f, "sha1").hexdigest()
             return None if digest == source.sha1 else f"SHA-1 {digest} is not {source.sha1}"
@@ -198,7 +199,7 @@ def _transfer(url: str, tmp: Path, progress: bool, timeout: float) -> None:
                     f.write(chunk)
                     bar.update(len(chunk))
         except (OSError, http.client.HTTPException) as e:
-            raise _Retryable(f"transfer broken after {tmp.stat().st_size:,} bytes ({e or type(e).__name__})") from None
+            raise _Retryable(f"transfer broken after {tmp.stat().st_size:,} bytes ({str(e) or type(e).__name__})") from None
     if total is not None and tmp.stat().st_size != total:
         raise _Retryable(f"transfer interrupted after {tmp.stat().st_size:,} of {total:,} bytes")
 
@@ -245,11 +246,13 @@ def fetch_source(source: Source, entry: dict[str, Any], dest: Path, mirror: str 
                 with zipfile.ZipFile(download) as zf, zf.open(source.file_name) as member, open(unpacked, "wb") as out:
                     shutil.copyfileobj(member, out)
             except (zipfile.BadZipFile, KeyError) as e:
-                raise FetchError(f"{url} is not a zip archive holding {source.file_name} ({e}); it was deleted. Manual alternative: {manual}") from None
+                raise FetchError(f"{url} is not a zip archive holding {source.file_name} ({e}); it was deleted. "
+                                 f"Manual alternative: {manual}") from None
             checked = unpacked
         problem = _mismatch(source, checked)
         if problem:
-            raise FetchError(f"checksum mismatch for {url}: {problem}; the downloaded file was deleted. Manual alternative: {manual}")
+            raise FetchError(f"checksum mismatch for {url}: {problem}; the downloaded file was deleted. "
+                             f"Manual alternative: {manual}")
         with open(checked, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(checked, final)
@@ -275,7 +278,8 @@ def fetch_set(name: str, dest: Path | None = None, mirror: str | None = None, *,
         path, downloaded = fetch_source(source, entry, dest, mirror, progress=progress, attempts=attempts, timeout=timeout)
         paths.append(path)
         check = f"SHA-256 {source.sha256_prefix}..." if source.sha256_prefix else f"SHA-1 {source.sha1}"
-        report(f"{role:8s} {path} ({'downloaded' if downloaded else 'already present'}, {path.stat().st_size / 2**20:.1f} MiB, {check} checked)")
+        state = "downloaded" if downloaded else "already present"
+        report(f"{role:8s} {path} ({state}, {path.stat().st_size / 2**20:.1f} MiB, {check} checked)")
         registry = register_dir(dest)
         if registry:
             report(f"registered {dest.resolve()} in {registry}")
@@ -289,5 +293,6 @@ def describe(name: str, models_dir: Path = MODELS_DIR) -> str:
     for role, (source, entry) in set_sources(name, models_dir).items():
         found = _external_path(entry, models_dir)
         lines += [f"{role}: {entry['title']} — {source.origin}", f"  accuracy: {source.accuracy}",
-                  f"  file: {source.file_name} from {source.url}", f"  now: {found or 'missing (python -m cbam_viz weights fetch ' + name + ')'}"]
+                  f"  file: {source.file_name} from {source.url}",
+                  f"  now: {found or f'missing (python -m cbam_viz weights fetch {name})'}"]
     return "\n".join(lines)
