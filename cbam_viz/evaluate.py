@@ -129,7 +129,7 @@ def evaluate(pair: ModelSet, methods: list[str], n: int = 1000, seed: int = EVAL
         raise ValueError(f"pair {pair.name!r} was not trained on the generated shapes; evaluate needs ground truth for its classes")
     seen_as = seen_seeds(pair).get(seed)
     if seen_as and not allow_seen_seed:
-        raise ValueError(f"dataset seed {seed} is the {seen_as} seed of pair {pair.name!r}: its images were used to build "
+        raise ValueError(f"dataset seed {seed} is the {seen_as} seed of set {pair.name!r}: its images were used to build "
                          f"the models; use another seed (default {EVAL_SEED}) or --allow-training-seed to score them anyway")
     size = pair.models["cbam"].info.input_size
     shape = (size, size)
@@ -228,7 +228,7 @@ def markdown_table(evaluation: Evaluation, rows: list[dict]) -> str:
     """The report: how the run was made, the full table, and a grid of verdicts."""
     h, w = evaluation.image_shape
     fh, fw = evaluation.feature_shape
-    held_out = "generated images that neither trained nor validated the pair" if evaluation.seen_as is None else "generated images"
+    held_out = "generated images that neither trained nor validated the set" if evaluation.seen_as is None else "generated images"
     lines = [f"Model set `{evaluation.pair}`, {evaluation.n} {held_out} (dataset seed {evaluation.seed}), {h}x{w} px, "
              f"target = ground-truth class, target layer map {fh}x{fw} ({h / fh:g} px cells), pointing tolerance "
              f"{evaluation.tolerance:g} px. Mean [95% interval: Wilson for proportions, bootstrap otherwise]; "
@@ -237,7 +237,7 @@ def markdown_table(evaluation: Evaluation, rows: list[dict]) -> str:
              f"Holm-adjusted over all {len(rows)} rows. Uniform / centre map: model-free reference scores "
              "(baseline / CBAM where they differ).", ""]
     if evaluation.seen_as:
-        lines += [f"**Warning: dataset seed {evaluation.seed} is the pair's {evaluation.seen_as} seed; these images "
+        lines += [f"**Warning: dataset seed {evaluation.seed} is the set's {evaluation.seen_as} seed; these images "
                   "were used to build the models, so this is not a held-out evaluation.**", ""]
     lines += ["| method | metric | placement | baseline | CBAM | uniform map | centre map | CBAM - baseline | p | Holm p | this placement | verdict |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -135,6 +135,7 @@ def test_export_has_every_array_and_the_ground_truth(client: Client, sample_path
 def test_sets(client: Client, sample_path: Path) -> None:
     info, layer, target, block, left, right = client.predict("imagenet", api_name="/select_set")
     assert "unavailable" in info and "resnet50" in info.lower() and "weights fetch imagenet" in info
+    assert "IMAGENET1K_V1" in info and "top-1 76.13%" in info and "seresnet50b" in info  # sources, published accuracy
     with pytest.raises(AppError, match="missing ResNet-50"):
         compare(client, sample_path, model_set="imagenet")
     info, layer, target, block, left, right = client.predict("demo", api_name="/select_set")

@@ -85,7 +85,7 @@ def test_markdown_reports_verdict_grid_and_seen_seed_warning():
     assert "| IoU@0.5 | baseline better |" in table
     assert "pointing tolerance 8 px" in table and "Warning" not in table
     warned = markdown_table(_constructed("training"), summary_rows(_constructed("training")))
-    assert "**Warning: dataset seed 3 is the pair's training seed" in warned
+    assert "**Warning: dataset seed 3 is the set's training seed" in warned
 
 
 def test_layer4_cells_are_centred_on_stride_times_index():
@@ -115,12 +115,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_evaluate_refuses_seen_seeds(tmp_path, seed, use):
     result = _cli("--seed", str(seed), "-n", "2", "--out", str(tmp_path))
     assert result.returncode == 2
-    assert result.stderr.startswith(f"error: dataset seed {seed} is the {use} seed of pair 'demo'")
+    assert result.stderr.startswith(f"error: dataset seed {seed} is the {use} seed of set 'demo'")
     assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
 
 
 def test_evaluate_scores_a_seen_seed_only_when_asked_and_says_so(tmp_path):
     result = _cli("--seed", "1", "--allow-training-seed", "-n", "2", "--batch-size", "2", "--no-road", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "warning: dataset seed 1 is the pair's training seed" in result.stderr
-    assert "**Warning: dataset seed 1 is the pair's training seed" in (tmp_path / "demo_summary.md").read_text()
+    assert "warning: dataset seed 1 is the set's training seed" in result.stderr
+    assert "**Warning: dataset seed 1 is the set's training seed" in (tmp_path / "demo_summary.md").read_text()

@@ -124,12 +124,24 @@ def _set_label(ctx: AppContext, name: str) -> str:
 
 def _set_info(ctx: AppContext, name: str) -> str:
     if name not in ctx.sets:
-        return f"**Model set “{name}” is unavailable.** {ctx.unavailable.get(name, 'Unknown model set.')}"
+        return (f"**Model set “{name}” is unavailable.** {ctx.unavailable.get(name, 'Unknown model set.')}"
+                + _sources(name))
     model_set = ctx.sets[name]
     info = model_set.info
     titles = " vs ".join(m.info.title for m in model_set.models.values())
     return (f"{model_set.description}  \n{titles} · {info.input_size} px · {len(model_set.class_names)} classes · "
-            f"{ctx.device}")
+            f"{ctx.device}" + ("" if "random weights" in titles else _sources(name)))
+
+
+def _sources(name: str) -> str:
+    """Where a set's published weights come from and their published accuracy ("" for other sets)."""
+    from ..models.fetch import FetchError, set_sources
+
+    try:
+        sources = set_sources(name)
+    except FetchError:
+        return ""
+    return "".join(f"  \n*{role_name(role)}:* {source.origin}; {source.accuracy}" for role, (source, _) in sources.items())
 
 
 @dataclass
