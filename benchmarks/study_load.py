@@ -3,7 +3,7 @@ gradio_client against app.py started as a subprocess, with a SIGKILL + restart i
 
 For each backend (SQLite file; PostgreSQL on a throwaway cluster, served by TWO app processes
 sharing it), it:
-  1. writes a random-init demo pair (or uses --models-dir) and a study of --votes trials,
+  1. writes a random-init demo set (or uses --models-dir) and a study of --votes trials,
   2. starts the server(s) and joins --participants participants (each its own gradio_client),
   3. lets them all vote at once; when half of all votes are acknowledged it kills every server
      with SIGKILL and restarts it on the same database; participants whose call failed
@@ -189,7 +189,7 @@ def run(backend: str, db_url: str | None, work: Path, models_dir: Path, args: ar
                       f'[stimuli]\nkind = "demo"\nseed = 7\ncount = {max(40, args.votes)}\n')
     env = {**os.environ, "CBAM_VIZ_MODELS": str(models_dir), "GRADIO_ANALYTICS_ENABLED": "False",
            "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    server_args = ["--pairs", "demo", "--study", str(config), "--data-dir", str(work / "data")]
+    server_args = ["--sets", "demo", "--study", str(config), "--data-dir", str(work / "data")]
     if db_url:
         server_args += ["--db", db_url]
     count = 2 if backend == "postgresql" else 1  # two app processes share one PostgreSQL
@@ -279,7 +279,7 @@ def main() -> int:
                         metavar="MIN,MAX", help="seconds a participant looks at a trial before voting, drawn "
                                                 "uniformly (default 1,3; 0,0 = vote back to back, a stress test)")
     parser.add_argument("--no-kill", action="store_true", help="skip the SIGKILL + restart")
-    parser.add_argument("--models-dir", type=Path, help="models folder with a 'demo' pair (default: random-init pair)")
+    parser.add_argument("--models-dir", type=Path, help="models folder with a 'demo' set (default: random-init set)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cbam-viz-load-"))
     print(f"work folder (server logs): {work}", flush=True)

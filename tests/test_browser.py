@@ -1,12 +1,14 @@
 """The Compare tab in a real browser: Playwright's Python package driving Debian's Chromium.
 
 Never `playwright install`: the test uses the `chromium` binary on PATH and FAILS without it
-(.ci/run installs it). It saves docs/screenshot-compare.png, the README's screenshot.
+(.ci/run installs it). It saves the README's screenshots: docs/screenshot-compare.png (the demo set) and
+docs/screenshot-compare-three.png (a three-model ResNet-50 set, random weights, on a photo).
 """
 from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,18 +17,21 @@ from PIL import Image
 from browser_support import chromium_page
 from playwright.sync_api import Page, expect
 
-from cbam_viz.service import AppContext
+from cbam_viz.service import AppContext, random_imagenet_set
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot-compare.png"
+SCREENSHOT_THREE = SCREENSHOT.with_name("screenshot-compare-three.png")
+THREE = "resnet50-random"
 TIMEOUT_MS = 60_000  # a shared 2-core machine can be slow
 expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The bundled (trained) demo set, for a meaningful screenshot."""
+    """The bundled (trained) demo set, for a meaningful screenshot, and the three-model ResNet-50 set."""
     ctx = AppContext(models_dir=write_models(tmp_path_factory.mktemp("trained"), trained_demo=True), device="cpu")
+    ctx.add(replace(random_imagenet_set("cpu"), name=THREE))
     with serve(ctx) as url:
         yield url
 
@@ -97,3 +102,19 @@ def _png(side: int) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (side, side), (30, 160, 90)).save(out, "PNG")
     return out.getvalue()
+
+
+def test_a_three_model_set_on_a_photo(page: Page) -> None:
+    """ResNet-50, SE-ResNet-50 and ResNet-50 + CBAM side by side (random weights: the layout, not the maps)."""
+    page.goto(page.url)
+    choose(page, "Model set", f"{THREE} (random weights)")
+    expect(page.locator("#set-info")).to_contain_text("SE-ResNet-50")
+    page.get_by_text("photo (ImageNet set): Grace Hopper", exact=True).click()
+    summary = page.locator("#summary")
+    expect(summary).to_contain_text("Grad-CAM of layer4.2")
+    expect(page.locator("#views img")).to_have_count(3)
+    expect(page.locator("#top5")).to_contain_text("SE · ")
+    expect_images(page, "#views", "#spatial", "#channels")
+    page.wait_for_timeout(500)
+    page.screenshot(path=SCREENSHOT_THREE, full_page=True)
+

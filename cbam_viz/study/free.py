@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..fileio import atomic_write
 from .config import DEFAULT_ANSWERS
 from .credentials import Credentials
 from .scheduler import BASELINE, CBAM, MODELS, other_model
@@ -111,7 +112,5 @@ class FreeVotes:
             self.upload_dir.mkdir(parents=True, exist_ok=True)
             path = self.upload_dir / f"{trial.image_sha256}.png"
             if not path.exists():
-                tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-                trial.image.save(tmp, format="PNG")
-                tmp.replace(path)
+                atomic_write(path, lambda f: trial.image.save(f, format="PNG"))
         return recorded, self.credentials.issue(voter_id)

@@ -30,7 +30,8 @@ from ..models import cbam_blocks, crop_for_display, display_crop
 from ..models.sets import ModelSet, SetUnavailable
 from ..render import comparison_figure, panels
 from ..service import AppContext, Timing, image_sha256
-from .serving import BoundedFolder, Refused, Uploads, atomic_write, work_dir
+from ..fileio import atomic_write
+from .serving import BoundedFolder, Refused, Uploads, work_dir
 
 log = logging.getLogger(__name__)
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import html
-import os
 import shutil
 import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import gradio as gr
 import pydantic
@@ -78,19 +77,6 @@ class Blocks(gr.Blocks):
         if not (any(path in files for files in self.temp_file_sets) or is_static_file(path)):
             raise gr.Error(REFUSED, print_exception=False)
         return payload
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """``write`` into a temporary file beside ``path``, then rename it into place: readers never see part of it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 class BoundedFolder:
