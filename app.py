@@ -1,4 +1,4 @@
-"""cbam-viz web app: compare a baseline and a CBAM ResNet on any image; optionally run a user study.
+"""cbam-viz web app: compare a set of models (baseline, SE, CBAM ResNets) on any image; optionally run a user study.
 
     .venv/bin/python app.py [--host 127.0.0.1] [--port 7860] [--sets demo imagenet] [--random-imagenet]
                             [--study study.toml [--db URL] [--data-dir data] [--admin-password-file FILE]]
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from cbam_viz.study.runtime import StudyRuntime
 from cbam_viz.ui.serving import Blocks, remove_work_dirs  # noqa: E402
 
-TITLE = "cbam-viz · baseline vs CBAM"
+TITLE = "cbam-viz · what attention changes"
+STUDY_TITLE = "Heat-map study"  # participants must not read the hypothesis
 THEME = gr.themes.Default(primary_hue="indigo", secondary_hue="slate")
 CSS = """
 .gradio-container { max-width: 1400px !important; }
@@ -41,22 +42,24 @@ CSS = """
 def build_app(ctx: AppContext, study: StudyRuntime | None = None, admin_password: str | None = None,
               upload_dir: Path | None = None, compare: bool = True, joins_per_hour: int | None = None) -> gr.Blocks:
     """The whole UI: the Compare tab (unless ``compare`` is False), plus the study tabs for a running
-    ``study`` (`cbam_viz.study.build_runtime`). The Compare tab shows labelled maps, so a participant could
+    ``study`` (`cbam_viz.study.build_runtime`); ``joins_per_hour`` limits new participants and new blind
+    voters per client address. The Compare tab shows labelled maps, so a participant could
     upload a study image there and unblind it: a study serves it only when the owner asks (--with-compare)."""
-    with Blocks(title=TITLE, delete_cache=(3600, 3600)) as app:
+    with Blocks(title=TITLE if study is None else STUDY_TITLE, delete_cache=(3600, 3600)) as app:
         if study is None:
             gr.Markdown("## cbam-viz: what does CBAM attention change?\n"
-                        "Grad-CAM and friends for a baseline ResNet and its CBAM twin, side by side, "
-                        "with the spatial and channel attention of every CBAM block.")
+                        "Grad-CAM and friends for a baseline ResNet and its SE and CBAM twins, side by side, "
+                        "with the channel and spatial attention of every block.")
         else:  # participants must not read the hypothesis above the trials
-            gr.Markdown("## Heat-map study")
+            gr.Markdown(f"## {STUDY_TITLE}")
         if compare:
             with gr.Tab("Compare", id="compare", elem_id="compare-tab"):
                 parts = build_compare_tab(ctx)
                 if study is not None:
                     from cbam_viz.ui.study import build_free_vote
 
-                    build_free_vote(ctx, study, parts["image"], parts["model_set"], parts["method"], upload_dir)
+                    build_free_vote(ctx, study, parts["image"], parts["model_set"], parts["method"], upload_dir,
+                                    **({"voters_per_hour": joins_per_hour} if joins_per_hour else {}))
         if study is not None:
             from cbam_viz.ui.study import build_study_tab
 

@@ -14,6 +14,7 @@ class CLIError(Exception):
 
 def _load_models(args: argparse.Namespace) -> tuple[dict, str]:
     from .models import WeightsError
+    from .models.config import ModelsConfigError
     from .models.sets import SetUnavailable, load_model_file, load_set
 
     if bool(args.baseline) != bool(args.cbam):
@@ -22,7 +23,7 @@ def _load_models(args: argparse.Namespace) -> tuple[dict, str]:
         if args.baseline:
             return {"baseline": load_model_file(args.baseline, None), "cbam": load_model_file(args.cbam, "cbam")}, "files"
         return load_set(args.set, user=_user_models(args)).models, args.set
-    except (SetUnavailable, WeightsError) as e:
+    except (SetUnavailable, WeightsError, ModelsConfigError) as e:
         raise CLIError(str(e)) from None
 
 

@@ -125,6 +125,8 @@ def evaluate(pair: ModelSet, methods: list[str], n: int = 1000, seed: int = EVAL
     Refuses (ValueError) a dataset seed whose images trained or validated the pair, unless
     ``allow_seen_seed``; the result then records it in ``seen_as``.
     """
+    if set(pair.models) != set(ROLES):
+        raise ValueError(f"evaluate compares a 'baseline' and a 'cbam' model; set {pair.name!r} has {pair.roles}")
     if pair.models["cbam"].info.class_names != list(CLASSES):
         raise ValueError(f"pair {pair.name!r} was not trained on the generated shapes; evaluate needs ground truth for its classes")
     seen_as = seen_seeds(pair).get(seed)

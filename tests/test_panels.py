@@ -61,13 +61,15 @@ def test_text_panels() -> None:
     text = panels.agreement({"baseline": a, "cbam": b}, panels.unique_names(names), titles, truth=2)
     assert "disagree" in text and "correct: CBAM" in text
     table = panels.top_k_table({"baseline": a, "cbam": b}, panels.unique_names(names), titles, k=2)
-    assert table.splitlines() == ["| top-5 | Baseline | CBAM |", "|---|---|---|",
+    assert table.splitlines() == ["| top-2 | Baseline | CBAM |", "|---|---|---|",
                                   "| 1 | crane (1) (60.0%) | dog (60.0%) |", "| 2 | dog (20.0%) | crane (1) (20.0%) |"]
     channels = panels.top_channels_table({"SE": np.array([0.1, 0.9, 0.5]), "CBAM": np.array([0.7, 0.2, 0.3])},
                                          "layer4.0", k=2)
     assert channels.splitlines()[2:] == ["| 1 | channel 1: 0.900 | channel 0: 0.700 |",
                                          "| 2 | channel 2: 0.500 | channel 2: 0.300 |"]
     assert "No model of this set" in panels.top_channels_table({}, None)
+    piped = panels.top_k_table({"baseline": a}, ["c|a", "b", "d", "e"], {"baseline": "Base|line"}, k=1)
+    assert piped.splitlines()[0] == "| top-1 | Base\\|line |" and "b (60.0%)" in piped  # "|" cannot split a cell
     three = {"baseline": a, "se": a, "cbam": a}
     assert "all agree" in panels.agreement(three, names, {k: k for k in three})
     warned = panels.agreement({"baseline": a, "cbam": a}, names, titles, out_of_domain="**Outside.**")

@@ -461,6 +461,16 @@ def test_joining_is_rate_limited_per_address_and_wrong_passwords_are_refused_fas
             with pytest.raises(AppError, match="Too many wrong passwords"):
                 client.predict(password, api_name="/study_results")
         assert time.perf_counter() - started < 30  # refused, not slept on (generous: a loaded machine)
+        # blind votes on uploads: new voters are limited the same way, known voters are not
+        from cbam_viz.data import render_sample
+
+        upload = tmp_path / "upload.png"
+        render_sample(98, 1).image.save(upload)
+        client.predict(handle_file(str(upload)), "demo", "gradcam", api_name="/free_vote_show")
+        voters = [client.predict("", "A", 500, api_name="/free_vote")[0] for _ in range(3)]
+        with pytest.raises(AppError, match="Too many new voters"):
+            client.predict("", "A", 500, api_name="/free_vote")
+        assert "already" in client.predict(voters[0], "A", 500, api_name="/free_vote")[1]
     finally:
         app.close()
         store.close()

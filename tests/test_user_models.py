@@ -15,7 +15,7 @@ from PIL import Image
 
 from cbam_viz.models import build_resnet, save_checkpoint
 from cbam_viz.models.config import ModelsConfigError, read_models_config
-from cbam_viz.models.sets import SetUnavailable, load_set
+from cbam_viz.models.sets import load_set
 from cbam_viz.service import AppContext
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +76,13 @@ BAD = {  # TOML body -> the key the message must name
     '[models.a]\npath = "mine.toml"\ndepth = 18\nclass_names = ["p", "q"]': "defines no [sets.*]",
     'models = 3': "[models] must hold tables",
     '[models.a\n': "not valid TOML",
+    '[models.a]\npath = "mine.toml"\ndepth = 18\nclass_names = ["p", "q"]\noptions = { colour = 1 }':
+        "model 'a', key 'options'",
+    '[models.a]\npath = "mine.toml"\ndepth = 18\nattention = "se"\nclass_names = ["p", "q"]\n'
+    'options = { spatial_kernel = 3 }': "model 'a', key 'options'",
+    '[models.a]\npath = "mine.toml"\ndepth = 18\nclass_names = ["p", "q"]\n'
+    '[models.b]\npath = "mine.toml"\ndepth = 34\nclass_names = ["p", "q"]\n[sets.s]\nmodels = {x = "a", y = "b"}':
+        "set 's', key 'models': its models differ in depth",
 }
 
 
@@ -91,7 +98,7 @@ def test_errors_name_the_file_the_entry_and_the_key(models_file: Path, body: str
 def test_a_user_set_may_not_shadow_a_shipped_one(models_file: Path) -> None:
     user = read_models_config(models_file)
     user["sets"]["demo"] = user["sets"]["skin"]
-    with pytest.raises(SetUnavailable, match="redefines set 'demo'"):
+    with pytest.raises(ModelsConfigError, match="redefines set 'demo'"):
         load_set("skin", device="cpu", user=user)
 
 
@@ -144,3 +151,14 @@ def test_a_study_with_the_users_models(models_file: Path, lesion: Path, tmp_path
         votes = store.votes("skin-study")
     assert len(votes) == 2 and {v.target_class for v in votes} <= set(CLASSES)
     assert all(v.baseline_pred in CLASSES and v.cbam_pred in CLASSES for v in votes)
+
+
+def test_a_set_without_baseline_and_cbam_roles_cannot_run_a_study(models_file: Path, tmp_path: Path) -> None:
+    from cbam_viz.study import ConfigError, DemoStimuli, StudyConfig, build_runtime, open_store
+
+    renamed = models_file.parent / "renamed.toml"
+    renamed.write_text(models_file.read_text().replace("baseline = ", "plain = ").replace("[sets.skin]", "[sets.other]"))
+    ctx = AppContext(sets=["other"], device="cpu", user_models=renamed)
+    config = StudyConfig(name="x", pair="other", stimuli=DemoStimuli(count=4), trials_per_participant=2)
+    with open_store(None, tmp_path) as store, pytest.raises(ConfigError, match="has no 'baseline' model"):
+        build_runtime(ctx, store, config, warm=False)

@@ -25,7 +25,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .resnet import DEPTHS, IMAGENET_MEAN, IMAGENET_STD, ModelInfo
+from .resnet import DEPTHS, IMAGENET_MEAN, IMAGENET_STD, ModelInfo, build_from_info
 
 ATTENTION = {"none": None, "se": "se", "cbam": "cbam"}
 MODEL_KEYS = {"path", "depth", "attention", "options", "class_names", "class_names_file", "input_size", "resize",
@@ -118,6 +118,10 @@ def _model(path: Path, mid: str, spec: dict[str, Any]) -> dict[str, Any]:
              "input_size": input_size, "resize": resize, **norm,
              "how_to_get": f"the file named in {path}, model {mid!r}"}
     entry["title"] = title or model_info(entry).title
+    try:  # the options must build (unknown option, a CBAM option for SE, ...): say so now, not at load time
+        build_from_info(model_info(entry))
+    except (TypeError, ValueError) as exc:
+        raise fail("options", str(exc)) from None
     return entry
 
 
@@ -151,8 +155,8 @@ def _set(path: Path, name: str, spec: dict[str, Any], models: dict[str, dict[str
             raise ModelsConfigError(f"{where}, key 'models': role {role!r} names unknown model {mid!r}; "
                                     f"models in this file: {', '.join(models) or 'none'}")
     chosen = [models[mid] for mid in roles.values()]
-    for key in ("class_names", "input_size", "resize", "mean", "std"):
+    for key in ("depth", "class_names", "input_size", "resize", "mean", "std"):
         if any(m[key] != chosen[0][key] for m in chosen):
             raise ModelsConfigError(f"{where}, key 'models': its models differ in {key}; a set's models must share "
-                                    "classes and preprocessing")
+                                    "depth (the target layers), classes and preprocessing")
     return {"models": dict(roles), "description": str(spec.get("description", f"your models ({path.name})"))}

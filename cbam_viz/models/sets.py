@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .config import ModelsConfigError, model_info
 from .resnet import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, ResNet, build_from_info
 from .weights import WeightsError, find_torchvision_resnet50, load_checkpoint, load_weights, sha256
 
@@ -100,8 +101,6 @@ def _load_entry(entry: dict[str, Any], models_dir: Path, device: str) -> ResNet:
             raise SetUnavailable(f"{path}: SHA-256 {digest[:12]}... does not match the manifest ({entry['sha256'][:12]}...); the file is corrupt or was replaced")
         return load_checkpoint(path, device)
     if entry["kind"] == "user":  # from a --models file (models/config.py)
-        from .config import model_info
-
         try:
             return load_weights(build_from_info(model_info(entry)), entry["file"]).to(device).eval()
         except WeightsError as e:
@@ -127,8 +126,8 @@ def combined_manifest(models_dir: Path = MODELS_DIR, user: dict[str, Any] | None
         for key in ("models", "sets"):
             clash = set(manifest[key]) & set(user[key])
             if clash:
-                raise SetUnavailable(f"your models file redefines {key[:-1]} {sorted(clash)[0]!r} of models/manifest.json: "
-                                     "choose another name")
+                raise ModelsConfigError(f"your models file redefines {key[:-1]} {sorted(clash)[0]!r} of "
+                                        "models/manifest.json: choose another name")
             manifest[key] = {**manifest[key], **user[key]}
     return manifest
 

@@ -142,25 +142,29 @@ def unique_names(names: Sequence[str]) -> list[str]:
     return [f"{name} ({i})" if counts[name] > 1 else name for i, name in enumerate(names)]
 
 
+def _ranked_table(corner: str, columns: Mapping[str, Sequence[str]], k: int) -> str:
+    """Markdown: rank 1..k down, one column per heading; ``|`` in any text is escaped."""
+    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
+    rows = [f"| {rank + 1} | " + " | ".join(cell(col[rank]) if rank < len(col) else "" for col in columns.values())
+            + " |" for rank in range(k)]
+    head = f"| {cell(corner)} | " + " | ".join(cell(title) for title in columns) + " |"
+    return "\n".join([head, "|---" * (len(columns) + 1) + "|", *rows])
+
+
 def top_k_table(results: Mapping[str, Explanation], names: Sequence[str], titles: Mapping[str, str],
                 k: int = 5) -> str:
     """Markdown: the ``k`` most probable classes of every model, one column per model."""
-    columns = [[f"{names[i]} ({p:.1%})" for i, p in r.top_k(k)] for r in results.values()]
-    rows = [f"| {rank + 1} | " + " | ".join(col[rank] if rank < len(col) else "" for col in columns) + " |"
-            for rank in range(k)]
-    head = "| top-5 | " + " | ".join(titles[label] for label in results) + " |"
-    return "\n".join([head, "|---" * (len(results) + 1) + "|", *rows])
+    return _ranked_table(f"top-{k}", {titles[label]: [f"{names[i]} ({p:.1%})" for i, p in r.top_k(k)]
+                                      for label, r in results.items()}, k)
 
 
 def top_channels_table(channel: Mapping[str, np.ndarray], block: str | None, k: int = 8) -> str:
     """Markdown: the ``k`` channels with the highest attention in ``block``, one column per model."""
     if not channel:
         return "*No model of this set has attention blocks.*"
-    columns = [[f"channel {i}: {values[i]:.3f}" for i in np.argsort(-values)[:k]] for values in channel.values()]
-    rows = [f"| {rank + 1} | " + " | ".join(col[rank] if rank < len(col) else "" for col in columns) + " |"
-            for rank in range(k)]
-    head = f"| top channels of {block} | " + " | ".join(channel) + " |"
-    return "\n".join([head, "|---" * (len(channel) + 1) + "|", *rows])
+    return _ranked_table(f"top channels of {block}", {title: [f"channel {i}: {values[i]:.3f}" for i in
+                                                              np.argsort(-values)[:k]]
+                                                      for title, values in channel.items()}, k)
 
 
 def titled(panels: Sequence[tuple[str, np.ndarray]]) -> np.ndarray | None:
@@ -196,7 +200,7 @@ def agreement(results: Mapping[str, Explanation], names: Sequence[str], titles: 
     head = f"**The models {agree}.**" if len(predictions) == 1 else "**The models disagree.**"
     if truth is not None:
         correct = [titles[label] for label, r in results.items() if r.prediction == truth]
-        head += f" Ground truth: **{names[truth]}**; correct: {', '.join(correct) or 'neither'}."
+        head += f" Ground truth: **{names[truth]}**; correct: {', '.join(correct) or ('neither' if len(results) == 2 else 'none')}."
     return "\n".join([head, *lines])
 
 

@@ -62,15 +62,17 @@ class FreeVotes:
         self._clock = clock
 
     def prepare(self, image: Image.Image, pair: str, method: str) -> FreeTrial:
-        """Explain `image` with both models of `pair` and draw which one is shown as A."""
+        """Explain `image` with the baseline and CBAM models of set `pair` and draw which one is shown as A."""
         from ..render import overlay
         from ..service import display_image, image_sha256
 
         if image is None:
             raise VoteRejected("upload an image first")
         if not pair or not method:
-            raise VoteRejected("choose a model pair and a method first")
+            raise VoteRejected("choose a model set and a method first")
         loaded = self.ctx.model_set(pair)
+        if not set(MODELS) <= set(loaded.models):
+            raise VoteRejected(f"the blind vote compares the 'baseline' and 'cbam' models; set {pair!r} has {loaded.roles}")
         digest = image_sha256(image)
         first = self.ctx.explain(pair, image, method, None, digest=digest)
         mean_probs = (np.asarray(first[BASELINE].probs) + np.asarray(first[CBAM].probs)) / 2

@@ -8,6 +8,7 @@ from typing import Any
 from .config import ConfigError, StudyConfig, load_stimuli
 from .session import StudySession
 from .stimuli import StimulusCache, renderer_from_context, resolve_target, stimulus_targets
+from .scheduler import MODELS
 from .storage import Store
 
 
@@ -24,16 +25,21 @@ class StudyRuntime:
 
 
 def build_runtime(ctx: Any, store: Store, config: StudyConfig, warm: bool = True) -> StudyRuntime:
-    """Check the study against the loaded pair (method, every target class), register it in
+    """Check the study against the loaded model set (method, roles, every target class), register it in
     the store, and start rendering every stimulus in the background. Raises ConfigError."""
     from ..explain.engine import METHODS
 
     if config.method not in METHODS:
         raise ConfigError(f"method must be one of {sorted(METHODS)}, got {config.method!r}")
     try:
-        renderer = renderer_from_context(ctx, config)
+        model_set = ctx.model_set(config.pair)
     except Exception as exc:  # SetUnavailable and friends: the study cannot run
-        raise ConfigError(f"study {config.name!r}: model pair {config.pair!r} is not available: {exc}") from None
+        raise ConfigError(f"study {config.name!r}: model set {config.pair!r} is not available: {exc}") from None
+    missing = [role for role in MODELS if role not in model_set.models]
+    if missing:
+        raise ConfigError(f"study {config.name!r}: model set {config.pair!r} has no {' or '.join(map(repr, missing))} "
+                          f"model (a study compares the roles 'baseline' and 'cbam'; the set has {model_set.roles})")
+    renderer = renderer_from_context(ctx, config)
     stimuli = load_stimuli(config)
     targets = stimulus_targets(config, stimuli)
     for sid, target in targets.items():

@@ -147,6 +147,8 @@ def ensure_schema(engine: Engine) -> None:
         if version is not None and version > SCHEMA_VERSION:
             raise StudyError(f"the study database has schema version {version}, newer than this cbam-viz "
                              f"understands ({SCHEMA_VERSION}): upgrade cbam-viz or use another database")
+        if version == SCHEMA_VERSION and SchemaVersion.__tablename__ in tables:
+            return  # nothing to create or migrate: a read-only database or role works too
         while version is not None and version < SCHEMA_VERSION:
             if version not in MIGRATIONS:
                 raise StudyError(f"the study database has schema version {version} and no migration to "

@@ -60,7 +60,7 @@ def resolve_target(name: str, class_names: Sequence[str]) -> int:
     if name.casefold() in folded:
         return folded.index(name.casefold())
     sample = ", ".join(list(class_names)[:8]) + (", ..." if len(class_names) > 8 else "")
-    raise ConfigError(f"target class {name!r} is not a class of the model pair (classes: {sample})")
+    raise ConfigError(f"target class {name!r} is not a class of the model set (classes: {sample})")
 
 
 def stimulus_targets(config: StudyConfig, stimuli: Sequence[Stimulus]) -> dict[str, str]:
@@ -220,7 +220,7 @@ class StimulusCache:
 
 
 def renderer_from_context(ctx: Any, config: StudyConfig) -> StimulusRenderer:
-    """A renderer on an `AppContext`'s loaded pair (cached explanations, shared model lock)."""
+    """A renderer on an `AppContext`'s loaded set (its cached explanations), for the set's baseline and CBAM models."""
     from ..service import display_image
 
     pair = ctx.model_set(config.pair)

@@ -227,10 +227,10 @@ class CompareTab:
         explained = OWN if target == OWN else f"class {target}"
         t = r.timing
         if t.cached:
-            spent = "cached result" + (f" (waited {t.waited:.2f} s for another user's identical request)" if t.waited else "")
+            spent = "cached result" + (f", ready after {t.waited:.2f} s" if t.waited else "")
         else:
             spent = f"computed in {t.computed:.2f} s on {self.ctx.device}" + (
-                f" while {t.alongside} other request{'s' if t.alongside > 1 else ''} computed" if t.alongside else "")
+                f", sharing it with {t.alongside} other request{'s' if t.alongside > 1 else ''}" if t.alongside else "")
         timing = f"{METHOD_LABELS.get(method, method)} of {layer} for {explained}: {spent}"
         summary = [panels.agreement(r.results, r.names, r.titles, r.truth, out_of_domain=self._out_of_domain(r)),
                    f"\n*{timing}.*"]

@@ -214,14 +214,16 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
 
 def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.Component,
                     pair: gr.components.Component, method: gr.components.Component,
-                    upload_dir: Path | None = None) -> dict[str, Any]:
-    """A blinded A/B vote on the Compare tab's current image, pair and method (inside the
+                    upload_dir: Path | None = None, voters_per_hour: int = JOINS_PER_HOUR) -> dict[str, Any]:
+    """A blinded A/B vote on the Compare tab's current image, model set and method (inside the
     Compare tab). The side is drawn per vote and kept in server-side session state; the vote is
     stored in the study's database with the image's SHA-256, and the image itself only when
-    ``upload_dir`` is given. Voter credentials are signed with the study's secret."""
+    ``upload_dir`` is given. Voter credentials are signed with the study's secret; new voters are
+    limited to ``voters_per_hour`` per client address."""
     store = study.store
     credentials = Credentials(lambda: store.study_secret(study.config.name), "free-vote")
     votes = FreeVotes(ctx, store, credentials, upload_dir=upload_dir)
+    new_voters = RateLimiter(voters_per_hour, 3600.0)
     with gr.Accordion("Blind vote: which map covers the object better?", open=False, elem_id="free-vote"):
         gr.Markdown(
             "Shows this image's two maps as **A** and **B** in random order, without saying which model "
@@ -246,9 +248,12 @@ def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.C
         maps = figures(("free-vote-a", "Map A", trial.map_a), ("free-vote-b", "Map B", trial.map_b))
         return trial, f"### {trial.question}", maps, gr.Radio(value=None), ""
 
-    def cast_vote(trial: FreeTrial | None, credential: str | None, answer: str | None, response_ms: Any):
+    def cast_vote(trial: FreeTrial | None, credential: str | None, answer: str | None, response_ms: Any,
+                  request: gr.Request):
         if answer is None:
             raise gr.Error("Choose an answer first.")
+        if credentials.verify(credential) is None and not new_voters.allow(client_address(request)):
+            raise gr.Error("Too many new voters from your network address; please try again later.")
         try:
             recorded, credential = votes.vote(trial, credential, answer, response_ms)
         except StudyError as exc:
