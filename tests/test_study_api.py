@@ -231,7 +231,7 @@ def test_results_need_the_password(server: Server, participant) -> None:
     summary, answers, per_image, per_participant, free, files = results
     assert "Prefers CBAM" in summary and "binomial p" in summary and "Position bias" in summary
     assert "Agrees with the objective score" in summary  # demo stimuli have ground truth
-    assert per_image["headers"][-2:] == ["energy PG baseline", "energy PG CBAM"]
+    assert per_image["headers"][-2:] == ["energy PG Baseline", "energy PG CBAM"]
     assert any(row[0] == participant_of(pid) for row in per_participant["data"])
     names = sorted(Path(f["path"]).name for f in files)
     assert names == ["api-test-upload-votes.csv", "api-test-votes.csv", "api-test-votes.json"]

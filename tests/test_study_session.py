@@ -283,7 +283,7 @@ def test_report_and_exports(setup, tmp_path: Path) -> None:
     store.record_free_vote("s" * 8, "ab" * 32, "B", CBAM, pair="demo", method="gradcam")
     report = build_report(store, "s1", session.cache.objective())
     assert report.stats.votes == 8 and report.stats.participants == 2
-    assert report.per_image[0][-2:] == ["energy PG baseline", "energy PG CBAM"]
+    assert report.per_image[0][-2:] == ["energy PG Baseline", "energy PG CBAM"]
     assert "Agrees with the objective score" in report.markdown
     assert "Votes on uploads" in report.free_markdown and "1 votes" in report.free_markdown
     paths = write_exports(report, "s1", tmp_path / "out")

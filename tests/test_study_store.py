@@ -301,3 +301,20 @@ def test_an_older_database_is_migrated_step_by_step_or_refused(tmp_path: Path, m
         assert steps == [1] and _version(migrated) == 2
     with open_store(url):  # already at version 2: no step runs again
         assert steps == [1]
+
+
+def test_a_study_stored_before_a_config_key_existed_is_still_the_same_study(store, db_url: str) -> None:
+    """Keys added later (e.g. `models`) take their defaults when an older stored config is compared."""
+    import json
+
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    with engine.begin() as conn:
+        stored = json.loads(conn.execute(text("SELECT config_json FROM studies WHERE name = 'pilot'")).scalar_one())
+        del stored["models"]
+        conn.execute(text("UPDATE studies SET config_json = :c WHERE name = 'pilot'"), {"c": json.dumps(stored)})
+    engine.dispose()
+    store.ensure_study(make_config(repeat_trial=True))  # no "already exists with different models"
+    with pytest.raises(StudyError, match="different models"):
+        store.ensure_study(make_config(repeat_trial=True, models=("se", "cbam")))

@@ -162,3 +162,42 @@ def test_a_set_without_baseline_and_cbam_roles_cannot_run_a_study(models_file: P
     config = StudyConfig(name="x", pair="other", stimuli=DemoStimuli(count=4), trials_per_participant=2)
     with open_store(None, tmp_path) as store, pytest.raises(ConfigError, match="has no 'baseline' model"):
         build_runtime(ctx, store, config, warm=False)
+
+
+def test_a_study_compares_the_two_models_its_config_names(models_file: Path, lesion: Path, tmp_path: Path) -> None:
+    """models = ["se", "cbam"] on a three-model set: the maps, predictions and results are SE's and CBAM's."""
+    from cbam_viz.study import FolderStimuli, StudyConfig, build_runtime, open_store
+    from cbam_viz.study.report import build_report
+
+    torch.manual_seed(1)
+    se = build_resnet(18, "se", num_classes=2, width=8, stem="small").eval()
+    torch.save(se.state_dict(), models_file.parent / "se.pth")
+    three = models_file.parent / "three.toml"
+    text = models_file.read_text().replace("[sets.skin]", "[sets.three]").replace(
+        'models = { baseline = "skin-base", cbam = "skin-cbam" }',
+        'models = { baseline = "skin-base", se = "skin-se", cbam = "skin-cbam" }')
+    common = text[text.index("depth = 18"):text.index("\n\n", text.index("depth = 18"))]
+    three.write_text(text + f'\n[models.skin-se]\npath = "se.pth"\nattention = "se"\n{common}\n')
+    folder = tmp_path / "stimuli"
+    folder.mkdir()
+    Image.open(lesion).save(folder / "a.png")
+    Image.open(lesion).rotate(90).save(folder / "b.png")
+    (folder / "stimuli.csv").write_text("file,target_class\na.png,benign\nb.png,malignant\n")
+    config = StudyConfig(name="se-vs-cbam", pair="three", models=("se", "cbam"),
+                         stimuli=FolderStimuli(folder, folder / "stimuli.csv"), trials_per_participant=2)
+    ctx = AppContext(sets=["three"], device="cpu", user_models=three)
+    with open_store(None, tmp_path / "data") as store:
+        runtime = build_runtime(ctx, store, config, warm=False)
+        view = runtime.session.join(None)
+        while view.trial is not None:
+            view, _ = runtime.session.vote(view.credential, view.trial.position, "A", 800)
+        votes, report = store.votes("se-vs-cbam"), build_report(store, "se-vs-cbam")
+    for vote in votes:
+        image = Image.open(folder / ("a.png" if vote.target_class == "benign" else "b.png"))
+        truth = ctx.explain("three", image.convert("RGB"), "gradcam", CLASSES.index(vote.target_class))
+        assert vote.baseline_pred == CLASSES[truth["se"].prediction]  # the "baseline" slot holds SE
+        assert vote.cbam_prob == pytest.approx(float(truth["cbam"].probs.max()))
+    assert "Prefers CBAM** (of decisive votes, vs SE)" in report.markdown
+    assert report.per_image[0][-1] == "CBAM share" and "SE" in report.per_image[0]
+    with pytest.raises(ValueError, match="two models"):
+        StudyConfig(name="x", pair="three", models=("se",))

@@ -24,6 +24,12 @@ from .weights import WeightsError, find_torchvision_resnet50, load_checkpoint, l
 
 MODELS_DIR = Path(os.environ.get("CBAM_VIZ_MODELS", Path(__file__).resolve().parents[2] / "models"))
 MAX_MODELS = 4
+ROLE_TITLES = {"baseline": "Baseline", "se": "SE", "cbam": "CBAM"}
+
+
+def role_title(role: str) -> str:
+    """How a role reads for people: "Baseline", "SE", "CBAM", or the role itself."""
+    return ROLE_TITLES.get(role, role)
 
 
 def weights_dir() -> Path:

@@ -77,9 +77,9 @@ def _summary(args: argparse.Namespace) -> int:
         objective = objective_scores(args.config, args.models_dir, args.models)
     with open_store(args.db, args.data_dir) as store:
         votes = store.votes(args.study)
-        answers = store.study_config(args.study).answers
-    stats = compute_stats(votes, answers, objective)
-    print(summary_markdown(stats, title=f"Study {args.study!r}"), end="")
+        config = store.study_config(args.study)
+    stats = compute_stats(votes, config.answers, objective)
+    print(summary_markdown(stats, title=f"Study {args.study!r}", names=config.names()), end="")
     return 0
 
 

@@ -3,7 +3,8 @@
 Example::
 
     name = "pilot"
-    pair = "resnet50"
+    pair = "imagenet"        # the model set
+    models = ["se", "cbam"]  # the two models of the set compared (default: ["baseline", "cbam"])
     trials_per_participant = 20
     repeat_trial = true
     display = "threshold"
@@ -67,6 +68,7 @@ class StudyConfig:
 
     name: str
     pair: str
+    models: tuple[str, str] = ("baseline", "cbam")  # stored as the "baseline" and "cbam" slots, in this order
     method: str = "gradcam"
     stimuli: DemoStimuli | FolderStimuli = field(default_factory=DemoStimuli)
     trials_per_participant: int = 20
@@ -93,7 +95,7 @@ class StudyConfig:
             raise ConfigError(f"missing required key(s) {missing}")
         values = dict(data)
         values["stimuli"] = _parse_stimuli(values.get("stimuli", {}), Path(base_dir))
-        for key in ("answers", "expertise_options"):
+        for key in ("models", "answers", "expertise_options"):
             if key in values:
                 values[key] = tuple(_require(key, values[key], list, "a list of strings"))
         return cls(**values)
@@ -102,9 +104,17 @@ class StudyConfig:
         """Plain JSON-able dict that `from_dict` turns back into an equal config."""
         data = asdict(self)
         data["stimuli"] = {k: str(v) if isinstance(v, Path) else v for k, v in data["stimuli"].items()}
+        data["models"] = list(self.models)
         data["answers"] = list(self.answers)
         data["expertise_options"] = list(self.expertise_options)
         return data
+
+    def names(self) -> dict[str, str]:
+        """What each storage slot stands for, for people: "baseline" is the first of ``models``, "cbam" the
+        second ({"baseline": "SE", "cbam": "CBAM"} for ``models = ["se", "cbam"]``)."""
+        from ..models.sets import role_title
+
+        return {slot: role_title(role) for slot, role in zip(("baseline", "cbam"), self.models)}
 
     def question_for(self, target: str) -> str:
         """The question text for one trial."""
@@ -197,6 +207,9 @@ def _validate(cfg: StudyConfig) -> None:
     placeholders = {name for _, name, _, _ in string.Formatter().parse(cfg.question) if name is not None}
     if placeholders - {"target"}:
         raise ConfigError(f"question may only use the placeholder {{target}}, found {sorted(placeholders)}")
+    _validate_options("models", cfg.models)
+    if len(cfg.models) != 2:
+        raise ConfigError(f"models must name two models of the set, e.g. [\"se\", \"cbam\"], got {list(cfg.models)}")
     _validate_options("answers", cfg.answers)
     if not set(DECISIVE_ANSWERS) <= set(cfg.answers):
         raise ConfigError(f"answers must include {list(DECISIVE_ANSWERS)}")

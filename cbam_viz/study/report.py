@@ -33,13 +33,14 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
     config = store.study_config(study)
     votes = store.votes(study)
     stats = compute_stats(votes, config.answers, objective or None)
-    answers = (["answer (unblinded)", "votes"], [[k, v] for k, v in stats.chosen_counts.items()])
+    answers = (["answer (unblinded)", "votes"], [[config.names().get(k, k), v] for k, v in stats.chosen_counts.items()])
     chosen_columns = list(stats.chosen_counts)
+    names = config.names()
 
     def table(rows, with_objective: bool) -> Table:
-        headers = ["id", "votes", *chosen_columns, "CBAM share"]
+        headers = ["id", "votes", *(names.get(c, c) for c in chosen_columns), f"{names[CBAM]} share"]
         if with_objective:
-            headers += ["energy PG baseline", "energy PG CBAM"]
+            headers += [f"energy PG {names[BASELINE]}", f"energy PG {names[CBAM]}"]
         out = []
         for row in rows:
             line = [row.key, row.votes, *(row.chosen.get(c, 0) for c in chosen_columns),
@@ -59,7 +60,7 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
         free_md = f"No votes on uploads for pair {config.pair!r} yet."
     return ResultsReport(
         stats=stats,
-        markdown=_without_tables(summary_markdown(stats, title=f"Study {study!r}")),
+        markdown=_without_tables(summary_markdown(stats, title=f"Study {study!r}", names=names)),
         answers=answers,
         per_image=table(stats.per_image, bool(objective)),
         per_participant=table(stats.per_participant, False),

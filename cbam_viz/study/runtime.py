@@ -8,7 +8,6 @@ from typing import Any
 from .config import ConfigError, StudyConfig, load_stimuli
 from .session import StudySession
 from .stimuli import StimulusCache, renderer_from_context, resolve_target, stimulus_targets
-from .scheduler import MODELS
 from .storage import Store
 
 
@@ -35,10 +34,10 @@ def build_runtime(ctx: Any, store: Store, config: StudyConfig, warm: bool = True
         model_set = ctx.model_set(config.pair)
     except Exception as exc:  # SetUnavailable and friends: the study cannot run
         raise ConfigError(f"study {config.name!r}: model set {config.pair!r} is not available: {exc}") from None
-    missing = [role for role in MODELS if role not in model_set.models]
+    missing = [role for role in config.models if role not in model_set.models]
     if missing:
         raise ConfigError(f"study {config.name!r}: model set {config.pair!r} has no {' or '.join(map(repr, missing))} "
-                          f"model (a study compares the roles 'baseline' and 'cbam'; the set has {model_set.roles})")
+                          f"model (the study compares {list(config.models)}; the set has {model_set.roles})")
     renderer = renderer_from_context(ctx, config)
     stimuli = load_stimuli(config)
     targets = stimulus_targets(config, stimuli)

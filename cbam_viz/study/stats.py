@@ -156,20 +156,23 @@ def _agreement(decisive: Sequence[VoteRecord], objective: Mapping[str, Mapping[s
 # --- markdown -----------------------------------------------------------------------------
 
 
-def summary_markdown(stats: StudyStats, title: str = "Study summary") -> str:
-    """A Markdown report of `stats` (headline figures, then per-image and per-participant tables)."""
+def summary_markdown(stats: StudyStats, title: str = "Study summary", names: Mapping[str, str] | None = None) -> str:
+    """A Markdown report of `stats` (headline figures, then per-image and per-participant tables).
+    ``names``: what the "baseline" and "cbam" slots stand for (`StudyConfig.names`)."""
     lines = [f"## {title}", "",
              f"{stats.votes} votes from {stats.participants} participants (repeat trials excluded).", "",
              "| answer | votes |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in stats.chosen_counts.items()]
+    names = {BASELINE: "baseline", CBAM: "CBAM", **(names or {})}
+    lines += [f"| {names.get(k, k)} | {v} |" for k, v in stats.chosen_counts.items()]
     lines += ["",
-              f"- **Prefers CBAM** (of decisive votes): {_proportion(stats.cbam_preference)}",
+              f"- **Prefers {names[CBAM]}** (of decisive votes, vs {names[BASELINE]}): "
+              f"{_proportion(stats.cbam_preference)}",
               f"- **Position bias** (chose A, of decisive votes): {_proportion(stats.position_bias)}",
               f"- **Consistency** on repeated trials: {_consistency_text(stats.consistency)}"]
     if stats.objective_agreement is not None:
         lines.append(f"- **Agrees with the objective score**: {_proportion(stats.objective_agreement)}")
     for heading, rows in (("Per image", stats.per_image), ("Per participant", stats.per_participant)):
-        lines += ["", f"### {heading}", "", _group_table(rows)]
+        lines += ["", f"### {heading}", "", _group_table(rows, names)]
     return "\n".join(lines) + "\n"
 
 
@@ -186,11 +189,11 @@ def _consistency_text(c: Consistency) -> str:
     return f"{c.consistent}/{c.pairs} = {c.share:.1%} chose the same model ({c.same_letter} the same letter)"
 
 
-def _group_table(rows: Sequence[GroupRow]) -> str:
+def _group_table(rows: Sequence[GroupRow], names: Mapping[str, str]) -> str:
     if not rows:
         return "_no votes_"
     columns = list(dict.fromkeys(k for row in rows for k in row.chosen))
-    lines = ["| id | votes | " + " | ".join(columns) + " | CBAM share |",
+    lines = ["| id | votes | " + " | ".join(names.get(c, c) for c in columns) + f" | {names[CBAM]} share |",
              "|---|---|" + "---|" * len(columns) + "---|"]
     for row in rows:
         share = "–" if row.cbam_share is None else f"{row.cbam_share:.0%}"

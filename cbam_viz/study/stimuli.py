@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from .config import ConfigError, DemoStimuli, Stimulus, StudyConfig
-from .scheduler import CBAM, MODELS
+from .scheduler import MODELS
 from .records import VoteMeta
 
 log = logging.getLogger(__name__)
@@ -220,15 +220,18 @@ class StimulusCache:
 
 
 def renderer_from_context(ctx: Any, config: StudyConfig) -> StimulusRenderer:
-    """A renderer on an `AppContext`'s loaded set (its cached explanations), for the set's baseline and CBAM models."""
+    """A renderer on an `AppContext`'s loaded set (its cached explanations) for the two models the study
+    compares, under the storage slots "baseline" (the first of ``config.models``) and "cbam" (the second)."""
     from ..service import display_image
 
-    pair = ctx.model_set(config.pair)
-    info = pair.models[CBAM].info
-    side = ModelSide(class_names=pair.class_names, input_size=info.input_size, resize=info.resize,
-                     checksums={m: pair.entries.get(m, {}).get("sha256") for m in MODELS})
-    return StimulusRenderer(
-        config, side,
-        explain=lambda image, target: ctx.explain(config.pair, image, config.method, target),
-        display=lambda image: display_image(pair, image),
-    )
+    model_set = ctx.model_set(config.pair)
+    roles = dict(zip(MODELS, config.models))  # slot -> role in the set
+    info = model_set.info
+    side = ModelSide(class_names=model_set.class_names, input_size=info.input_size, resize=info.resize,
+                     checksums={slot: model_set.entries.get(role, {}).get("sha256") for slot, role in roles.items()})
+
+    def explain(image: Image.Image, target: int) -> dict[str, Any]:
+        results = ctx.explain(config.pair, image, config.method, target)
+        return {slot: results[role] for slot, role in roles.items()}
+
+    return StimulusRenderer(config, side, explain=explain, display=lambda image: display_image(model_set, image))

@@ -101,7 +101,7 @@ class Store:
                              config_json=config_json, stimuli_json=stimuli_json, secret=secrets.token_hex(16)))
                 s.flush()
                 return
-            stored = json.loads(row.config_json)
+            stored = _config(row).to_dict()  # through from_dict: keys added since then take their defaults
             changed = sorted(k for k, v in config.to_dict().items() if stored.get(k) != v)
             if row.stimuli_json != stimuli_json:
                 changed.append("stimulus list")

@@ -27,7 +27,7 @@ from ..data import CLASSES, Sample, render_sample
 from ..explain import METHODS, Explanation, default_target_layer, target_layers, to_arrays
 from ..images import ImageError, open_image
 from ..models import cbam_blocks, crop_for_display, display_crop
-from ..models.sets import ModelSet, SetUnavailable
+from ..models.sets import ModelSet, SetUnavailable, role_title
 from ..render import comparison_figure, panels
 from ..service import AppContext, Timing, image_sha256
 from ..fileio import atomic_write
@@ -41,7 +41,6 @@ METHOD_LABELS = {
     "hirescam": "HiResCAM", "gradcamelementwise": "Grad-CAM element-wise", "eigengradcam": "Eigen-Grad-CAM",
     "eigencam": "EigenCAM", "scorecam": "Score-CAM (slow: one forward pass per channel)",
 }
-ROLE_NAMES = {"baseline": "Baseline", "se": "SE", "cbam": "CBAM"}
 HINT = "Upload an image, paste one or pick an example."
 VIEW = 256  # CAM views are drawn at least this large
 EXAMPLE_SEED = 9001  # a dataset seed that training (1), validation (2), evaluation (3) and the study (0) do not use
@@ -100,17 +99,12 @@ def _text(what: str, value: Any) -> str:
     return value
 
 
-def role_name(role: str) -> str:
-    """How a role reads in the UI: "Baseline", "SE", "CBAM", or the role itself."""
-    return ROLE_NAMES.get(role, role)
-
-
 def _choices(model_set: ModelSet) -> dict[str, Any]:
     """The set's target layers, class choices, roles and attention blocks, with their defaults."""
     reference = model_set.models[model_set.roles[0]]
     attentive = [m for m in model_set.models.values() if cbam_blocks(m)]
     blocks = [name for name, _ in cbam_blocks(attentive[-1])] if attentive else []
-    roles = [(f"{role_name(r)} · {m.info.title}", r) for r, m in model_set.models.items()]
+    roles = [(f"{role_title(r)} · {m.info.title}", r) for r, m in model_set.models.items()]
     return {"layers": target_layers(reference), "layer": default_target_layer(reference),
             "classes": [OWN, *panels.unique_names(model_set.class_names)], "blocks": blocks,
             "block": blocks[-1] if blocks else None, "roles": roles, "left": model_set.roles[0],
@@ -142,7 +136,7 @@ def _sources(name: str) -> str:
         sources = set_sources(name)
     except FetchError:
         return ""
-    return "".join(f"  \n*{role_name(role)}:* {source.origin}; {source.accuracy}" for role, (source, _) in sources.items())
+    return "".join(f"  \n*{role_title(role)}:* {source.origin}; {source.accuracy}" for role, (source, _) in sources.items())
 
 
 @dataclass
@@ -195,7 +189,7 @@ class CompareTab:
         mask = None
         if sample is not None:
             mask = np.asarray(crop_for_display(Image.fromarray(sample.mask.astype(np.uint8) * 255), info))[..., 0] >= 128
-        titles = {role: f"{role_name(role)} · {m.info.title}" for role, m in loaded.models.items()}
+        titles = {role: f"{role_title(role)} · {m.info.title}" for role, m in loaded.models.items()}
         truth = loaded.class_names.index(sample.class_name) if sample and sample.class_name in loaded.class_names else None
         return _Request(loaded, picture, digest, results, timing, names, titles, np.asarray(crop_for_display(picture, info)),
                         np.asarray(display_crop(picture, info)), mask if mask is not None and mask.any() else None, truth)
