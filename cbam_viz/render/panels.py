@@ -29,11 +29,19 @@ def _font() -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=FONT_SIZE)
 
 
+@lru_cache(maxsize=4096)
+def _text_mask(text: str) -> Image.Image:
+    """``text`` rendered once as an alpha mask (labels such as block names repeat on every request)."""
+    _, _, right, bottom = _font().getbbox(text)
+    mask = Image.new("L", (max(1, int(right)), max(1, int(bottom))))
+    ImageDraw.Draw(mask).text((0, 0), text, fill=255, font=_font())
+    return mask
+
+
 def _with_text(canvas: np.ndarray, texts: Sequence[Text]) -> np.ndarray:
     picture = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(picture)
     for xy, text in texts:
-        draw.text(xy, text, fill=INK, font=_font())
+        picture.paste(INK, xy, _text_mask(text))
     return np.asarray(picture)
 
 
