@@ -153,7 +153,7 @@ def test_success_lands_in_dir_registers_it_and_the_set_lookup_finds_it(tiny, ser
     registry = json.loads((tmp_path / "weights" / fetch.LOCATIONS_FILE).read_text())
     assert registry == {"dirs": [str(dest.resolve())]}
     for model_id, name in zip(("t-base", "t-cbam"), tiny["bytes"]):
-        assert sets._external_path(tiny["manifest"]["models"][model_id], tiny["models_dir"]) == dest.resolve() / name
+        assert sets.external_path(tiny["manifest"]["models"][model_id], tiny["models_dir"]) == dest.resolve() / name
     assert any("downloaded" in line for line in lines) and any("registered" in line for line in lines)
 
     again = _fetch(tiny, dest, server.url)  # verified in place: no request, registry unchanged
@@ -165,7 +165,7 @@ def test_default_dir_is_the_weights_folder_without_registry(tiny, server, tmp_pa
     _fetch(tiny, None, server.url)
     weights = tmp_path / "weights"
     assert sorted(p.name for p in weights.iterdir()) == sorted(tiny["bytes"])
-    assert sets._external_path(tiny["manifest"]["models"]["t-cbam"], tiny["models_dir"]).parent == weights
+    assert sets.external_path(tiny["manifest"]["models"]["t-cbam"], tiny["models_dir"]).parent == weights
 
 
 def test_interrupted_transfer_resumes_with_range_and_never_shows_a_partial_file(tiny, server, tmp_path):

@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 
 from tqdm import tqdm
 
-from .sets import MODELS_DIR, _external_path, read_manifest, weights_dir
+from .sets import MODELS_DIR, external_path, read_manifest, weights_dir
 
 TIMEOUT_S = 15.0
 ATTEMPTS = 3
@@ -291,7 +291,7 @@ def describe(name: str, models_dir: Path = MODELS_DIR) -> str:
     """Where each model of a set comes from, its published accuracy, and the file the app would load now."""
     lines = []
     for role, (source, entry) in set_sources(name, models_dir).items():
-        found = _external_path(entry, models_dir)
+        found = external_path(entry, models_dir)
         lines += [f"{role}: {entry['title']} — {source.origin}", f"  accuracy: {source.accuracy}",
                   f"  file: {source.file_name} from {source.url}",
                   f"  now: {found or f'missing (python -m cbam_viz weights fetch {name})'}"]

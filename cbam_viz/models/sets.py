@@ -83,7 +83,8 @@ def imagenet_info(attention: str | None, name: str = "") -> ModelInfo:
     return info
 
 
-def _external_path(entry: dict[str, Any], models_dir: Path) -> Path | None:
+def external_path(entry: dict[str, Any], models_dir: Path) -> Path | None:
+    """The file of an external manifest entry, or None: where the app and CLI look, in order."""
     from .fetch import registered_dirs  # folders that `weights fetch --dir` registered
 
     explicit = [os.environ.get(entry["env"], ""), entry.get("path") or ""]
@@ -111,7 +112,7 @@ def _load_entry(entry: dict[str, Any], models_dir: Path, device: str) -> ResNet:
             return load_weights(build_from_info(model_info(entry)), entry["file"]).to(device).eval()
         except WeightsError as e:
             raise SetUnavailable(str(e)) from None
-    path = _external_path(entry, models_dir)
+    path = external_path(entry, models_dir)
     if path is None:
         raise SetUnavailable(f"missing {entry['title']} weights: {entry['how_to_get']}")
     try:

@@ -22,8 +22,8 @@ from ..fileio import atomic_write
 from .config import DEFAULT_ANSWERS
 from .credentials import Credentials
 from .scheduler import BASELINE, CBAM, MODELS, other_model
-from .session import MAX_RESPONSE_MS, _as_int
-from .stimuli import DISPLAY_SIZE, _upscale, encode_png
+from .session import response_time
+from .stimuli import display_pixels, encode_png
 from .records import RecordedVote, VoteMeta, VoteRejected, new_participant_id
 from .storage import Store
 
@@ -78,7 +78,7 @@ class FreeVotes:
         mean_probs = (np.asarray(first[BASELINE].probs) + np.asarray(first[CBAM].probs)) / 2
         target = int(mean_probs.argmax())
         result = self.ctx.explain(pair, image, method, target, digest=digest)
-        big = _upscale(display_image(loaded, image), DISPLAY_SIZE)
+        big = display_pixels(display_image(loaded, image))
         maps = {m: encode_png(overlay(big, result[m].cam), fixed_size=True) for m in MODELS}
         names = loaded.class_names
         shown_as_a = secrets.choice(MODELS)
@@ -100,12 +100,7 @@ class FreeVotes:
             raise VoteRejected("show the blinded maps first")
         if answer not in DEFAULT_ANSWERS:
             raise VoteRejected(f"answer {answer!r} is not one of {list(DEFAULT_ANSWERS)}")
-        if response_ms is None or response_ms == "":
-            response_ms = int(round((self._clock() - trial.shown_at) * 1000))
-        else:
-            response_ms = _as_int("response time", response_ms, rounding=True)
-            if not 0 <= response_ms <= MAX_RESPONSE_MS:
-                raise VoteRejected(f"response time must be between 0 and {MAX_RESPONSE_MS} ms")
+        response_ms = response_time(response_ms, int(round((self._clock() - trial.shown_at) * 1000)))
         voter_id = self.credentials.verify(credential) or new_participant_id()
         recorded = self.store.record_free_vote(
             voter_id, trial.image_sha256, answer, trial.shown_as_a, pair=trial.pair, method=trial.method,

@@ -119,8 +119,9 @@ class StudySession:
              response_ms: object = None) -> tuple[StudyView, bool]:
         """Record the answer to trial `position` and return the next view and whether the vote
         had been stored before (an identical resubmission). Raises VoteRejected, storing nothing,
-        for an invalid credential, a trial not assigned or not yet shown to the participant, an
-        answer outside the options, a bad response time, or a different answer to an answered trial."""
+        for an invalid credential, a trial not assigned to the participant or later than their
+        current one, an answer outside the options, a bad response time, or a different answer to
+        an answered trial."""
         if not isinstance(credential, str) or not credential:
             raise VoteRejected("no participant id: start the study first")
         participant_id = self.credentials.verify(credential)
@@ -129,13 +130,7 @@ class StudySession:
         position = _as_int("trial position", position)
         if answer not in self.config.answers:
             raise VoteRejected(f"answer {answer!r} is not one of {list(self.config.answers)}")
-        measured = self._shown_ms(participant_id, position)
-        if response_ms is None or response_ms == "":
-            response_ms = measured
-        else:
-            response_ms = _as_int("response time", response_ms, rounding=True)
-            if not 0 <= response_ms <= MAX_RESPONSE_MS:
-                raise VoteRejected(f"response time must be between 0 and {MAX_RESPONSE_MS} ms, got {response_ms}")
+        response_ms = response_time(response_ms, self._shown_ms(participant_id, position))
         try:
             trials = self._trials(participant_id)
         except StudyError as exc:
@@ -202,6 +197,17 @@ class StudySession:
         with self._shown_lock:
             shown = self._shown.get((participant_id, position))
         return None if shown is None else int(round((self._clock() - shown) * 1000))
+
+
+def response_time(given: object, measured: int | None) -> int | None:
+    """The response time to store: the browser's ``given`` milliseconds when sent (validated), else the
+    server's ``measured`` ones. Raises VoteRejected for a value that is not a plausible time."""
+    if given is None or given == "":
+        return measured
+    value = _as_int("response time", given, rounding=True)
+    if not 0 <= value <= MAX_RESPONSE_MS:
+        raise VoteRejected(f"response time must be between 0 and {MAX_RESPONSE_MS} ms, got {value}")
+    return value
 
 
 def _as_int(what: str, value: object, rounding: bool = False) -> int:

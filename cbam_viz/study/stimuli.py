@@ -125,7 +125,7 @@ class StimulusRenderer:
         image, box = self.load(stimulus)
         explanations = self._explain(image, target)
         seen = self._display(image)
-        big = _upscale(seen, DISPLAY_SIZE)
+        big = display_pixels(seen)
         shade = ((lambda cam: threshold_regions(big, cam, self.config.threshold))
                  if self.config.display == "threshold" else (lambda cam: overlay(big, cam)))
         maps = {model: encode_png(shade(explanations[model].cam), fixed_size=True) for model in MODELS}
@@ -156,7 +156,8 @@ def _prediction(explanation: Any, class_names: Sequence[str]) -> dict[str, Any]:
     return {"pred": class_names[pred], "prob": float(explanation.probs[pred])}
 
 
-def _upscale(pixels: np.ndarray, size: int) -> np.ndarray:
+def display_pixels(pixels: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
+    """The image as participants see it: enlarged (bicubic) to ``size`` on the long side when smaller."""
     h, w = pixels.shape[:2]
     if max(h, w) >= size:
         return pixels
