@@ -149,13 +149,20 @@ def bootstrap_ci(values: ArrayLike, n_boot: int = 2000, alpha: float = 0.05,
     return float(x.mean()), float(ci.low), float(ci.high)
 
 
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for ``successes`` out of ``n`` (scipy's; nonzero width even at 0% or 100%)."""
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes}/{n}")
+    ci = stats.binomtest(successes, n).proportion_ci(confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
 def wilson_ci(hits: ArrayLike, alpha: float = 0.05) -> tuple[float, float, float]:
-    """``(proportion, lo, hi)`` with the Wilson score interval (nonzero width even at 0% or 100%)."""
+    """``(proportion, lo, hi)`` with the Wilson score interval of a bool array."""
     x = np.asarray(hits, dtype=bool).ravel()
     if x.size == 0:
         raise ValueError("hits is empty")
-    ci = stats.binomtest(int(x.sum()), x.size).proportion_ci(1 - alpha, method="wilson")
-    return float(x.mean()), float(ci.low), float(ci.high)
+    return (float(x.mean()), *wilson_interval(int(x.sum()), x.size, 1 - alpha))
 
 
 def mean_ci(values: ArrayLike, alpha: float = 0.05) -> tuple[float, float, float]:

@@ -23,7 +23,7 @@ from .config import DEFAULT_ANSWERS
 from .credentials import Credentials
 from .scheduler import BASELINE, CBAM, MODELS, other_model
 from .session import response_time
-from .stimuli import display_pixels, encode_png
+from .stimuli import display_pixels, encode_png, vote_meta
 from .records import RecordedVote, VoteMeta, VoteRejected, new_participant_id
 from .storage import Store
 
@@ -82,12 +82,7 @@ class FreeVotes:
         maps = {m: encode_png(overlay(big, result[m].cam), fixed_size=True) for m in MODELS}
         names = loaded.class_names
         shown_as_a = secrets.choice(MODELS)
-        meta = VoteMeta(
-            target_class=names[target],
-            baseline_pred=names[result[BASELINE].prediction], baseline_prob=float(result[BASELINE].probs.max()),
-            cbam_pred=names[result[CBAM].prediction], cbam_prob=float(result[CBAM].probs.max()),
-            baseline_checksum=loaded.entries.get(BASELINE, {}).get("sha256"),
-            cbam_checksum=loaded.entries.get(CBAM, {}).get("sha256"))
+        meta = vote_meta(result, names, target, {m: loaded.entries.get(m, {}).get("sha256") for m in MODELS})
         return FreeTrial(digest, pair, method, shown_as_a, names[target], maps[shown_as_a],
                          maps[other_model(shown_as_a)], meta, self._clock(),
                          image.convert("RGB") if self.upload_dir else None)

@@ -33,9 +33,9 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
     config = store.study_config(study)
     votes = store.votes(study)
     stats = compute_stats(votes, config.answers, objective or None)
-    answers = (["answer (unblinded)", "votes"], [[config.names().get(k, k), v] for k, v in stats.chosen_counts.items()])
-    chosen_columns = list(stats.chosen_counts)
     names = config.names()
+    answers = (["answer (unblinded)", "votes"], [[names.get(k, k), v] for k, v in stats.chosen_counts.items()])
+    chosen_columns = list(stats.chosen_counts)
 
     def table(rows, with_objective: bool) -> Table:
         headers = ["id", "votes", *(names.get(c, c) for c in chosen_columns), f"{names[CBAM]} share"]

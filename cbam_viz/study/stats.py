@@ -74,13 +74,11 @@ class StudyStats:
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (scipy's)."""
-    from scipy.stats import binomtest
+    """Wilson score interval for a binomial proportion: `cbam_viz.data.metrics.wilson_interval`, imported
+    on first use (scipy.stats takes about a second to import; the app starts without it)."""
+    from ..data.metrics import wilson_interval as interval
 
-    if n <= 0 or not 0 <= successes <= n:
-        raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes}/{n}")
-    ci = binomtest(successes, n).proportion_ci(confidence, method="wilson")
-    return float(ci.low), float(ci.high)
+    return interval(successes, n, confidence)
 
 
 def compute_stats(

@@ -134,10 +134,7 @@ class StimulusRenderer:
             cam_box = box_to_input(box, image.size, self.side.input_size, self.side.resize)
             objective = {m: energy_pointing_game(explanations[m].cam, cam_box) for m in MODELS}
         names = self.side.class_names
-        predictions = {f"{m}_{key}": value for m in MODELS
-                       for key, value in _prediction(explanations[m], names).items()}
-        checksums = {f"{m}_checksum": self.side.checksums.get(m) for m in MODELS}
-        meta = VoteMeta(target_class=names[target], **predictions, **checksums)
+        meta = vote_meta(explanations, names, target, self.side.checksums)
         return RenderedStimulus(stimulus.id, target, names[target], encode_png(big), maps, meta, objective)
 
 
@@ -151,9 +148,16 @@ def encode_png(pixels: np.ndarray, fixed_size: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-def _prediction(explanation: Any, class_names: Sequence[str]) -> dict[str, Any]:
-    pred = int(explanation.prediction)
-    return {"pred": class_names[pred], "prob": float(explanation.probs[pred])}
+def vote_meta(explanations: Mapping[str, Any], class_names: Sequence[str], target: int,
+              checksums: Mapping[str, str | None]) -> VoteMeta:
+    """What is stored with a vote: the target and, per slot ("baseline", "cbam"), the model's top-1
+    class, its probability and the model file's checksum."""
+    fields: dict[str, Any] = {"target_class": class_names[target]}
+    for slot in MODELS:
+        pred = int(explanations[slot].prediction)
+        fields.update({f"{slot}_pred": class_names[pred], f"{slot}_prob": float(explanations[slot].probs[pred]),
+                       f"{slot}_checksum": checksums.get(slot)})
+    return VoteMeta(**fields)
 
 
 def display_pixels(pixels: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:

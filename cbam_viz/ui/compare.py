@@ -11,6 +11,7 @@ import html
 import logging
 import re
 import shutil
+from functools import lru_cache
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from ..images import ImageError, open_image
 from ..models import cbam_blocks, crop_for_display, display_crop
 from ..models.sets import ModelSet, SetUnavailable, role_title
 from ..render import comparison_figure, panels
-from ..service import AppContext, Timing, image_sha256
+from ..service import AppContext, Timing, display_image, image_sha256
 from ..fileio import atomic_write
 from .serving import BoundedFolder, Refused, Uploads, work_dir
 
@@ -128,6 +129,7 @@ def _set_info(ctx: AppContext, name: str) -> str:
             f"{ctx.device}" + ("" if "random weights" in titles else _sources(name)))
 
 
+@lru_cache(maxsize=16)
 def _sources(name: str) -> str:
     """Where a set's published weights come from and their published accuracy ("" for other sets)."""
     from ..models.fetch import FetchError, set_sources
@@ -191,7 +193,7 @@ class CompareTab:
             mask = np.asarray(crop_for_display(Image.fromarray(sample.mask.astype(np.uint8) * 255), info))[..., 0] >= 128
         titles = {role: f"{role_title(role)} · {m.info.title}" for role, m in loaded.models.items()}
         truth = loaded.class_names.index(sample.class_name) if sample and sample.class_name in loaded.class_names else None
-        return _Request(loaded, picture, digest, results, timing, names, titles, np.asarray(crop_for_display(picture, info)),
+        return _Request(loaded, picture, digest, results, timing, names, titles, display_image(loaded, picture),
                         np.asarray(display_crop(picture, info)), mask if mask is not None and mask.any() else None, truth)
 
     def compare(self, image: Any, model_set: Any, method: Any, layer: Any, target: Any, shared: Any, block: Any,
