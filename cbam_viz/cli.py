@@ -77,21 +77,22 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .training import Recipe, register_set, train_pair
+    from .training import Recipe, register_set, train_set
 
     recipe = Recipe(epochs=args.epochs, train_size=args.train_size, val_size=args.val_size, width=args.width,
-                    depth=args.depth, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+                    depth=args.depth, size=args.size, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                    difficulty=args.difficulty)
     out = Path(args.out_dir)
-    results = train_pair(recipe, out, args.name, args.device, args.resume)
+    results = train_set(recipe, out, args.name, tuple(args.roles.split(",")), args.device, args.resume)
     print(f"wrote {register_set(results, out, args.name)}")
     for role, metrics in results.items():
         print(f"{role:8s} held-out accuracy {metrics['val_accuracy']:.2%} ({metrics['train_seconds']:.0f} s)")
 
 
 def cmd_samples(args: argparse.Namespace) -> None:
-    from .data import write_samples
+    from .data import DIFFICULTIES, write_samples
 
-    paths = write_samples(args.out, args.n, args.seed, args.size)
+    paths = write_samples(args.out, args.n, args.seed, args.size, DIFFICULTIES[args.difficulty])
     print(f"wrote {len(paths)} images with masks and labels.csv to {args.out}")
 
 
@@ -144,12 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("train", help="train the demo pair (baseline + CBAM, same recipe and data)")
+    p = sub.add_parser("train", help="train the demo set (baseline, SE and CBAM: same recipe, data and batch order)")
     p.add_argument("--out-dir", default="models")
     p.add_argument("--name", default="demo")
     p.add_argument("--depth", type=int, default=18)
     p.add_argument("--width", type=int, default=16)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--roles", default="baseline,se,cbam", help="comma-separated roles to train (default: baseline,se,cbam)")
+    p.add_argument("--size", type=int, default=96, help="image size in pixels (default: 96)")
+    p.add_argument("--difficulty", choices=["easy", "hard"], default="hard", help="generator difficulty (default: hard)")
+    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--train-size", type=int, default=20_000)
     p.add_argument("--val-size", type=int, default=2_000)
     p.add_argument("--batch-size", type=int, default=128)
@@ -177,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("-n", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--difficulty", choices=["easy", "hard"], default="hard")
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("weights", help="published ImageNet weights: where they come from, and downloading them")

@@ -1,7 +1,7 @@
-"""Train the demo pair: a baseline and a CBAM ResNet with one recipe, one seed, one dataset.
+"""Train the demo set: a baseline, an SE and a CBAM ResNet with one recipe, one seed, one dataset.
 
-Both models see the same pre-rendered images in the same order (the shuffle is seeded per
-epoch), so the only difference between them is the attention module. Training is resumable:
+Every model sees the same pre-rendered images in the same order (the shuffle and the flips are
+seeded per epoch and step), so the only difference between them is the attention module. Training is resumable:
 after every epoch a ``.state.pt`` file next to the output holds model, optimizer, scheduler
 and epoch; ``resume=True`` continues from it.
 """
@@ -19,44 +19,54 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .data import CLASSES, MEAN, STD, render_sample
+from .data import CLASSES, DIFFICULTIES, MEAN, STD, render_sample
 from .models import ResNet, build_resnet, save_checkpoint
+from .models.sets import role_title
 
 TRAIN_SEED, VAL_SEED = 1, 2  # dataset seeds: training images, held-out images
+# What each role of the demo set is: build_resnet's attention argument and its options.
+ROLES: dict[str, tuple[str | None, dict]] = {"baseline": (None, {}), "se": ("se", {}), "cbam": ("cbam", {})}
 
 
 @dataclass
 class Recipe:
     depth: int = 18
     width: int = 16
-    size: int = 64
+    size: int = 96
     train_size: int = 20_000
     val_size: int = 2_000
-    epochs: int = 8
+    epochs: int = 4
     batch_size: int = 128
     lr: float = 0.1
     weight_decay: float = 5e-4
     seed: int = 0
+    difficulty: str = "hard"
+
+    def __post_init__(self) -> None:
+        if self.difficulty not in DIFFICULTIES:
+            raise ValueError(f"difficulty must be one of {list(DIFFICULTIES)}, got {self.difficulty!r}")
 
 
-def render_tensors(seed: int, n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def render_tensors(seed: int, n: int, size: int, difficulty: str = "hard") -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` generated images as a normalized float tensor, with their labels."""
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     labels = np.empty(n, dtype=np.int64)
     for i in tqdm(range(n), desc=f"rendering {n} images (seed {seed})", leave=False, file=sys.stderr):
-        sample = render_sample(seed, i, size)
+        sample = render_sample(seed, i, size, difficulty=DIFFICULTIES[difficulty])
         images[i], labels[i] = np.asarray(sample.image), sample.label
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
     mean, std = torch.tensor(MEAN)[None, :, None, None], torch.tensor(STD)[None, :, None, None]
     return (x - mean) / std, torch.from_numpy(labels)
 
 
-def build_demo_model(recipe: Recipe, attention: str | None) -> ResNet:
+def build_demo_model(recipe: Recipe, attention: str | None, options: dict | None = None, title: str | None = None) -> ResNet:
+    """A freshly initialised model (seeded by the recipe) that knows the generated classes."""
     torch.manual_seed(recipe.seed)
-    model = build_resnet(recipe.depth, attention, num_classes=len(CLASSES), width=recipe.width, stem="small")
+    model = build_resnet(recipe.depth, attention, num_classes=len(CLASSES), width=recipe.width, stem="small", **(options or {}))
     info = model.info
     info.class_names, info.input_size, info.resize, info.mean, info.std = list(CLASSES), recipe.size, None, MEAN, STD
-    info.name = f"ResNet-{recipe.depth}/w{recipe.width}" + (" + CBAM" if attention else "") + " (demo)"
+    suffix = title or (f" + {role_title(attention)}" if attention else "")
+    info.name = f"ResNet-{recipe.depth}/w{recipe.width}{suffix} (demo)"
     return model
 
 
@@ -70,13 +80,14 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 
 def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tuple,
-          device: str = "cpu", resume: bool = False) -> dict:
-    """Train one model; write the checkpoint to ``out``; return its metrics."""
+          device: str = "cpu", resume: bool = False, options: dict | None = None, title: str | None = None) -> dict:
+    """Train one model (``attention`` and CBAM ``options`` as for ``build_resnet``); write the checkpoint
+    to ``out``; return its metrics."""
     if resume and out.is_file() and not out.with_suffix(".state.pt").is_file():
         print(f"{out.name} is already trained; keeping it", file=sys.stderr)
         return torch.load(out, weights_only=True)["metrics"]
     x, y = data
-    model = build_demo_model(recipe, attention).to(device)
+    model = build_demo_model(recipe, attention, options, title).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay, nesterov=True)
     steps = recipe.epochs * (len(x) // recipe.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=steps, pct_start=0.2)
@@ -92,7 +103,7 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
     for epoch in range(start, recipe.epochs):
         model.train()
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(recipe.seed * 1000 + epoch))
-        bar = tqdm(range(len(x) // recipe.batch_size), desc=f"{'cbam' if attention else 'baseline'} epoch {epoch + 1}/{recipe.epochs}", file=sys.stderr)
+        bar = tqdm(range(len(x) // recipe.batch_size), desc=f"{out.stem} epoch {epoch + 1}/{recipe.epochs}", file=sys.stderr)
         seen = correct = 0
         for step in bar:
             idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
@@ -119,17 +130,22 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
     return metrics
 
 
-def train_pair(recipe: Recipe, out_dir: Path, name: str = "demo", device: str = "cpu", resume: bool = False) -> dict[str, dict]:
-    """Train baseline and CBAM with the same recipe and data; returns metrics per role."""
+def train_set(recipe: Recipe, out_dir: Path, name: str = "demo", roles: tuple[str, ...] = tuple(ROLES),
+              device: str = "cpu", resume: bool = False) -> dict[str, dict]:
+    """Train every role (baseline, se, cbam) with the same recipe and data; returns metrics per role."""
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise ValueError(f"unknown role(s) {unknown}; choose from {list(ROLES)}")
     torch.manual_seed(recipe.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    data = render_tensors(TRAIN_SEED, recipe.train_size, recipe.size)
-    val = render_tensors(VAL_SEED, recipe.val_size, recipe.size)
+    data = render_tensors(TRAIN_SEED, recipe.train_size, recipe.size, recipe.difficulty)
+    val = render_tensors(VAL_SEED, recipe.val_size, recipe.size, recipe.difficulty)
     command = "python -m cbam_viz " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
-    for role, attention in (("baseline", None), ("cbam", "cbam")):
-        metrics = train(recipe, attention, out_dir / f"{name}-{role}.pt", data, val, device, resume)
+    for role in roles:
+        attention, options = ROLES[role]
+        metrics = train(recipe, attention, out_dir / f"{name}-{role}.pt", data, val, device, resume, options)
         results[role] = {**metrics, "command": command, "file": f"{name}-{role}.pt"}
     return results
 
@@ -152,11 +168,14 @@ def register_set(results: dict[str, dict], out_dir: Path, name: str = "demo") ->
             "training_command": metrics["command"], "seed": metrics["recipe"]["seed"],
             "train_dataset_seed": metrics["train_seed"], "heldout_dataset_seed": metrics["val_seed"],
             "heldout_accuracy": round(metrics["val_accuracy"], 4), "heldout_size": metrics["val_size"],
-            "train_seconds": metrics["train_seconds"],
+            "train_seconds": metrics["train_seconds"], "generator": metrics["recipe"]["difficulty"],
             "how_to_get": f"it ships with the project; retrain with: {metrics['command']}",
         }
+    recipe = next(iter(results.values()))["recipe"]
+    described = ", ".join(role_title(r) for r in results)
     manifest["sets"] = {name: {"models": {role: f"{name}-{role}" for role in results},
-                               "description": "ResNet-18-style baseline vs CBAM, trained by the project on generated shapes (64 px)"},
+                               "description": f"ResNet-{recipe['depth']}-style {described}, trained by the project on "
+                                              f"generated shapes ({recipe['difficulty']} generator, {recipe['size']} px)"},
                         **{k: v for k, v in manifest["sets"].items() if k != name}}
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path

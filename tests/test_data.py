@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cbam_viz.data import (CLASSES, MEAN, NUM_CLASSES, STD, SynthShapes, default_transform,
-                           render_sample, write_samples)
+from cbam_viz.data import (CLASSES, DIFFICULTIES, EASY, HARD, MEAN, NUM_CLASSES, STD, Difficulty, SynthShapes,
+                           default_transform, render_sample, write_samples)
 
 
 def _pixels(sample) -> np.ndarray:
@@ -75,10 +75,49 @@ def test_mask_is_exactly_the_painted_target(size):
 
 def test_target_colour_is_uniform_and_background_is_textured():
     for i in range(NUM_CLASSES):
-        s = render_sample(3, i)
+        s = render_sample(3, i, difficulty=EASY)
         pixels = _pixels(s)
         assert len(np.unique(pixels[s.mask], axis=0)) == 1
         assert len(np.unique(pixels[~s.mask], axis=0)) > 100
+
+
+def test_hard_targets_are_plain_or_striped_in_two_paints():
+    counts = [len(np.unique(_pixels(s)[s.mask], axis=0)) for s in (render_sample(3, i) for i in range(4 * NUM_CLASSES))]
+    assert set(counts) == {1, 2}  # both kinds occur, nothing else
+
+
+def test_an_occluder_hides_part_of_the_target_and_the_mask_leaves_it_out():
+    plain = Difficulty(occlusion=0.0)
+    occluded = Difficulty(occlusion=1.0, min_visible=0.6)
+    smaller = 0
+    for i in range(2 * NUM_CLASSES):
+        full, part = render_sample(6, i, 96, difficulty=plain), render_sample(6, i, 96, difficulty=occluded)
+        assert not (part.mask & ~full.mask).any()  # the same target, never more of it
+        assert part.mask.sum() >= 0.6 * full.mask.sum()
+        smaller += part.mask.sum() < full.mask.sum()
+        changed = (_pixels(full) != _pixels(part)).any(axis=2)
+        assert (changed == (full.mask & ~part.mask) | (changed & ~full.mask)).all()  # hidden pixels were repainted
+    assert smaller >= NUM_CLASSES  # most draws fit under the visibility floor
+
+
+def test_decoys_of_other_classes_share_the_target_colour_and_keep_clear_of_it():
+    level = Difficulty(distractors=(0, 0), decoys=(2, 2), shared_colour=1.0, texture=0.0, occlusion=0.0)
+    for i in range(NUM_CLASSES):
+        s = render_sample(8, i, 96, difficulty=level)
+        pixels = _pixels(s)
+        colour = pixels[s.mask][0]
+        same = (pixels == colour).all(axis=2) & ~s.mask
+        assert same.sum() > 0.05 * s.mask.sum()  # the decoys are painted like the target
+        ys, xs = np.nonzero(s.mask)
+        for y, x in zip(*np.nonzero(same)):
+            assert np.min(np.hypot(ys - y, xs - x)) > 2  # never touching it
+
+
+def test_difficulty_knobs_are_validated():
+    for bad in ({"decoys": (3, 1)}, {"occlusion": 1.5}, {"scale": (0.3, 0.2)}, {"distractors": (-1, 2)}):
+        with pytest.raises(ValueError):
+            Difficulty(**bad)
+    assert DIFFICULTIES["hard"] is HARD and DIFFICULTIES["easy"] is EASY
 
 
 def test_dataset_returns_normalised_tensors():

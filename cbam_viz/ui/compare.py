@@ -25,7 +25,7 @@ from matplotlib import cbook
 from PIL import Image
 
 from ..data import CLASSES, Sample, render_sample
-from ..explain import METHODS, Explanation, default_target_layer, target_layers, to_arrays
+from ..explain import METHOD_NAMES, METHODS, Explanation, default_target_layer, target_layers, to_arrays
 from ..images import ImageError, open_image
 from ..models import cbam_blocks, crop_for_display, display_crop
 from ..models.sets import ModelSet, SetUnavailable, role_title
@@ -37,11 +37,7 @@ from .serving import BoundedFolder, Refused, Uploads, work_dir
 log = logging.getLogger(__name__)
 
 OWN = "each model's own prediction"
-METHOD_LABELS = {
-    "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM", "layercam": "LayerCAM",
-    "hirescam": "HiResCAM", "gradcamelementwise": "Grad-CAM element-wise", "eigengradcam": "Eigen-Grad-CAM",
-    "eigencam": "EigenCAM", "scorecam": "Score-CAM (slow: one forward pass per channel)",
-}
+METHOD_LABELS = {**METHOD_NAMES, "scorecam": f"{METHOD_NAMES['scorecam']} (slow: one forward pass per channel)"}
 HINT = "Upload an image, paste one or pick an example."
 VIEW = 256  # CAM views are drawn at least this large
 EXAMPLE_SEED = 9001  # a dataset seed that training (1), validation (2), evaluation (3) and the study (0) do not use
@@ -67,7 +63,7 @@ def write_examples(folder: Path, count: int = 12) -> list[Example]:
     folder.mkdir(parents=True, exist_ok=True)
     examples = []
     for index in range(count):
-        sample = render_sample(EXAMPLE_SEED, index, 64)
+        sample = render_sample(EXAMPLE_SEED, index)
         path = folder / f"demo-{index:02d}-{sample.class_name}.png"
         sample.image.save(path)
         examples.append(Example(path, f"demo: {sample.class_name}", sample))
