@@ -76,14 +76,63 @@ def cmd_explain(args: argparse.Namespace) -> None:
     print(f"wrote {out / f'{stem}_{args.method}.png'} and .npz ({source})")
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    from .training import Recipe, register_set, train_set
+def cmd_figure(args: argparse.Namespace) -> None:
+    from .explain import METHOD_NAMES, METHODS, explain_batch, target_layers
+    from .images import ImageError, open_image
+    from .models import display_crop
+    from .render import GridRow, cam_grid, figure_format, save_grid
 
+    out = Path(args.out)
+    try:
+        figure_format(out)
+    except ValueError as e:
+        raise CLIError(f"--out {e}") from None
+    if args.method not in METHODS:
+        raise CLIError(f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
+    images, bad = [], []
+    for path in args.images:
+        try:
+            images.append(open_image(path))
+        except ImageError as e:
+            bad.append(str(e))
+    if bad:
+        raise CLIError("\n".join(bad))
+    models, source = _load_models(args)
+    reference = next(iter(models.values()))
+    if args.layer is not None and args.layer not in target_layers(reference):
+        raise CLIError(f"unknown layer {args.layer!r}; choose from {', '.join(target_layers(reference))}")
+    info = reference.info
+    class_names = info.class_names or [str(i) for i in range(info.num_classes)]
+    results = explain_batch(models, images, method=args.method, target_layer=args.layer)
+    rows = [GridRow(Path(path).name, np.asarray(display_crop(image, info, max_side=512)),
+                    {role: results[role][i] for role in models}) for i, (path, image) in enumerate(zip(args.images, images))]
+    titles = {role: model.info.title for role, model in models.items()}
+    figure = cam_grid(rows, class_names, titles, METHOD_NAMES[args.method])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(figure, out)
+    print(f"wrote {out} ({len(rows)} images x {len(models)} models of {source}, {METHOD_NAMES[args.method]})")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .training import ROLES, Recipe, register_set, train_set
+
+    roles, variants = tuple(args.roles.split(",")), tuple(args.variants.split(","))
+    if args.ablation:
+        from .ablation import VARIANTS, run_ablation, write_table
+        unknown, known = [v for v in variants if v not in VARIANTS], VARIANTS
+    else:
+        unknown, known = [r for r in roles if r not in ROLES], ROLES
+    if unknown:
+        raise CLIError(f"unknown {'variant' if args.ablation else 'role'}(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     recipe = Recipe(epochs=args.epochs, train_size=args.train_size, val_size=args.val_size, width=args.width,
                     depth=args.depth, size=args.size, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                     difficulty=args.difficulty)
-    out = Path(args.out_dir)
-    results = train_set(recipe, out, args.name, tuple(args.roles.split(",")), args.device, args.resume)
+    if args.ablation:
+        rows = run_ablation(recipe, Path(args.out_dir or "runs/ablation"), args.eval_n, variants, args.device)
+        print(f"wrote {write_table(rows, recipe, args.eval_n, Path(args.table), full=Recipe())}")
+        return
+    out = Path(args.out_dir or "models")
+    results = train_set(recipe, out, args.name, roles, args.device, args.resume)
     print(f"wrote {register_set(results, out, args.name)}")
     for role, metrics in results.items():
         print(f"{role:8s} held-out accuracy {metrics['val_accuracy']:.2%} ({metrics['train_seconds']:.0f} s)")
@@ -145,9 +194,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_explain)
 
+    p = sub.add_parser("figure", help="the paper's Grad-CAM figure: one row per image, the input and every model's CAM")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--set", "--pair", dest="set", default="demo", help="model set from models/manifest.json or --models (default: demo)")
+    p.add_argument("--models", metavar="MODELS.toml", help="your own models and sets (README: 'Your own models')")
+    p.add_argument("--method", default="gradcam", help="CAM method (default: gradcam)")
+    p.add_argument("--layer", help="target layer, e.g. layer4.2 (default: last block of layer4)")
+    p.add_argument("--out", required=True, help="the figure: a .pdf, .svg (vector text) or .png (300 dpi) file")
+    p.set_defaults(func=cmd_figure, baseline=None, cbam=None)
+
     p = sub.add_parser("train", help="train the demo set (baseline, SE and CBAM: same recipe, data and batch order)")
-    p.add_argument("--out-dir", default="models")
+    p.add_argument("--out-dir", help="where checkpoints go (default: models; runs/ablation with --ablation)")
     p.add_argument("--name", default="demo")
+    p.add_argument("--ablation", action="store_true",
+                   help="train the paper's ablation variants with this recipe and write their table (see --table)")
+    p.add_argument("--variants", default="baseline,channel-avg,channel-max,channel-avgmax,spatial-k3,cbam,spatial-first,parallel",
+                   help="ablation variants to train (default: all)")
+    p.add_argument("--eval-n", type=int, default=1000, help="held-out images scored per ablation variant (default: 1000)")
+    p.add_argument("--table", default="results/ablation.md", help="ablation table path (a .csv is written beside it)")
     p.add_argument("--depth", type=int, default=18)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--roles", default="baseline,se,cbam", help="comma-separated roles to train (default: baseline,se,cbam)")
@@ -207,5 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except CLIError as e:
-        print(f"error: {e}", file=sys.stderr)
+        for line in str(e).splitlines():  # one line per problem (figure: one per bad image)
+            print(f"error: {line}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ def last_block_per_stage(blocks: Sequence[str]) -> list[int]:
 
 
 def caption(result: Explanation, class_names: Sequence[str]) -> str:
+    """The predicted class and its probability (and the explained class when it differs)."""
     pred = result.prediction
     text = f"pred: {class_names[pred]} ({result.probs[pred]:.1%})"
     if result.target != pred:
@@ -48,14 +49,14 @@ def comparison_figure(image: np.ndarray, results: Mapping[str, Explanation], cla
     for ax, (label, r) in zip(top[1:], results.items()):
         ax.imshow(overlay(image, r.cam))
         ax.set_title(f"{titles.get(label, label)}\n{r.method} of {r.target_layer}\n{caption(r, class_names)}", fontsize=8)
-    _colorbar(rows[0], top, "jet", "CAM, each map normalized: 0 = its minimum, 1 = its maximum")
+    colorbar(rows[0], top, "jet", "CAM, each map normalized: 0 = its minimum, 1 = its maximum")
     for row, (label, r) in zip(rows[1:], attention):
         axes = row.subplots(1, len(last_block_per_stage(r.blocks)), squeeze=False)[0]
         row.suptitle(f"{titles.get(label, label)}: spatial attention, last block of each stage", fontsize=9)
         for ax, k in zip(axes, last_block_per_stage(r.blocks)):
             ax.imshow(overlay(image, r.spatial_attention[k], cmap="viridis"))
             ax.set_title(r.blocks[k], fontsize=8)
-        _colorbar(row, axes, "viridis", "gate value: 0 = suppressed, 1 = kept")
+        colorbar(row, axes, "viridis", "gate value: 0 = suppressed, 1 = kept")
     for ax in fig.axes:
         if ax.images:
             ax.set_xticks([])
@@ -66,7 +67,8 @@ def comparison_figure(image: np.ndarray, results: Mapping[str, Explanation], cla
     return picture
 
 
-def _colorbar(figure: Any, axes: Sequence[Any], cmap: str, label: str) -> None:
-    bar = figure.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=list(axes), fraction=0.02, pad=0.01)
+def colorbar(figure: Any, axes: Sequence[Any], cmap: str, label: str, fraction: float = 0.02, aspect: float = 20) -> None:
+    """One colour bar (0 to 1, ``cmap``) beside ``axes``, labelled with ``label``; ``aspect``: its length / width."""
+    bar = figure.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=list(axes), fraction=fraction, aspect=aspect, pad=0.01)
     bar.set_label(label, fontsize=7)
     bar.ax.tick_params(labelsize=7)
