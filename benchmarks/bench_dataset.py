@@ -1,13 +1,13 @@
-"""Print how many synthetic images per second one core renders.
+"""Print how many generated images per second one core renders, easy vs hard generator.
 
-Usage: .venv/bin/python -m benchmarks.bench_dataset [--n 500] [--size 64]
+Usage: .venv/bin/python -m benchmarks.bench_dataset [--n 500] [--size 96]
 """
 from __future__ import annotations
 
 import argparse
 import time
 
-from cbam_viz.data import SynthShapes, render_sample
+from cbam_viz.data import EASY, HARD, SynthShapes, render_sample
 
 
 def _rate(fn, n: int) -> float:
@@ -20,12 +20,15 @@ def _rate(fn, n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500)
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=96)
     args = parser.parse_args()
+    rates = {}
+    for name, level in (("easy", EASY), ("hard", HARD)):
+        rates[name] = _rate(lambda i: render_sample(0, i, args.size, difficulty=level), args.n)
+        print(f"render_sample {name} {args.size}px: {rates[name]:7.0f} images/s")
     dataset = SynthShapes(seed=0, length=args.n, size=args.size)
-    render_rate = _rate(lambda i: render_sample(0, i, args.size), args.n)
-    print(f"render_sample  {args.size}px: {render_rate:7.0f} images/s")
-    print(f"dataset[i]     {args.size}px: {_rate(dataset.__getitem__, args.n):7.0f} images/s")
+    print(f"dataset[i]    hard {args.size}px: {_rate(dataset.__getitem__, args.n):7.0f} images/s")
+    print(f"hard / easy render rate: {rates['hard'] / rates['easy']:.2f}x")
 
 
 if __name__ == "__main__":
