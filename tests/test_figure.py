@@ -170,7 +170,7 @@ def test_pdf_and_svg_have_vector_text(models_file: Path, images: list[Path], tmp
     joined = " ".join(strings)
     assert "input" in joined and "pred:" in joined and "ResNet-18 + SE (lesion data)" in joined
     assert len([s for s in strings if s.startswith("pred:")]) == 9  # a caption under each of the 3 x 3 CAMs
-    assert len(svg.findall(".//{http://www.w3.org/2000/svg}image")) == 12  # every panel is a raster image
+    assert len(svg.findall(".//{http://www.w3.org/2000/svg}image")) == 12 + 1  # the panels and the colour bar are raster images
 
 
 def test_png_with_the_shipped_demo_set_and_pair_alias(images: list[Path], tmp_path: Path, capsys) -> None:
