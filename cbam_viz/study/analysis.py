@@ -35,7 +35,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import combinations, permutations
+from itertools import permutations
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class Comparison:
 @dataclass(frozen=True)
 class Share:
     """A share of decisive votes: per-vote Wilson interval and binomial p vs 0.5 (``per_vote``), and a
-    percentile cluster-bootstrap interval over participants and images (None when there are no votes)."""
+    cluster-robust interval by participant and image (None without votes, clusters or disagreement)."""
 
     per_vote: Proportion
     cluster_low: float | None
