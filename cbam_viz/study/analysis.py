@@ -420,16 +420,17 @@ def _check_connected(decisive: Sequence[Comparison], models: Sequence[str]) -> N
         loser = c.second if c.winner == c.first else c.first
         beat[c.winner].add(loser)
         beaten_by[loser].add(c.winner)
-    for edges, verb in ((beat, "preferred to"), (beaten_by, "less preferred than")):
+    for edges, beaten in ((beat, True), (beaten_by, False)):
         reached, stack = {models[0]}, [models[0]]
         while stack:
             for other in edges[stack.pop()] - reached:
                 reached.add(other)
                 stack.append(other)
-        missing = [m for m in models if m not in reached]
+        missing = ", ".join(m for m in models if m not in reached)
         if missing:
-            raise ValueError(f"cannot rank yet: no vote has {', '.join(missing)} {verb} "
-                             f"{models[0]} or a model ranked with it; collect more votes")
+            better, worse = (models[0], missing) if beaten else (missing, models[0])
+            raise ValueError(f"cannot rank yet: no vote, directly or through other models, prefers {better} "
+                             f"to {worse}; collect more votes")
 
 
 def _win_counts(votes: Sequence[Comparison], models: Sequence[str]) -> dict[str, tuple[int, int, int]]:
