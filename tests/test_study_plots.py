@@ -102,6 +102,8 @@ def test_ranking_figure_has_one_row_per_model_best_on_top(votes):
     assert list(points.get_xdata()) == [s.strength for s in ranking.strengths]
     assert list(points.get_ydata()) == sorted(points.get_ydata(), reverse=True)  # best first = top
     assert any("clustered by participant and image" in t for t in texts)
+    named = ranking_figure(ranking, names={"cbam": "ResNet-50 + CBAM", "se": "SE-ResNet-50"})
+    assert [t.get_text() for t in named.axes[0].get_yticklabels()] == ["ResNet-50 + CBAM", "SE-ResNet-50", "baseline"]
 
 
 def test_preference_figure_has_one_row_per_pair(votes):
@@ -114,6 +116,8 @@ def test_preference_figure_has_one_row_per_pair(votes):
     assert all(x >= 0.5 for x in points.get_xdata())  # each pair's more chosen model
     shown = {(r.model, r.opponent) for r in rows if r.preference.share is not None and r.preference.share >= 0.5}
     assert sum(f"{m}\nover {o}" in texts for m, o in shown) == 3
+    named = assert_readable(preference_figure(rows, names={"cbam": "ResNet-50 + CBAM", "baseline": "ResNet-50"}))
+    assert "ResNet-50 + CBAM\nover ResNet-50" in named
     empty = preference_figure(pairwise_table([], MODELS))
     assert "no decisive votes yet" in assert_readable(empty)
 
@@ -146,8 +150,10 @@ def test_forest_figure_rows_thumbnails_and_overall(votes):
         for label in labels:
             assert min(box.x1, label.x1) - max(box.x0, label.x0) <= 1 or min(box.y1, label.y1) - max(box.y0, label.y0) <= 1
         assert max(box.width, box.height) <= 38 + 1
-    with pytest.raises(ValueError, match="no image"):
-        forest_figure(per_stimulus([], "cbam", "baseline"))
+    only_ties = [Comparison("p", "image-0", "cbam", "baseline", None)]
+    assert "no decisive votes on this pair yet" in assert_readable(forest_figure(per_stimulus(only_ties, "cbam", "baseline")))
+    named = forest_figure(rows, names={"cbam": "ResNet-50 + CBAM", "baseline": "ResNet-50"})
+    assert "share of decisive votes choosing ResNet-50 + CBAM over ResNet-50" in assert_readable(named)
 
 
 def test_position_bias_figure_one_point_per_participant(votes):

@@ -47,6 +47,12 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
+def _empty(fig: Figure, ax: Any, message: str) -> Figure:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+    return fig
+
+
 def _interval_legend(fig: Figure, per_vote: str, clustered: str) -> None:
     fig.legend(handles=[Line2D([], [], color=PER_VOTE, lw=1.5, label=per_vote),
                         Line2D([], [], color=CLUSTERED, lw=4, alpha=0.6, label=clustered)],
@@ -64,9 +70,10 @@ def _rows(ax: Any, y: np.ndarray, value: Sequence[float], per_vote: Sequence[tup
     ax.plot(value, y, "o", color="black", ms=5, zorder=3, linestyle="none")
 
 
-def ranking_figure(ranking: Any) -> Figure:
+def ranking_figure(ranking: Any, names: Mapping[str, str] | None = None) -> Figure:
     """Bradley-Terry strengths (log-odds, mean 0), best model on top, with the per-vote and the clustered
-    95% intervals; the right labels give each model's decisive votes won."""
+    95% intervals; the right labels give each model's decisive votes won. ``names``: model -> display name."""
+    names = names or {}
     strengths = ranking.strengths
     fig = _figure(6.4, 1.6 + ROW_INCHES * len(strengths))
     ax = fig.add_subplot()
@@ -74,7 +81,7 @@ def ranking_figure(ranking: Any) -> Figure:
     _rows(ax, y, [s.strength for s in strengths], [(s.ci_low, s.ci_high) for s in strengths],
           [None if s.cluster_low is None else (s.cluster_low, s.cluster_high) for s in strengths])
     ax.axvline(0, color="black", lw=0.8, ls=":")
-    ax.set_yticks(y, [s.model for s in strengths])
+    ax.set_yticks(y, [names.get(s.model, s.model) for s in strengths])
     right = ax.secondary_yaxis("right")
     right.set_yticks(y, [f"{s.wins}/{s.wins + s.losses} won" for s in strengths])
     right.tick_params(labelsize=8, length=0)
@@ -88,9 +95,11 @@ def ranking_figure(ranking: Any) -> Figure:
     return fig
 
 
-def preference_figure(pairs: Sequence[Any]) -> Figure:
+def preference_figure(pairs: Sequence[Any], names: Mapping[str, str] | None = None) -> Figure:
     """One row per pair of models: the share of decisive votes for the pair's more chosen model, with the
-    Wilson interval (votes independent) and the clustered interval; pairs without votes are left out."""
+    Wilson interval (votes independent) and the clustered interval; pairs without votes are left out.
+    ``names``: model -> display name."""
+    names = names or {}
     shown: dict[frozenset[str], Any] = {}
     for row in pairs:
         key = frozenset((row.model, row.opponent))
@@ -100,16 +109,15 @@ def preference_figure(pairs: Sequence[Any]) -> Figure:
     fig = _figure(6.4, 1.6 + ROW_INCHES * max(len(rows), 1))
     ax = fig.add_subplot()
     if not rows:
-        ax.text(0.5, 0.5, "no decisive votes yet", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-        return fig
+        return _empty(fig, ax, "no decisive votes yet")
     y = np.arange(len(rows))[::-1].astype(float)
     _rows(ax, y, [r.preference.share for r in rows],
           [(r.preference.per_vote.ci_low, r.preference.per_vote.ci_high) for r in rows],
           [None if r.preference.cluster_low is None else (r.preference.cluster_low, r.preference.cluster_high)
            for r in rows])
     ax.axvline(0.5, color="black", lw=0.8, ls=":")
-    ax.set_yticks(y, [f"{r.model}\nover {r.opponent}" for r in rows], fontsize=8)
+    ax.set_yticks(y, [f"{names.get(r.model, r.model)}\nover {names.get(r.opponent, r.opponent)}" for r in rows],
+                  fontsize=8)
     right = ax.secondary_yaxis("right")
     right.set_yticks(y, [f"{r.wins}/{r.preference.n}" + (f" ({r.ties} no pref.)" if r.ties else "")
                          for r in rows])
@@ -137,16 +145,18 @@ def _as_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def forest_figure(rows: Sequence[Any], thumbnails: Mapping[str, Any] | None = None,
-                  overall: Any | None = None) -> Figure:
+                  overall: Any | None = None, names: Mapping[str, str] | None = None) -> Figure:
     """Per-image forest plot of one pair: each image's share of decisive votes for ``rows[0].model`` with
     its Wilson interval (marker area grows with the votes), sorted by share, the image's thumbnail at the
     left (``thumbnails``: stimulus id -> HxW[x3] array or PIL image; missing ones are left blank), and the
-    ``overall`` share (an analysis ``Share``) as a diamond with both intervals at the bottom."""
+    ``overall`` share (an analysis ``Share``) as a diamond with both intervals at the bottom.
+    ``names``: model -> display name."""
     decided = sorted((r for r in rows if r.preference.n), key=lambda r: (-r.preference.share, r.stimulus))
     if not decided:
-        raise ValueError("no image has a decisive vote on this pair yet")
-    model, opponent = decided[0].model, decided[0].opponent
-    thumbnails = thumbnails or {}
+        fig = _figure(6.4, 2.0)
+        return _empty(fig, fig.add_subplot(), "no decisive votes on this pair yet")
+    names, thumbnails = names or {}, thumbnails or {}
+    model, opponent = (names.get(m, m) for m in (decided[0].model, decided[0].opponent))
     count = len(decided) + (overall is not None)
     fig = _figure(7.0, 1.5 + ROW_INCHES * count)
     thumbs_ax, ax = _forest_axes(fig)
@@ -197,9 +207,7 @@ def position_bias_figure(bias: Any) -> Figure:
     ax = fig.add_subplot()
     overall = bias.overall
     if not people:
-        ax.text(0.5, 0.5, "no decisive votes yet", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-        return fig
+        return _empty(fig, ax, "no decisive votes yet")
     most = max(c.n for c in people)
     ax.scatter(np.arange(1, len(people) + 1), [c.successes / c.n for c in people],
                s=[8 + 40 * c.n / most for c in people], color="black", alpha=0.7, zorder=3)
@@ -226,9 +234,7 @@ def votes_over_time_figure(comparisons: Sequence[Any]) -> Figure:
     fig = _figure(6.4, 3.2)
     ax = fig.add_subplot()
     if not timed:
-        ax.text(0.5, 0.5, "no time-stamped votes yet", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-        return fig
+        return _empty(fig, ax, "no time-stamped votes yet")
     times: list[datetime] = [c.at for c in timed]
     seen: set[str] = set()
     participants = []
@@ -263,9 +269,7 @@ def catch_trial_figure(results: Mapping[str, tuple[int, int]], excluded: Collect
     fig = _figure(6.4, 3.2)
     ax = fig.add_subplot()
     if not order:
-        ax.text(0.5, 0.5, "no catch trials answered yet", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-        return fig
+        return _empty(fig, ax, "no catch trials answered yet")
     x = np.arange(len(order))
     kept = [groups[g] - dropped[g] for g in order]
     ax.bar(x, kept, color=CLUSTERED, label="included")
