@@ -25,7 +25,7 @@ from cbam_viz.service import AppContext, image_sha256
 PASSWORD = "s3cret-owner"
 CONFIG = StudyConfig(name="api-test", pair="demo", stimuli=DemoStimuli(seed=11, count=8),
                      trials_per_participant=4, repeat_trial=True, display="threshold")
-# study_resume and study_vote return these; study_start returns the participant's credential first
+# study_vote returns these; study_resume and study_start return the participant's credential first
 PROGRESS, QUESTION, MAPS, POSITION, STATUS = range(5)
 DATA_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 
@@ -39,8 +39,9 @@ def participant_of(credential: str) -> str:
     return credential.rpartition(".")[0]
 
 
-def resume(client: Client, participant_id: str) -> tuple:
-    return client.predict(participant_id, api_name="/study_resume")
+def resume(client: Client, credential: str, link: str = "") -> tuple:
+    """study_resume's view (after the credential it returns first)."""
+    return client.predict(credential, link, api_name="/study_resume")[1:]
 
 
 class Server:
@@ -63,14 +64,14 @@ class Server:
 
     def secrets(self) -> list[str]:
         """Strings that would unblind a trial: model names, titles, checksums, probabilities."""
-        found = ["baseline", "cbam", "shown_as_a", "model_a"]
+        found = ["baseline", "cbam", "shown_as_a", "model_a", "model_b", "object", "background", "catch", "practice"]
         for role in MODELS:
             entry = self.ctx.model_set("demo").entries[role]
             found += [entry["title"].lower(), entry["sha256"], entry["file"].lower()]
             found.append(self.ctx.model_set("demo").models[role].info.title.lower())
         for stimulus in self.runtime.cache.stimuli:
             meta = self.runtime.cache.get(stimulus).meta
-            for prob in (meta.baseline_prob, meta.cbam_prob):
+            for prob in (output.prob for output in meta.outputs.values()):
                 found += [repr(prob), f"{prob:.4f}"]
         return found
 
@@ -106,22 +107,22 @@ def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def test_study_endpoints(server: Server) -> None:
     named = server.client().view_api(return_format="dict", print_info=False)["named_endpoints"]
     params = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in named.items()}
-    assert params["/study_resume"] == ["credential"]
-    assert params["/study_start"] == ["credential", "expertise"]
+    assert params["/study_resume"] == ["credential", "link"]
+    assert params["/study_start"] == ["credential", "expertise", "consent", "link"]
     assert params["/study_vote"] == ["credential", "position", "answer", "response_ms"]
-    assert params["/study_results"] == ["password"]
+    assert params["/study_results"] == ["password", "both"]
     assert params["/free_vote_show"] == ["image", "pair", "method"]
     assert params["/free_vote"] == ["credential", "answer", "response_ms"]
 
 
 def test_no_payload_identifies_the_models_before_the_vote(server: Server) -> None:
     client = server.client()
-    event, data = server.raw("study_start", "", "prefer not to say")
+    event, data = server.raw("study_start", "", "prefer not to say", False, "")
     assert event == "complete"
     server.assert_blinded(data)
     credential = json.loads(data)[0]
     pid = participant_of(credential)
-    assert len(json.loads(data)) == 6
+    assert len(json.loads(data)) == 7
     trials = server.store.trials(CONFIG.name, pid)
     repeat = next(t for t in trials if t.is_repeat)
     first = next(t for t in trials if t.stimulus_id == repeat.stimulus_id and not t.is_repeat)
@@ -162,7 +163,7 @@ def test_page_config_holds_no_trial(server: Server) -> None:
 @pytest.fixture
 def participant(server: Server) -> tuple[Client, str, int]:
     client = server.client()
-    result = client.predict("", "prefer not to say", api_name="/study_start")
+    result = client.predict("", "prefer not to say", False, "", api_name="/study_start")
     return client, result[0], result[1 + POSITION]  # the credential, the first position
 
 
@@ -206,7 +207,9 @@ def test_response_time_is_recorded(server: Server, participant) -> None:
     assert mine[pos].response_ms == 1234
     assert mine[result[POSITION]].response_ms is not None and mine[result[POSITION]].response_ms >= 0
     assert mine[pos].method == CONFIG.method and mine[pos].target_class
-    assert mine[pos].baseline_checksum == server.ctx.model_set("demo").entries[BASELINE]["sha256"]
+    entries = server.ctx.model_set("demo").entries
+    assert (mine[pos].checksum_a, mine[pos].checksum_b) == (entries[mine[pos].shown_as_a]["sha256"],
+                                                            entries[mine[pos].shown_as_b]["sha256"])
 
 
 def test_resume_after_reload_with_the_same_browser_id(server: Server, participant) -> None:
@@ -226,18 +229,29 @@ def test_results_need_the_password(server: Server, participant) -> None:
     client.predict(pid, pos, "A", 500, api_name="/study_vote")
     for wrong in ("", "nope", PASSWORD.upper()):
         with pytest.raises(AppError, match="Wrong admin password"):
-            client.predict(wrong, api_name="/study_results")
-    results = server.client().predict(PASSWORD, api_name="/study_results")
-    summary, answers, per_image, per_participant, free, files = results
+            client.predict(wrong, False, api_name="/study_results")
+    results = server.client().predict(PASSWORD, False, api_name="/study_results")
+    (summary, answers, ranking, pairwise, expertise, plots, per_image, per_participant, participants, free,
+     files) = results
     assert "Prefers CBAM" in summary and "binomial p" in summary and "Position bias" in summary
     assert "Agrees with the objective score" in summary  # demo stimuli have ground truth
+    assert "Bradley-Terry ranking" in summary and "Power" in summary
     assert per_image["headers"][-2:] == ["energy PG Baseline", "energy PG CBAM"]
     assert any(row[0] == participant_of(pid) for row in per_participant["data"])
+    assert any(row[0] == participant_of(pid) for row in participants["data"])
+    assert {row[1] for row in pairwise["data"]} == {"Baseline", "CBAM"}
     names = sorted(Path(f["path"]).name for f in files)
-    assert names == ["api-test-upload-votes.csv", "api-test-votes.csv", "api-test-votes.json"]
+    assert [n for n in names if not n.endswith(".png")] == [
+        "api-test-participants.csv", "api-test-upload-votes.csv", "api-test-votes.csv", "api-test-votes.json"]
+    captions = {p["caption"] for p in plots}
+    assert {"preference", "position-bias", "votes-over-time"} <= captions
+    assert all(f"api-test-{c}.png" in names for c in captions)  # every plot is a downloadable PNG
+    png = httpx.get(plots[0]["image"]["url"], timeout=30).content
+    assert png.startswith(b"\x89PNG")
     exported = httpx.get(next(f["url"] for f in files if f["path"].endswith("votes.json")), timeout=30).json()
     assert {row["chosen_model"] for row in exported} <= {BASELINE, CBAM, "same", "neither"}
-    assert all(row["shown_as_a"] in MODELS for row in exported)
+    assert all({row["shown_as_a"], row["shown_as_b"]} == set(MODELS) for row in exported)
+    assert all(row["kind"] == "trial" and row["too_fast"] is False for row in exported)
 
 
 def test_without_a_password_there_is_no_results_tab(server: Server) -> None:
@@ -374,7 +388,7 @@ def test_a_hostile_participant_cannot_tell_the_models_apart(server: Server) -> N
 
     observations = []  # (features of A, features of B, model shown as A)
     for _ in range(10):
-        event, data = server.raw("study_start", "", "prefer not to say")
+        event, data = server.raw("study_start", "", "prefer not to say", False, "")
         assert event == "complete"
         payload = json.loads(data)
         credential, view = payload[0], payload[1:]
@@ -425,7 +439,7 @@ def test_the_results_handler_has_exactly_one_endpoint(server: Server) -> None:
     info = httpx.get(f"{server.url}gradio_api/info", timeout=30).json()
     assert [n for n in info["named_endpoints"] if "result" in n] == ["/study_results"]
     for name in ("results", "results_1", "study_results_1"):
-        response = httpx.post(f"{server.url}gradio_api/call/{name}", json={"data": [PASSWORD]}, timeout=30)
+        response = httpx.post(f"{server.url}gradio_api/call/{name}", json={"data": [PASSWORD, False]}, timeout=30)
         assert response.status_code >= 400 or "error" in httpx.get(
             f"{server.url}gradio_api/call/{name}/{response.json()['event_id']}", timeout=30).text
 
@@ -455,11 +469,11 @@ def test_joining_is_rate_limited_per_address_and_wrong_passwords_are_refused_fas
         assert again[0] == credentials[0]
         for _ in range(5):
             with pytest.raises(AppError, match="Wrong admin password"):
-                client.predict("guess", api_name="/study_results")
+                client.predict("guess", False, api_name="/study_results")
         started = time.perf_counter()
         for password in ("guess", PASSWORD):  # locked out: even the right password waits
             with pytest.raises(AppError, match="Too many wrong passwords"):
-                client.predict(password, api_name="/study_results")
+                client.predict(password, False, api_name="/study_results")
         assert time.perf_counter() - started < 30  # refused, not slept on (generous: a loaded machine)
         # blind votes on uploads: new voters are limited the same way, known voters are not
         from cbam_viz.data import render_sample

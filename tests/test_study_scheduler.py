@@ -64,3 +64,44 @@ def test_the_study_secret_changes_the_trial_list():
     salted = [build_trials("pilot", "p1", STIMULI, 20, secret=f"{i:032x}") for i in range(5)]
     assert all(trials != public for trials in salted)
     assert len({tuple(t.model_a for t in trials) for trials in salted}) > 1
+
+
+@pytest.mark.parametrize("models, count", [(("baseline", "se", "cbam"), 20), (("a", "b", "c", "d"), 13),
+                                           (("baseline", "se", "cbam"), 2)])
+def test_every_pair_of_models_equally_often_with_sides_balanced(models, count) -> None:
+    import itertools
+
+    for pid in (f"p{i}" for i in range(40)):
+        trials = build_trials("pilot", pid, STIMULI, count, models=models)
+        assert all(t.model_a != t.model_b and {t.model_a, t.model_b} <= set(models) for t in trials)
+        pairs = Counter(frozenset((t.model_a, t.model_b)) for t in trials)
+        uses = [pairs[frozenset(p)] for p in itertools.combinations(models, 2)]
+        assert max(uses) - min(uses) <= 1 and sum(uses) == count
+        for pair in itertools.combinations(models, 2):  # each pair's sides alternate
+            sides = Counter(t.model_a for t in trials if {t.model_a, t.model_b} == set(pair))
+            assert abs(sides[pair[0]] - sides[pair[1]]) <= 1
+    firsts = Counter(build_trials("pilot", f"q{i}", STIMULI, 6, models=models)[0].model_a for i in range(200))
+    assert set(firsts) == set(models)  # sides random across participants
+
+
+def test_catch_trials_at_random_positions_and_practice_first() -> None:
+    with_truth = STIMULI[:10]
+    positions = Counter()
+    for pid in (f"p{i}" for i in range(60)):
+        trials = build_trials("pilot", pid, STIMULI, 8, repeat=True, catch=2, catch_stimuli=with_truth, practice=2)
+        assert [t.position for t in trials] == list(range(13))
+        assert [t.kind for t in trials[:2]] == ["practice", "practice"]
+        catch = [t for t in trials if t.kind == "catch"]
+        main = [t for t in trials if t.kind == "trial"]
+        assert len(catch) == 2 and len(main) == 9 and sum(t.is_repeat for t in main) == 1
+        assert all({t.model_a, t.model_b} == {"object", "background"} for t in catch)
+        assert all(t.stimulus_id in {s.id for s in with_truth} for t in catch)
+        seen = {t.stimulus_id for t in main}
+        assert not seen & {t.stimulus_id for t in trials[:2]}  # practice on images outside the list
+        positions.update(t.position for t in catch)
+    assert len(positions) >= 8  # anywhere after the practice trials, not in fixed slots
+    sides = Counter(t.model_a for i in range(60) for t in build_trials("x", f"p{i}", STIMULI, 4, catch=1,
+                                                                      catch_stimuli=with_truth) if t.kind == "catch")
+    assert 15 <= sides["object"] <= 45  # the object's map is A about half the time
+    with pytest.raises(ValueError, match="ground truth"):
+        build_trials("pilot", "p1", STIMULI, 4, catch=1)

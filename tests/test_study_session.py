@@ -15,6 +15,7 @@ from cbam_viz.study import (
     CBAM,
     ConfigError,
     DemoStimuli,
+    ModelOutput,
     StudyConfig,
     VoteMeta,
     VoteRejected,
@@ -33,8 +34,8 @@ from cbam_viz.study.stimuli import (
     stimulus_targets,
 )
 
-META = VoteMeta(target_class=None, baseline_pred="zebra", baseline_prob=0.75, cbam_pred="okapi",
-                cbam_prob=0.5, baseline_checksum="b" * 64, cbam_checksum="c" * 64)
+META = VoteMeta(target_class=None, outputs={BASELINE: ModelOutput("zebra", 0.75, "b" * 64),
+                                           CBAM: ModelOutput("okapi", 0.5, "c" * 64)})
 
 
 def make_config(**overrides: object) -> StudyConfig:
@@ -78,8 +79,8 @@ def test_views_are_blinded_and_follow_the_server_side_assignment(setup) -> None:
     while view.trial is not None:
         trial = trials[view.trial.position]
         rendered = session.cache.get(trial.stimulus_id)
-        other = CBAM if trial.model_a == BASELINE else BASELINE
-        assert (view.trial.map_a, view.trial.map_b) == (rendered.maps[trial.model_a], rendered.maps[other])
+        assert {trial.model_a, trial.model_b} == {BASELINE, CBAM}
+        assert (view.trial.map_a, view.trial.map_b) == (rendered.maps[trial.model_a], rendered.maps[trial.model_b])
         seen_sides.add(trial.model_a)
         public = json.dumps({k: str(v) for k, v in vars(view.trial).items() if not isinstance(v, bytes)})
         for secret in ("baseline", "cbam", "0.75", "0.5", "zebra", "okapi", "b" * 64, "c" * 64):
@@ -91,7 +92,10 @@ def test_views_are_blinded_and_follow_the_server_side_assignment(setup) -> None:
     assert view.done and (view.answered, view.total) == (5, 5) and view.progress_text == "5 of 5 done"
     votes = store.votes("s1")
     assert [v.position for v in votes] == list(range(5))
-    assert all(v.baseline_prob == 0.75 and v.cbam_checksum == "c" * 64 for v in votes)
+    for v in votes:
+        a, b = META.outputs[v.shown_as_a], META.outputs[v.shown_as_b]
+        assert (v.pred_a, v.prob_a, v.checksum_a, v.pred_b, v.prob_b, v.checksum_b) == (
+            a.pred, a.prob, a.checksum, b.pred, b.prob, b.checksum)
     assert sum(v.is_repeat for v in votes) == 1
 
 
@@ -261,7 +265,8 @@ def test_renderer_encodes_fixed_size_maps_and_objective() -> None:
         stimulus = load_stimuli(config)[2]
         rendered = renderer(stimulus, sample.class_name)
         assert rendered.objective == {BASELINE: 0.0, CBAM: 1.0}
-        assert rendered.meta.baseline_pred == CLASSES[3] and rendered.meta.cbam_prob == pytest.approx(0.89)
+        assert rendered.meta.outputs[BASELINE].pred == CLASSES[3]
+        assert rendered.meta.outputs[CBAM].prob == pytest.approx(0.89) and rendered.meta.outputs[CBAM].checksum == "y"
         assert rendered.meta.target_class == sample.class_name
         from PIL import Image
 
@@ -287,7 +292,8 @@ def test_report_and_exports(setup, tmp_path: Path) -> None:
     assert "Agrees with the objective score" in report.markdown
     assert "Votes on uploads" in report.free_markdown and "1 votes" in report.free_markdown
     paths = write_exports(report, "s1", tmp_path / "out")
-    assert [p.name for p in paths] == ["s1-votes.csv", "s1-votes.json", "s1-upload-votes.csv"]
+    assert [p.name for p in paths] == ["s1-votes.csv", "s1-votes.json", "s1-participants.csv", "s1-upload-votes.csv"]
+    assert paths[2].read_text().count("\n") == 3  # a header and the two participants
     rows = json.loads(paths[1].read_text())
     assert len(rows) == 10 and {r["chosen_model"] for r in rows} <= {BASELINE, CBAM}
     assert paths[0].read_text().count("\n") == 11

@@ -9,13 +9,15 @@ from scipy.stats import binomtest
 from cbam_viz.study import Proportion, VoteRecord, compute_stats, summary_markdown, wilson_interval
 
 
-def vote(participant: str, stimulus: str, shown_as_a: str, answer: str, is_repeat: bool = False) -> VoteRecord:
+def vote(participant: str, stimulus: str, shown_as_a: str, answer: str, is_repeat: bool = False,
+         shown_as_b: str | None = None, kind: str = "trial") -> VoteRecord:
     return VoteRecord(
         vote_id=0, study="pilot", pair="resnet50", participant_id=participant, expertise=None, position=0,
-        stimulus_id=stimulus, is_repeat=is_repeat, shown_as_a=shown_as_a, answer=answer, response_ms=1000,
-        created_at=datetime(2026, 1, 1, tzinfo=UTC), method="gradcam", target_class="cat",
-        baseline_pred=None, baseline_prob=None, cbam_pred=None, cbam_prob=None, app_version="0.1.0",
-        baseline_checksum=None, cbam_checksum=None, image_sha256=None,
+        stimulus_id=stimulus, is_repeat=is_repeat, kind=kind, shown_as_a=shown_as_a,
+        shown_as_b=shown_as_b or ("cbam" if shown_as_a == "baseline" else "baseline"), answer=answer,
+        response_ms=1000, too_fast=False, created_at=datetime(2026, 1, 1, tzinfo=UTC), method="gradcam",
+        target_class="cat", pred_a=None, prob_a=None, checksum_a=None, pred_b=None, prob_b=None, checksum_b=None,
+        app_version="0.1.0", image_sha256=None,
     )
 
 
@@ -33,6 +35,7 @@ VOTES = [
     vote("p3", "img1", "cbam", "A"),  # cbam
     vote("p3", "img1", "baseline", "B", is_repeat=True),  # cbam again: consistent, other letter
     vote("p2", "img2", "baseline", "A", is_repeat=True),  # baseline now: inconsistent, same letter
+    vote("p1", "img9", "object", "B", shown_as_b="background", kind="catch"),  # an attention check: not counted
 ]
 OBJECTIVE = {"img1": {"baseline": 0.5, "cbam": 0.8}, "img2": {"baseline": 0.7, "cbam": 0.6},
              "img3": {"baseline": 0.5, "cbam": 0.5}}
@@ -61,15 +64,17 @@ def test_study_figures() -> None:
     assert (stats.votes, stats.participants) == (10, 3)
     assert stats.answer_counts == {"A": 5, "B": 3, "same": 1, "neither": 1}
     assert stats.chosen_counts == {"baseline": 2, "cbam": 6, "same": 1, "neither": 1}
-    pref = stats.cbam_preference
+    (pair,) = stats.preferences
+    pref = pair.preference
+    assert (pair.first, pair.second) == ("baseline", "cbam")
     assert (pref.successes, pref.n, pref.share) == (6, 8, 0.75)
     assert pref.p_value == pytest.approx(2 * 37 / 256)
     assert (pref.ci_low, pref.ci_high) == pytest.approx(wilson_interval(6, 8))
     bias = stats.position_bias
     assert (bias.successes, bias.n) == (5, 8) and bias.p_value == pytest.approx(2 * 93 / 256)
-    assert [(r.key, r.votes, r.chosen["cbam"], r.cbam_share) for r in stats.per_image] == [
+    assert [(r.key, r.votes, r.chosen["cbam"], r.share) for r in stats.per_image] == [
         ("img1", 3, 3, 1.0), ("img2", 2, 1, 0.5), ("img3", 2, 0, 0.0), ("img4", 2, 2, 1.0), ("img5", 1, 0, None)]
-    assert [(r.key, r.votes, r.chosen, r.cbam_share) for r in stats.per_participant] == [
+    assert [(r.key, r.votes, r.chosen, r.share) for r in stats.per_participant] == [
         ("p1", 5, {"baseline": 2, "cbam": 2, "same": 1, "neither": 0}, 0.5),
         ("p2", 4, {"baseline": 0, "cbam": 3, "same": 0, "neither": 1}, 1.0),
         ("p3", 1, {"baseline": 0, "cbam": 1, "same": 0, "neither": 0}, 1.0)]
@@ -81,7 +86,7 @@ def test_study_figures() -> None:
 
 def test_empty_study_and_missing_objective() -> None:
     stats = compute_stats([])
-    assert stats.votes == 0 and stats.cbam_preference.n == 0 and stats.objective_agreement is None
+    assert stats.votes == 0 and stats.preferences[0].preference.n == 0 and stats.objective_agreement is None
     assert stats.chosen_counts == {"baseline": 0, "cbam": 0, "same": 0, "neither": 0}
     assert "no decisive votes yet" in summary_markdown(stats)
     with pytest.raises(ValueError, match="need keys"):
@@ -95,3 +100,21 @@ def test_summary_markdown_shows_the_figures() -> None:
     assert "1/2 = 50.0% chose the same model (1 the same letter)" in text
     assert "4/5 = 80.0%" in text
     assert "| img5 | 1 | 0 | 0 | 1 | 0 | – |" in text
+
+
+def test_three_models_every_pair_and_no_single_share() -> None:
+    models = ("baseline", "se", "cbam")
+    votes = [vote("p1", "i1", "baseline", "B", shown_as_b="se"),   # se over baseline
+             vote("p1", "i2", "cbam", "A", shown_as_b="se"),       # cbam over se
+             vote("p2", "i1", "cbam", "B", shown_as_b="baseline"),  # baseline over cbam
+             vote("p2", "i2", "se", "B", shown_as_b="cbam"),       # cbam over se
+             vote("p2", "i3", "se", "same", shown_as_b="baseline")]
+    objective = {"i2": {"baseline": 0.1, "se": 0.2, "cbam": 0.9}}
+    stats = compute_stats(votes, objective=objective, models=models)
+    assert stats.chosen_counts == {"baseline": 1, "se": 1, "cbam": 2, "same": 1, "neither": 0}
+    assert [(p.first, p.second, p.preference.successes, p.preference.n) for p in stats.preferences] == [
+        ("baseline", "se", 1, 1), ("baseline", "cbam", 0, 1), ("se", "cbam", 2, 2)]
+    assert all(r.share is None for r in stats.per_image)  # no single share beyond two models
+    assert (stats.objective_agreement.successes, stats.objective_agreement.n) == (2, 2)  # i2: cbam twice
+    text = summary_markdown(stats, names={"baseline": "Baseline", "se": "SE", "cbam": "CBAM"})
+    assert "**Prefers CBAM** (of decisive votes, vs SE): 2/2" in text and "| i3 | 1 | 0 | 0 | 0 | 1 | 0 |" in text

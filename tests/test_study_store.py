@@ -13,6 +13,7 @@ from pg_fixture import db_url, pg_server_url, pg_url  # noqa: F401  (fixtures)
 from cbam_viz.study import (
     CBAM,
     DemoStimuli,
+    ModelOutput,
     StudyConfig,
     StudyError,
     VoteMeta,
@@ -81,7 +82,7 @@ def test_next_trial_skips_answers_given_out_of_order(store) -> None:
         ("pilot", "p1", 0, "C", {}, "not one of"),
         ("pilot", "p1", 0, "a", {}, "not one of"),
         ("pilot", "p1", 0, "A", {"response_ms": -5}, "response_ms"),
-        ("pilot", "p1", 0, "A", {"meta": VoteMeta(cbam_prob=1.5)}, "probabilities"),
+        ("pilot", "p1", 0, "A", {"meta": VoteMeta(outputs={"cbam": ModelOutput(prob=1.5)})}, "probabilities"),
         ("pilot", "p1", 0, "A", {"image_sha256": "xyz"}, "image_sha256"),
         ("pilot", "p1", 1, "B", {}, "replay"),
     ],
@@ -111,12 +112,15 @@ def test_identical_resubmission_returns_the_stored_vote(store) -> None:
 def test_vote_carries_assignment_and_metadata(store) -> None:
     store.get_or_create_participant("pilot", "p1")
     trial = store.next_trial("pilot", "p1").trial
-    meta = VoteMeta(target_class="tabby", baseline_pred="tabby", baseline_prob=0.7, cbam_pred="tiger cat",
-                    cbam_prob=0.4, app_version="9.9", baseline_checksum="b0", cbam_checksum="c0")
+    meta = VoteMeta(target_class="tabby", app_version="9.9",
+                    outputs={"baseline": ModelOutput("tabby", 0.7, "b0"), "cbam": ModelOutput("tiger cat", 0.4, "c0")})
     vote = store.record_vote("pilot", "p1", trial.position, "A", response_ms=1234, meta=meta, image_sha256=SHA).vote
-    assert (vote.shown_as_a, vote.chosen_model, vote.stimulus_id) == (trial.model_a, trial.model_a, trial.stimulus_id)
+    assert (vote.shown_as_a, vote.shown_as_b) == (trial.model_a, trial.model_b)
+    assert (vote.chosen_model, vote.stimulus_id, vote.kind) == (trial.model_a, trial.stimulus_id, "trial")
     assert (vote.method, vote.pair, vote.response_ms, vote.image_sha256) == ("gradcam", "resnet50", 1234, SHA)
-    assert (vote.cbam_pred, vote.cbam_prob, vote.app_version, vote.cbam_checksum) == ("tiger cat", 0.4, "9.9", "c0")
+    shown_b = meta.outputs[trial.model_b]
+    assert (vote.pred_b, vote.prob_b, vote.app_version, vote.checksum_b) == (shown_b.pred, shown_b.prob, "9.9",
+                                                                               shown_b.checksum)
     assert vote.created_at.tzinfo is not None
 
 
@@ -272,12 +276,63 @@ def test_schema_version_is_recorded_and_a_newer_database_is_refused(store, db_ur
         assert len(again.votes("pilot")) == 1
 
 
-def test_an_unversioned_database_is_stamped_and_keeps_its_votes(store, db_url: str) -> None:
-    store.get_or_create_participant("pilot", "p1")
-    store.record_vote("pilot", "p1", 0, "B")
-    _set_version(db_url, None)  # a database written before the version table existed (schema 1)
-    with open_store(db_url) as again:
-        assert _version(again) == 1 and [v.answer for v in again.votes("pilot")] == ["B"]
+DATA = Path(__file__).parent / "data"
+
+
+def _schema1_database(db_url: str, tmp_path: Path) -> str:
+    """A schema-1 database written by the code of commit b259a9d (tests/data/make_study_schema1.py):
+    the SQLite file it wrote, or its tables and rows replayed into a fresh PostgreSQL schema."""
+    import shutil
+
+    import psycopg2
+
+    if db_url.startswith("sqlite"):
+        path = tmp_path / "schema1.sqlite3"
+        shutil.copy(DATA / "study-schema1.sqlite3", path)
+        return f"sqlite:///{path}"
+    conn = psycopg2.connect(db_url)
+    try:
+        with conn, conn.cursor() as cursor:
+            cursor.execute((DATA / "study-schema1-postgresql.sql").read_text())
+    finally:
+        conn.close()
+    return db_url
+
+
+@pytest.mark.parametrize("unversioned", [False, True], ids=["versioned", "before-versioning"])
+def test_a_schema_1_database_is_migrated_and_keeps_every_vote(db_url: str, tmp_path: Path, unversioned: bool) -> None:
+    """Slots become roles: in study "se-cbam" (models = ["se", "cbam"]) the schema-1 slot "baseline"
+    held SE; the migrated votes name SE and CBAM, and every choice, answer and output is kept."""
+    import json
+
+    url = _schema1_database(db_url, tmp_path)
+    if unversioned:
+        _set_version(url, None)  # written before the version table existed: schema 1
+    old = json.loads((DATA / "study-schema1-votes.json").read_text())
+    with open_store(url) as store:
+        assert _version(store) == 2
+        migrated = store.votes("plain") + store.votes("se-cbam") + store.free_votes()
+        trials = store.trials("se-cbam", "se-cbam-p0")
+        # the migrated studies keep working: a new vote, a resubmission, a new participant
+        config = store.study_config("plain")
+        assert store.record_vote("plain", "plain-p0", 0, old[0]["answer"]).duplicate
+        store.get_or_create_participant("plain", "new-one", "layperson")
+        assert store.record_vote("plain", "new-one", 0, "A").vote.shown_as_a in config.models
+    assert {t.model_a for t in trials} | {t.model_b for t in trials} == {"se", "cbam"}
+    assert all(t.model_a != t.model_b and t.kind == "trial" for t in trials)
+    assert len(migrated) == len(old) == 18
+    for before, after in zip(old, migrated, strict=True):
+        assert (after.vote_id, after.participant_id, after.position, after.answer, after.response_ms) == (
+            before["vote_id"], before["participant_id"], before["position"], before["answer"], before["response_ms"])
+        assert after.chosen_model == before["chosen_role"] and after.shown_as_a == before["shown_as_a_role"]
+        assert {after.shown_as_a, after.shown_as_b} == ({"se", "cbam"} if after.study == "se-cbam" else {"baseline", "cbam"})
+        a_slot = "baseline" if before["shown_as_a"] == "baseline" else "cbam"
+        b_slot = "cbam" if a_slot == "baseline" else "baseline"
+        assert (after.pred_a, after.prob_a, after.checksum_a) == tuple(before[f"{a_slot}_{k}"] for k in ("pred", "prob", "checksum"))
+        assert (after.pred_b, after.prob_b, after.checksum_b) == tuple(before[f"{b_slot}_{k}"] for k in ("pred", "prob", "checksum"))
+        assert (after.kind, after.too_fast, after.is_repeat, after.expertise) == (
+            "trial", False, before["is_repeat"], before["expertise"])
+        assert after.created_at.isoformat() == before["created_at"]
 
 
 def test_an_older_database_is_migrated_step_by_step_or_refused(tmp_path: Path, monkeypatch) -> None:
@@ -286,9 +341,10 @@ def test_an_older_database_is_migrated_step_by_step_or_refused(tmp_path: Path, m
     from cbam_viz.study import schema
 
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
-    open_store(url).close()  # schema 1
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    with pytest.raises(StudyError, match="schema version 1 and no migration to 2"):
+    open_store(url).close()  # the current schema
+    current = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 1)
+    with pytest.raises(StudyError, match=f"schema version {current} and no migration to {current + 1}"):
         open_store(url)
     steps = []
 
@@ -296,10 +352,10 @@ def test_an_older_database_is_migrated_step_by_step_or_refused(tmp_path: Path, m
         steps.append(1)
         conn.execute(text("ALTER TABLE votes ADD COLUMN note VARCHAR(10)"))
 
-    monkeypatch.setitem(schema.MIGRATIONS, 1, step)
+    monkeypatch.setitem(schema.MIGRATIONS, current, step)
     with open_store(url) as migrated:
-        assert steps == [1] and _version(migrated) == 2
-    with open_store(url):  # already at version 2: no step runs again
+        assert steps == [1] and _version(migrated) == current + 1
+    with open_store(url):  # already at the new version: no step runs again
         assert steps == [1]
 
 

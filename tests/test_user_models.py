@@ -150,7 +150,7 @@ def test_a_study_with_the_users_models(models_file: Path, lesion: Path, tmp_path
             view, _ = runtime.session.vote(view.credential, view.trial.position, "A", 800)
         votes = store.votes("skin-study")
     assert len(votes) == 2 and {v.target_class for v in votes} <= set(CLASSES)
-    assert all(v.baseline_pred in CLASSES and v.cbam_pred in CLASSES for v in votes)
+    assert all(v.pred_a in CLASSES and v.pred_b in CLASSES for v in votes)
 
 
 def test_a_set_without_baseline_and_cbam_roles_cannot_run_a_study(models_file: Path, tmp_path: Path) -> None:
@@ -195,9 +195,11 @@ def test_a_study_compares_the_two_models_its_config_names(models_file: Path, les
     for vote in votes:
         image = Image.open(folder / ("a.png" if vote.target_class == "benign" else "b.png"))
         truth = ctx.explain("three", image.convert("RGB"), "gradcam", CLASSES.index(vote.target_class))
-        assert vote.baseline_pred == CLASSES[truth["se"].prediction]  # the "baseline" slot holds SE
-        assert vote.cbam_prob == pytest.approx(float(truth["cbam"].probs.max()))
+        a, b = truth[vote.shown_as_a], truth[vote.shown_as_b]
+        assert {vote.shown_as_a, vote.shown_as_b} == {"se", "cbam"}
+        assert (vote.pred_a, vote.pred_b) == (CLASSES[a.prediction], CLASSES[b.prediction])
+        assert (vote.prob_a, vote.prob_b) == pytest.approx((float(a.probs.max()), float(b.probs.max())))
     assert "Prefers CBAM** (of decisive votes, vs SE)" in report.markdown
     assert report.per_image[0][-1] == "CBAM share" and "SE" in report.per_image[0]
-    with pytest.raises(ValueError, match="two models"):
+    with pytest.raises(ValueError, match="two to 4 models"):
         StudyConfig(name="x", pair="three", models=("se",))

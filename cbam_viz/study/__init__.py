@@ -4,15 +4,26 @@ from .config import (
     ConfigError,
     DemoStimuli,
     FolderStimuli,
+    Recruitment,
     Stimulus,
     StudyConfig,
     load_config,
     load_stimuli,
 )
 from .export import EXPORT_COLUMNS, vote_rows, write_votes
-from .scheduler import BASELINE, CBAM, MODELS, Trial, build_trials
-from .stats import Consistency, GroupRow, Proportion, StudyStats, compute_stats, summary_markdown, wilson_interval
+from .scheduler import BASELINE, CATCH, CBAM, MODELS, PRACTICE, TRIAL, Trial, build_trials
+from .stats import (
+    Consistency,
+    GroupRow,
+    PairPreference,
+    Proportion,
+    StudyStats,
+    compute_stats,
+    summary_markdown,
+    wilson_interval,
+)
 from .records import (
+    ModelOutput,
     NextTrial,
     Participant,
     Progress,
@@ -27,9 +38,9 @@ from .runtime import StudyRuntime, build_runtime
 from .storage import Store, open_store
 
 __all__ = [
-    "BASELINE", "CBAM", "DEFAULT_ANSWERS", "EXPORT_COLUMNS", "MODELS", "ConfigError", "Consistency",
-    "DemoStimuli", "FolderStimuli", "GroupRow", "NextTrial", "Participant", "Progress", "Proportion",
-    "RecordedVote", "Stimulus", "Store", "StudyConfig", "StudyError", "StudyRuntime", "StudyStats", "Trial", "VoteMeta",
+    "BASELINE", "CATCH", "CBAM", "DEFAULT_ANSWERS", "EXPORT_COLUMNS", "MODELS", "PRACTICE", "TRIAL", "ConfigError",
+    "Consistency", "DemoStimuli", "FolderStimuli", "GroupRow", "ModelOutput", "NextTrial", "PairPreference",
+    "Participant", "Progress", "Proportion", "RecordedVote", "Recruitment", "Stimulus", "Store", "StudyConfig", "StudyError", "StudyRuntime", "StudyStats", "Trial", "VoteMeta",
     "VoteRecord", "VoteRejected", "build_runtime", "build_trials", "compute_stats", "load_config", "load_stimuli",
     "new_participant_id", "open_store", "summary_markdown", "vote_rows", "wilson_interval", "write_votes",
 ]

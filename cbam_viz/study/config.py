@@ -4,20 +4,33 @@ Example::
 
     name = "pilot"
     pair = "imagenet"        # the model set
-    models = ["se", "cbam"]  # the two models of the set compared (default: ["baseline", "cbam"])
+    models = ["baseline", "se", "cbam"]  # 2-4 models of the set (default: ["baseline", "cbam"])
     trials_per_participant = 20
     repeat_trial = true
     display = "threshold"
     threshold = 0.6
+    consent = "..."          # Markdown that must be accepted before the first trial ("" = none)
+    practice_trials = 2      # shown first, never stored as votes
+    catch_trials = 2         # attention checks built from ground truth
+    min_response_ms = 800    # faster votes are flagged
+    max_study_minutes = 30   # no votes after this long since joining (0 = no limit)
 
     [stimuli]
     kind = "folder"          # or "demo" (default) with seed/count
     folder = "images"        # relative to the TOML file
-    csv = "images/labels.csv"  # columns file,target_class; default <folder>/stimuli.csv
+    csv = "images/labels.csv"  # columns file,target_class[,x0,y0,x1,y1]; default <folder>/stimuli.csv
+
+    [recruitment]            # links from a crowdsourcing platform
+    params = ["PROLIFIC_PID", "STUDY_ID", "SESSION_ID"]  # read from the page URL, stored with the participant
+    participant_param = "PROLIFIC_PID"  # identifies a returning participant (default: the first of params)
+    completion_code = "C0DE1234"
+    completion_url = "https://app.prolific.com/submissions/complete?cc={code}"
+    redirect = true          # send the participant there at the end
 """
 from __future__ import annotations
 
 import csv
+import re
 import string
 import tomllib
 from collections.abc import Mapping
@@ -26,6 +39,10 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_ANSWERS = ("A", "B", "same", "neither")
+BOX_COLUMNS = ("x0", "y0", "x1", "y1")  # optional CSV columns: the target's box in image pixels
+MAX_MODELS = 4
+MAX_EXTRA_TRIALS = 10  # practice and catch trials each
+_PARAM_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 DECISIVE_ANSWERS = ("A", "B")
 DISPLAY_MODES = ("overlay", "threshold")
 
@@ -54,12 +71,35 @@ class FolderStimuli:
 
 @dataclass(frozen=True)
 class Stimulus:
-    """One image participants judge. `index` is the demo sample index, `path` a folder image."""
+    """One image participants judge. `index` is the demo sample index, `path` a folder image, `box`
+    the target's box (x0, y0, x1, y1) in a folder image's pixels when the CSV gives one."""
 
     id: str
     target_class: str | None = None
     path: Path | None = None
     index: int | None = None
+    box: tuple[int, int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Recruitment:
+    """How participants arrive from a crowdsourcing platform and leave it.
+
+    ``params``: query parameters of the study link stored with the participant (e.g. PROLIFIC_PID,
+    STUDY_ID, SESSION_ID); ``participant_param`` (default: the first) identifies a returning
+    participant. At the end, ``completion_code`` is shown and ``completion_url`` linked (with
+    ``{code}`` and any of ``params`` as placeholders); ``redirect`` sends the participant there."""
+
+    params: tuple[str, ...] = ()
+    participant_param: str = ""
+    completion_code: str = ""
+    completion_url: str = ""
+    redirect: bool = False
+
+    @property
+    def key_param(self) -> str:
+        """The parameter that identifies a participant ("" without recruitment parameters)."""
+        return self.participant_param or (self.params[0] if self.params else "")
 
 
 @dataclass(frozen=True)
@@ -68,7 +108,7 @@ class StudyConfig:
 
     name: str
     pair: str
-    models: tuple[str, str] = ("baseline", "cbam")  # stored as the "baseline" and "cbam" slots, in this order
+    models: tuple[str, ...] = ("baseline", "cbam")  # 2-4 roles of the set
     method: str = "gradcam"
     stimuli: DemoStimuli | FolderStimuli = field(default_factory=DemoStimuli)
     trials_per_participant: int = 20
@@ -79,6 +119,13 @@ class StudyConfig:
     repeat_trial: bool = False
     collect_expertise: bool = False
     expertise_options: tuple[str, ...] = ("layperson", "some ML experience", "ML/vision expert")
+    consent: str = ""
+    instructions: str = ""
+    practice_trials: int = 0
+    catch_trials: int = 0
+    min_response_ms: int = 0
+    max_study_minutes: float = 0
+    recruitment: Recruitment = field(default_factory=Recruitment)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -95,6 +142,7 @@ class StudyConfig:
             raise ConfigError(f"missing required key(s) {missing}")
         values = dict(data)
         values["stimuli"] = _parse_stimuli(values.get("stimuli", {}), Path(base_dir))
+        values["recruitment"] = _parse_recruitment(values.get("recruitment", {}))
         for key in ("models", "answers", "expertise_options"):
             if key in values:
                 values[key] = tuple(_require(key, values[key], list, "a list of strings"))
@@ -107,14 +155,14 @@ class StudyConfig:
         data["models"] = list(self.models)
         data["answers"] = list(self.answers)
         data["expertise_options"] = list(self.expertise_options)
+        data["recruitment"] = {**data["recruitment"], "params": list(self.recruitment.params)}
         return data
 
     def names(self) -> dict[str, str]:
-        """What each storage slot stands for, for people: "baseline" is the first of ``models``, "cbam" the
-        second ({"baseline": "SE", "cbam": "CBAM"} for ``models = ["se", "cbam"]``)."""
+        """How each compared model reads for people ({"se": "SE", "cbam": "CBAM"})."""
         from ..models.sets import role_title
 
-        return {slot: role_title(role) for slot, role in zip(("baseline", "cbam"), self.models)}
+        return {role: role_title(role) for role in self.models}
 
     def question_for(self, target: str) -> str:
         """The question text for one trial."""
@@ -155,11 +203,35 @@ def load_stimuli(config: StudyConfig) -> list[Stimulus]:
         image = spec.folder / name
         if not image.is_file():
             raise ConfigError(f"{spec.csv}:{line}: image not found: {image}")
-        stimuli.append(Stimulus(id=name, target_class=target, path=image))
+        stimuli.append(Stimulus(id=name, target_class=target, path=image, box=_box(row, f"{spec.csv}:{line}")))
     ids = [s.id for s in stimuli]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{spec.csv}: duplicate file names")
     return stimuli
+
+
+def _box(row: Mapping[str, str | None], where: str) -> tuple[int, int, int, int] | None:
+    """The row's target box from the optional x0,y0,x1,y1 columns (all empty: no box)."""
+    cells = [(row.get(c) or "").strip() for c in BOX_COLUMNS]
+    if not any(cells):
+        return None
+    try:
+        x0, y0, x1, y1 = (int(c) for c in cells)
+    except ValueError:
+        raise ConfigError(f"{where}: x0,y0,x1,y1 must be four integers (pixels), got {cells}") from None
+    if not (0 <= x0 < x1 and 0 <= y0 < y1):
+        raise ConfigError(f"{where}: the box needs 0 <= x0 < x1 and 0 <= y0 < y1, got {cells}")
+    return x0, y0, x1, y1
+
+
+def _parse_recruitment(raw: Any) -> Recruitment:
+    raw = dict(_require("recruitment", raw, dict, "a table"))
+    known = {f.name for f in fields(Recruitment)}
+    if set(raw) - known:
+        raise ConfigError(f"recruitment: unknown key(s) {sorted(set(raw) - known)}; allowed: {sorted(known)}")
+    if "params" in raw:
+        raw["params"] = tuple(_require("recruitment.params", raw["params"], list, "a list of parameter names"))
+    return Recruitment(**raw)
 
 
 def _parse_stimuli(raw: Any, base_dir: Path) -> DemoStimuli | FolderStimuli:
@@ -208,8 +280,21 @@ def _validate(cfg: StudyConfig) -> None:
     if placeholders - {"target"}:
         raise ConfigError(f"question may only use the placeholder {{target}}, found {sorted(placeholders)}")
     _validate_options("models", cfg.models)
-    if len(cfg.models) != 2:
-        raise ConfigError(f"models must name two models of the set, e.g. [\"se\", \"cbam\"], got {list(cfg.models)}")
+    if {"object", "background"} & set(cfg.models):
+        raise ConfigError("models: 'object' and 'background' name a catch trial's maps, not models")
+    if not 2 <= len(cfg.models) <= MAX_MODELS:
+        raise ConfigError(f"models must name two to {MAX_MODELS} models of the set, e.g. [\"baseline\", \"se\", "
+                          f"\"cbam\"], got {list(cfg.models)}")
+    for key in ("consent", "instructions"):
+        _require(key, getattr(cfg, key), str, "a string (Markdown)")
+    for key in ("practice_trials", "catch_trials"):
+        if not 0 <= _require(key, getattr(cfg, key), int, "an integer") <= MAX_EXTRA_TRIALS:
+            raise ConfigError(f"{key} must be between 0 and {MAX_EXTRA_TRIALS}, got {getattr(cfg, key)}")
+    if _require("min_response_ms", cfg.min_response_ms, int, "an integer (milliseconds)") < 0:
+        raise ConfigError(f"min_response_ms must not be negative, got {cfg.min_response_ms}")
+    if _require("max_study_minutes", cfg.max_study_minutes, (int, float), "a number (0 = no limit)") < 0:
+        raise ConfigError(f"max_study_minutes must not be negative, got {cfg.max_study_minutes}")
+    _validate_recruitment(cfg.recruitment)
     _validate_options("answers", cfg.answers)
     if not set(DECISIVE_ANSWERS) <= set(cfg.answers):
         raise ConfigError(f"answers must include {list(DECISIVE_ANSWERS)}")
@@ -225,3 +310,30 @@ def _validate_options(key: str, options: tuple[str, ...]) -> None:
         raise ConfigError(f"{key} must be a non-empty list of non-empty strings")
     if len(set(options)) != len(options):
         raise ConfigError(f"{key} contains duplicates")
+
+
+def _validate_recruitment(rec: Recruitment) -> None:
+    if not isinstance(rec, Recruitment):
+        raise ConfigError("recruitment must be a table")
+    for name in rec.params:
+        if not isinstance(name, str) or not _PARAM_PATTERN.fullmatch(name):
+            raise ConfigError(f"recruitment.params: {name!r} is not a query parameter name (letters, digits, _)")
+    if len(set(rec.params)) != len(rec.params):
+        raise ConfigError("recruitment.params contains duplicates")
+    for key in ("participant_param", "completion_code", "completion_url"):
+        _require(f"recruitment.{key}", getattr(rec, key), str, "a string")
+    _require("recruitment.redirect", rec.redirect, bool, "true or false")
+    if rec.participant_param and rec.participant_param not in rec.params:
+        raise ConfigError(f"recruitment.participant_param {rec.participant_param!r} must be one of params {list(rec.params)}")
+    if rec.completion_url:
+        if not rec.completion_url.startswith(("https://", "http://")):
+            raise ConfigError(f"recruitment.completion_url must start with https:// or http://, got {rec.completion_url!r}")
+        try:
+            placeholders = {name for _, name, _, _ in string.Formatter().parse(rec.completion_url) if name is not None}
+        except ValueError as exc:
+            raise ConfigError(f"recruitment.completion_url: {exc}") from None
+        if placeholders - {"code", *rec.params}:
+            raise ConfigError(f"recruitment.completion_url may use {{code}} and the params {list(rec.params)} "
+                              f"as placeholders, found {sorted(placeholders)}")
+    if rec.redirect and not rec.completion_url:
+        raise ConfigError("recruitment.redirect needs a completion_url")

@@ -21,7 +21,7 @@ from PIL import Image
 from ..fileio import atomic_write
 from .config import DEFAULT_ANSWERS
 from .credentials import Credentials
-from .scheduler import BASELINE, CBAM, MODELS, other_model
+from .scheduler import BASELINE, CBAM, MODELS
 from .session import response_time
 from .stimuli import display_pixels, encode_png, vote_meta
 from .records import RecordedVote, VoteMeta, VoteRejected, new_participant_id
@@ -81,10 +81,11 @@ class FreeVotes:
         big = display_pixels(display_image(loaded, image))
         maps = {m: encode_png(overlay(big, result[m].cam), fixed_size=True) for m in MODELS}
         names = loaded.class_names
-        shown_as_a = secrets.choice(MODELS)
-        meta = vote_meta(result, names, target, {m: loaded.entries.get(m, {}).get("sha256") for m in MODELS})
+        shown_as_a, shown_as_b = MODELS if secrets.randbelow(2) else MODELS[::-1]
+        meta = vote_meta({m: result[m] for m in MODELS}, names, target,
+                         {m: loaded.entries.get(m, {}).get("sha256") for m in MODELS})
         return FreeTrial(digest, pair, method, shown_as_a, names[target], maps[shown_as_a],
-                         maps[other_model(shown_as_a)], meta, self._clock(),
+                         maps[shown_as_b], meta, self._clock(),
                          image.convert("RGB") if self.upload_dir else None)
 
     def vote(self, trial: FreeTrial | None, credential: str | None, answer: str,

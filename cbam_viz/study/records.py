@@ -3,11 +3,12 @@ Plain dataclasses, free of SQLAlchemy."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from .. import __version__
-from .scheduler import Trial, other_model
+from .scheduler import Trial
 
 
 class StudyError(ValueError):
@@ -19,23 +20,34 @@ class VoteRejected(StudyError):
 
 
 @dataclass(frozen=True)
+class ModelOutput:
+    """One model's top-1 class and probability on a stimulus, and its model file's checksum."""
+
+    pred: str | None = None
+    prob: float | None = None
+    checksum: str | None = None
+
+
+@dataclass(frozen=True)
 class VoteMeta:
-    """What the server knew when it showed the trial (both models' outputs, provenance)."""
+    """What the server knew when it showed the trial: every model's output (by role), provenance.
+    A vote stores the outputs of the two models it showed (as A and B)."""
 
     target_class: str | None = None
-    baseline_pred: str | None = None
-    baseline_prob: float | None = None
-    cbam_pred: str | None = None
-    cbam_prob: float | None = None
+    outputs: Mapping[str, ModelOutput] = field(default_factory=dict)
     app_version: str = __version__
-    baseline_checksum: str | None = None
-    cbam_checksum: str | None = None
+
+    def output(self, model: str) -> ModelOutput:
+        """The output of ``model`` (empty when unknown, e.g. a catch trial's synthetic map)."""
+        return self.outputs.get(model, ModelOutput())
 
 
 @dataclass(frozen=True)
 class VoteRecord:
-    """One stored vote, unblinded. Free votes have study=None, position=None and
-    stimulus_id "upload:<sha256>"; their participant_id is the submitting session's id."""
+    """One stored vote, unblinded. ``shown_as_a`` / ``shown_as_b`` name the models (roles of the set,
+    e.g. "se"; "object" / "background" on catch trials) shown as A and B. Free votes have study=None,
+    position=None and stimulus_id "upload:<sha256>"; their participant_id is the submitting session's id.
+    ``kind`` is "trial" or "catch"; ``too_fast`` flags a response faster than the study's minimum."""
 
     vote_id: int
     study: str | None
@@ -45,34 +57,33 @@ class VoteRecord:
     position: int | None
     stimulus_id: str
     is_repeat: bool
+    kind: str
     shown_as_a: str
+    shown_as_b: str
     answer: str
     response_ms: int | None
+    too_fast: bool
     created_at: datetime
     method: str
     target_class: str | None
-    baseline_pred: str | None
-    baseline_prob: float | None
-    cbam_pred: str | None
-    cbam_prob: float | None
+    pred_a: str | None
+    prob_a: float | None
+    checksum_a: str | None
+    pred_b: str | None
+    prob_b: float | None
+    checksum_b: str | None
     app_version: str
-    baseline_checksum: str | None
-    cbam_checksum: str | None
     image_sha256: str | None
 
     @property
     def chosen_model(self) -> str:
-        """The unblinded choice: "baseline" or "cbam" for A/B, otherwise the answer ("same", ...)."""
-        return unblind(self.answer, self.shown_as_a)
+        """The unblinded choice: the model shown as A or B for those answers, otherwise the answer ("same", ...)."""
+        return unblind(self.answer, self.shown_as_a, self.shown_as_b)
 
 
-def unblind(answer: str, shown_as_a: str) -> str:
-    """The model an A/B answer picks when ``shown_as_a`` was shown as A; other answers as they are."""
-    if answer == "A":
-        return shown_as_a
-    if answer == "B":
-        return other_model(shown_as_a)
-    return answer
+def unblind(answer: str, shown_as_a: str, shown_as_b: str) -> str:
+    """The model an A/B answer picks; other answers as they are."""
+    return {"A": shown_as_a, "B": shown_as_b}.get(answer, answer)
 
 
 @dataclass(frozen=True)
@@ -85,10 +96,15 @@ class RecordedVote:
 
 @dataclass(frozen=True)
 class Participant:
+    """A participant as stored: ``platform_ids`` are the recruitment link's ids (e.g. PROLIFIC_PID),
+    ``consented_at`` when they accepted the consent text (None: not asked or not accepted)."""
+
     participant_id: str
     expertise: str | None
     created_at: datetime
     is_new: bool
+    platform_ids: Mapping[str, str] = field(default_factory=dict)
+    consented_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -1,91 +1,350 @@
-"""The owner's results view, free of Gradio: statistics, tables and export files."""
+"""The owner's results view, free of Gradio: statistics, tables, attention checks and export files.
+
+Stored votes become `analysis.Comparison`s here: study trials only (catch trials are attention checks,
+practice trials are never stored), first showings only (a repeat trial feeds the consistency check).
+Participants who failed an attention check are left out by default; ``both=True`` adds every figure
+computed with everyone, next to it.
+"""
 from __future__ import annotations
 
+import csv
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from .analysis import (
+    Agreement,
+    Comparison,
+    ExpertiseGroup,
+    PairRow,
+    PositionBias,
+    PowerPlan,
+    Ranking,
+    Share,
+    bradley_terry,
+    by_expertise,
+    pairwise_table,
+    participants_needed,
+    per_stimulus,
+    position_bias,
+    rater_agreement,
+)
+from .config import StudyConfig
 from .export import write_votes
-from .scheduler import BASELINE, CBAM
-from .stats import StudyStats, compute_stats, summary_markdown
-from .records import VoteRecord
+from .records import Participant, VoteRecord
+from .scheduler import CATCH, OBJECT, TRIAL
+from .stats import StudyStats, compute_stats, share_title, summary_markdown
 from .storage import Store
 
 Table = tuple[list[str], list[list[object]]]
+PASSED, EVERYONE = "passed the attention checks", "everyone"
+
+
+@dataclass(frozen=True)
+class CatchResult:
+    """A participant's catch trials: how many answered with the map on the object, how many not."""
+
+    passed: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The N-model statistics (`analysis`) of one group of participants (``who``)."""
+
+    who: str
+    comparisons: list[Comparison]
+    ranking: Ranking | None
+    ranking_note: str | None
+    pairs: list[PairRow]
+    agreement: Agreement
+    expertise: list[ExpertiseGroup]
+    position: PositionBias
+    power: PowerPlan
 
 
 @dataclass(frozen=True)
 class ResultsReport:
+    config: StudyConfig
     stats: StudyStats
     markdown: str
     answers: Table
+    ranking: Table
+    pairwise: Table
+    expertise: Table
     per_image: Table
     per_participant: Table
+    participants: Table
     free_markdown: str
     votes: list[VoteRecord]
     free_votes: list[VoteRecord]
+    catch: dict[str, CatchResult]
+    analyses: list[Analysis]
+
+    @property
+    def failed(self) -> list[str]:
+        """Participants who failed at least one attention check."""
+        return sorted(pid for pid, result in self.catch.items() if result.failed)
 
 
-def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, float]] | None = None) -> ResultsReport:
-    """Statistics of `study` (agreement with `objective` where given) and of the free votes
-    cast on the same pair from the Compare tab."""
+def to_comparisons(votes: Sequence[VoteRecord], models: Sequence[str], exclude: set[str] = frozenset()) -> list[Comparison]:
+    """The study trials of `votes` (first showings, participants not in `exclude`) as comparisons;
+    the winner is None for answers that choose no model ("same", "neither")."""
+    return [Comparison(participant=v.participant_id, stimulus=v.stimulus_id, first=v.shown_as_a, second=v.shown_as_b,
+                       winner=v.chosen_model if v.chosen_model in models else None, expertise=v.expertise,
+                       at=v.created_at, response_ms=v.response_ms)
+            for v in votes if v.kind == TRIAL and not v.is_repeat and v.participant_id not in exclude]
+
+
+def catch_results(votes: Sequence[VoteRecord]) -> dict[str, CatchResult]:
+    """Per participant with catch trials: passed (chose the map on the object) and failed counts."""
+    counts: dict[str, list[int]] = {}
+    for vote in votes:
+        if vote.kind == CATCH:
+            counts.setdefault(vote.participant_id, [0, 0])[vote.chosen_model != OBJECT] += 1
+    return {pid: CatchResult(*c) for pid, c in counts.items()}
+
+
+def analyse(comparisons: list[Comparison], models: Sequence[str], who: str, target: float = 0.60) -> Analysis:
+    """Every N-model statistic of `comparisons` (the ranking is None, with a note, until it can be fitted)."""
+    try:
+        ranking, note = bradley_terry(comparisons, models), None
+    except ValueError as exc:
+        ranking, note = None, str(exc)
+    return Analysis(who, comparisons, ranking, note, pairwise_table(comparisons, models),
+                    rater_agreement(comparisons), by_expertise(comparisons, models), position_bias(comparisons),
+                    participants_needed(comparisons, target=target))
+
+
+def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, float]] | None = None,
+                 both: bool = False, target: float = 0.60) -> ResultsReport:
+    """Statistics of `study` without the participants who failed an attention check (`both`: and with
+    everyone), agreement with `objective` where given, the power line for a `target` preference, and
+    the free votes cast on the same set from the Compare tab."""
     config = store.study_config(study)
+    models, names = config.models, config.names()
     votes = store.votes(study)
-    stats = compute_stats(votes, config.answers, objective or None)
-    names = config.names()
-    answers = (["answer (unblinded)", "votes"], [[names.get(k, k), v] for k, v in stats.chosen_counts.items()])
-    chosen_columns = list(stats.chosen_counts)
+    catch = catch_results(votes)
+    failed = {pid for pid, result in catch.items() if result.failed}
+    kept = [v for v in votes if v.participant_id not in failed]
+    stats = compute_stats(kept, config.answers, objective or None, models)
+    groups = [(PASSED, failed)] + ([(EVERYONE, set())] if both else [])
+    analyses = [analyse(to_comparisons(votes, models, exclude), models, who, target) for who, exclude in groups]
+    label = lambda m: names.get(m, m)  # noqa: E731
+    answers = (["answer (unblinded)", "votes"], [[label(k), v] for k, v in stats.chosen_counts.items()])
+    share = share_title(models, names)
 
     def table(rows, with_objective: bool) -> Table:
-        headers = ["id", "votes", *(names.get(c, c) for c in chosen_columns), f"{names[CBAM]} share"]
+        columns = list(stats.chosen_counts)
+        headers = ["id", "votes", *(label(c) for c in columns), *([share] if share else [])]
         if with_objective:
-            headers += [f"energy PG {names[BASELINE]}", f"energy PG {names[CBAM]}"]
+            headers += [f"energy PG {label(m)}" for m in models]
         out = []
         for row in rows:
-            line = [row.key, row.votes, *(row.chosen.get(c, 0) for c in chosen_columns),
-                    None if row.cbam_share is None else round(row.cbam_share, 3)]
+            line = [row.key, row.votes, *(row.chosen.get(c, 0) for c in columns)]
+            if share:
+                line.append(None if row.share is None else round(row.share, 3))
             if with_objective:
                 scores = (objective or {}).get(row.key)
-                line += [round(scores[BASELINE], 3), round(scores[CBAM], 3)] if scores else [None, None]
+                line += [round(scores[m], 3) if scores else None for m in models]
             out.append(line)
         return headers, out
 
     free_votes = store.free_votes(config.pair)
     if free_votes:
         free_stats = compute_stats(free_votes)
-        free_md = summary_markdown(free_stats, title=f"Votes on uploads (Compare tab, pair {config.pair!r})")
+        free_md = summary_markdown(free_stats, title=f"Votes on uploads (Compare tab, set {config.pair!r})",
+                                   names={"baseline": "Baseline", "cbam": "CBAM"})
         free_md = _without_tables(free_md)  # the tables add nothing: uploads are known by digest only
     else:
-        free_md = f"No votes on uploads for pair {config.pair!r} yet."
+        free_md = f"No votes on uploads for set {config.pair!r} yet."
+    markdown = _without_tables(summary_markdown(stats, title=f"Study {study!r}", names=names))
+    markdown += "\n" + _checks_markdown(config, votes, catch) + "\n" + "\n".join(
+        _analysis_markdown(a, names) for a in analyses)
     return ResultsReport(
-        stats=stats,
-        markdown=_without_tables(summary_markdown(stats, title=f"Study {study!r}", names=names)),
-        answers=answers,
-        per_image=table(stats.per_image, bool(objective)),
-        per_participant=table(stats.per_participant, False),
-        free_markdown=free_md,
-        votes=votes,
-        free_votes=free_votes,
-    )
+        config=config, stats=stats, markdown=markdown, answers=answers,
+        ranking=_ranking_table(analyses, label), pairwise=_pairwise_table(analyses, label),
+        expertise=_expertise_table(analyses[0], label),
+        per_image=table(stats.per_image, bool(objective)), per_participant=table(stats.per_participant, False),
+        participants=_participants_table(config, store.participants(study), votes, catch),
+        free_markdown=free_md, votes=votes, free_votes=free_votes, catch=catch, analyses=analyses)
+
+
+def export_stem(study: str) -> str:
+    """The study name as the start of an export file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", study) or "study"
+
+
+def plots(report: ResultsReport, thumbnails: Mapping[str, Any] | None = None) -> dict[str, bytes]:
+    """The Results tab's charts as PNG bytes, by name: the ranking, the pairwise preferences and, per
+    pair, a forest plot over images (with `thumbnails`: stimulus id -> image) for the participants who
+    passed the attention checks; position bias; votes over time (everyone); catch-trial pass rate."""
+    from ..render import study_plots as sp
+
+    a = report.analyses[0]
+    label = report.config.names()
+    out = {}
+    if a.ranking is not None:
+        out["ranking"] = sp.figure_png(sp.ranking_figure(a.ranking))
+    if a.comparisons:
+        out["preference"] = sp.figure_png(sp.preference_figure(a.pairs))
+        for row in a.pairs:
+            if report.config.models.index(row.model) < report.config.models.index(row.opponent):
+                rows = per_stimulus(a.comparisons, row.model, row.opponent)
+                name = f"images-{label[row.model]}-vs-{label[row.opponent]}".replace(" ", "_")
+                out[name] = sp.figure_png(sp.forest_figure(rows, thumbnails, overall=row.preference))
+        out["position-bias"] = sp.figure_png(sp.position_bias_figure(a.position))
+    everyone = to_comparisons(report.votes, report.config.models)
+    if everyone:
+        out["votes-over-time"] = sp.figure_png(sp.votes_over_time_figure(everyone))
+    if report.catch:
+        counts = {pid: (r.passed, r.passed + r.failed) for pid, r in report.catch.items()}
+        out["catch-trials"] = sp.figure_png(sp.catch_trial_figure(counts, excluded=report.failed))
+    return out
+
+
+def write_plots(report: ResultsReport, folder: str | Path, thumbnails: Mapping[str, Any] | None = None) -> list[Path]:
+    """`plots` as PNG files named <study>-<plot>.png in `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, png in plots(report, thumbnails).items():
+        path = folder / f"{export_stem(report.config.name)}-{name}.png"
+        path.write_bytes(png)
+        paths.append(path)
+    return paths
 
 
 def write_exports(report: ResultsReport, study: str, folder: str | Path) -> list[Path]:
-    """CSV and JSON of every study vote (and a CSV of the upload votes), unblinded."""
+    """CSV and JSON of every study vote (catch trials included, unblinded), a CSV of the participants
+    (platform ids, attention checks) and a CSV of the upload votes."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", study) or "study"
+    stem = export_stem(study)
     paths = []
     for fmt in ("csv", "json"):
         path = folder / f"{stem}-votes.{fmt}"
         with path.open("w", newline="", encoding="utf-8") as fh:
             write_votes(report.votes, fh, fmt)
         paths.append(path)
+    path = folder / f"{stem}-participants.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(report.participants[0])
+        writer.writerows(report.participants[1])
+    paths.append(path)
     path = folder / f"{stem}-upload-votes.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
         write_votes(report.free_votes, fh, "csv")
     paths.append(path)
     return paths
+
+
+# --- tables and text ------------------------------------------------------------------------
+
+
+def _interval(low: float | None, high: float | None, digits: int = 2, percent: bool = False) -> str | None:
+    if low is None or high is None:
+        return None
+    return f"{low:.1%} to {high:.1%}" if percent else f"{low:+.{digits}f} to {high:+.{digits}f}"
+
+
+def _share_cells(share: Share) -> list[object]:
+    p = share.per_vote
+    return [None if p.share is None else round(p.share, 3), _interval(p.ci_low, p.ci_high, percent=True),
+            _interval(share.cluster_low, share.cluster_high, percent=True),
+            None if p.p_value is None else float(f"{p.p_value:.3g}")]
+
+
+def _ranking_table(analyses: Sequence[Analysis], label) -> Table:
+    headers = ["participants", "rank", "model", "strength (log-odds)", "95% CI per vote", "95% CI clustered",
+               "wins", "losses", "ties"]
+    rows = []
+    for a in analyses:
+        if a.ranking is None:
+            rows.append([a.who, None, a.ranking_note, None, None, None, None, None, None])
+            continue
+        for rank, s in enumerate(a.ranking.strengths, start=1):
+            rows.append([a.who, rank, label(s.model), round(s.strength, 3), _interval(s.ci_low, s.ci_high),
+                         _interval(s.cluster_low, s.cluster_high), s.wins, s.losses, s.ties])
+    return headers, rows
+
+
+def _pairwise_table(analyses: Sequence[Analysis], label) -> Table:
+    headers = ["participants", "model", "vs", "wins", "losses", "ties", "share", "95% CI per vote (Wilson)",
+               "95% CI clustered (participant, image)", "binomial p"]
+    rows = [[a.who, label(r.model), label(r.opponent), r.wins, r.losses, r.ties, *_share_cells(r.preference)]
+            for a in analyses for r in a.pairs]
+    return headers, rows
+
+
+def _expertise_table(analysis: Analysis, label) -> Table:
+    headers = ["expertise", "participants", "votes", "model", "vs", "share", "95% CI per vote (Wilson)",
+               "95% CI clustered (participant, image)", "binomial p"]
+    rows = [[g.expertise, g.participants, g.votes, label(r.model), label(r.opponent), *_share_cells(r.preference)]
+            for g in analysis.expertise for r in g.pairs]
+    return headers, rows
+
+
+def _participants_table(config: StudyConfig, participants: Sequence[Participant], votes: Sequence[VoteRecord],
+                        catch: Mapping[str, CatchResult]) -> Table:
+    params = list(config.recruitment.params)
+    headers = ["participant", *params, "expertise", "joined", "consented", "votes", "catch passed", "catch failed",
+               "too fast", "excluded"]
+    rows = []
+    for p in participants:
+        mine = [v for v in votes if v.participant_id == p.participant_id]
+        result = catch.get(p.participant_id, CatchResult(0, 0))
+        rows.append([p.participant_id, *(p.platform_ids.get(name) for name in params), p.expertise,
+                     p.created_at.isoformat(timespec="seconds"),
+                     None if p.consented_at is None else p.consented_at.isoformat(timespec="seconds"),
+                     sum(v.kind == TRIAL for v in mine), result.passed, result.failed, sum(v.too_fast for v in mine),
+                     "failed an attention check" if result.failed else ""])
+    return headers, rows
+
+
+def _checks_markdown(config: StudyConfig, votes: Sequence[VoteRecord], catch: Mapping[str, CatchResult]) -> str:
+    lines = []
+    if catch:
+        failed = sorted(pid for pid, r in catch.items() if r.failed)
+        answered = sum(r.passed + r.failed for r in catch.values())
+        passed = sum(r.passed for r in catch.values())
+        lines.append(f"- **Attention checks**: {passed} of {answered} catch trials passed; {len(failed)} of "
+                     f"{len(catch)} participants failed at least one and are left out of the statistics above "
+                     "and below" + (f" ({', '.join(failed)})" if failed else "") + ".")
+    if config.min_response_ms:
+        fast = sum(v.too_fast for v in votes if v.kind == TRIAL)
+        lines.append(f"- **Too fast** (under {config.min_response_ms} ms): {fast} of "
+                     f"{sum(v.kind == TRIAL for v in votes)} votes (flagged in the export, still counted).")
+    return "\n".join(lines)
+
+
+def _analysis_markdown(a: Analysis, names: Mapping[str, str]) -> str:
+    label = lambda m: names.get(m, m)  # noqa: E731
+    lines = [f"\n### Ranking and agreement ({a.who}: {len({c.participant for c in a.comparisons})} participants)", ""]
+    if a.ranking is None:
+        lines.append(f"- **Bradley-Terry ranking**: not yet ({a.ranking_note}).")
+    else:
+        order = " > ".join(label(s.model) for s in a.ranking.strengths)
+        lines.append(f"- **Bradley-Terry ranking**: {order} ({a.ranking.decisive} decisive votes, "
+                     f"{a.ranking.ties} ties left out; intervals clustered by {', '.join(a.ranking.clustered_by) or '-'}).")
+    ag = a.agreement
+    if ag.alpha is None:
+        lines.append(f"- **Agreement between raters**: not measurable yet ({ag.units} images rated twice or more).")
+    else:
+        ci = _interval(ag.ci_low, ag.ci_high)
+        lines.append(f"- **Agreement between raters** (Krippendorff's alpha, nominal): {ag.alpha:.2f}"
+                     + (f" (95% CI {ci})" if ci else "") + f" over {ag.units} image-pairs, {ag.raters} raters; "
+                     f"{ag.percent:.0%} of pairs of ratings agree.")
+    p = a.position.overall
+    if p.n:
+        lines.append(f"- **Position bias** (chose the map shown as A): {p.successes}/{p.n} = {p.share:.1%}"
+                     + (f", clustered 95% CI {_interval(p.cluster_low, p.cluster_high, percent=True)}"
+                        if p.cluster_low is not None else "") + ".")
+    lines.append(f"- **Power**: {a.power.text()}")
+    return "\n".join(lines)
 
 
 def _without_tables(markdown: str) -> str:

@@ -18,8 +18,16 @@ class StudyRuntime:
     cache: StimulusCache
     session: StudySession
 
+    def thumbnails(self) -> dict[str, Any]:
+        """Every stimulus image as participants see it (PIL), by id, for the per-image plots."""
+        import io
+
+        from PIL import Image
+
+        return {sid: Image.open(io.BytesIO(self.cache.get(sid).image)) for sid in self.cache.stimuli}
+
     def objective(self) -> dict[str, dict[str, float]]:
-        """Energy pointing game per stimulus with ground truth: {id: {"baseline": s, "cbam": s}}."""
+        """Energy pointing game per stimulus with ground truth: {id: {model role: score}}."""
         return self.cache.objective()
 
 
@@ -46,8 +54,11 @@ def build_runtime(ctx: Any, store: Store, config: StudyConfig, warm: bool = True
             resolve_target(target, renderer.side.class_names)
         except ConfigError as exc:
             raise ConfigError(f"study {config.name!r}, stimulus {sid!r}: {exc}") from None
-    store.ensure_study(config, stimuli)
     cache = StimulusCache(stimuli, targets, renderer)
+    if config.catch_trials and not cache.catch_ids():
+        raise ConfigError(f"study {config.name!r}: catch_trials need stimuli with ground truth (kind = 'demo', or "
+                          "x0,y0,x1,y1 box columns in the stimuli CSV)")
+    store.ensure_study(config, stimuli)
     if warm:
         cache.warm()
     return StudyRuntime(config, store, cache, StudySession(store, config, cache))

@@ -3,9 +3,16 @@
 The version lives in a one-row table ``cbam_viz_schema``. A database written by a newer release is
 refused with a clear message; an older one is migrated by the steps in ``MIGRATIONS`` or refused when
 no step exists. Databases from before the version table existed hold exactly schema 1 and are stamped.
+
+Schema 2 (studies of 2-4 models, crowdsourcing): votes name both models shown (``shown_as_a``,
+``shown_as_b``: roles of the set) and store their outputs as ``pred_a`` ... ``checksum_b`` instead of
+the fixed ``baseline_*`` / ``cbam_*`` slots; assignments and votes have a ``kind`` (trial, catch,
+practice); votes a ``too_fast`` flag; participants their platform ids, consent time and practice
+progress. `_migrate_1_to_2` turns a schema-1 database into that, slots into the study's roles.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 
@@ -17,6 +24,7 @@ from sqlalchemy import (
     Engine,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -26,15 +34,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.schema import CreateTable
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .records import StudyError
-from .scheduler import BASELINE, CBAM
+from .scheduler import KINDS, TRIAL
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA_LOCK_KEY = 0x63_62_61_6D  # "cbam": PostgreSQL advisory lock around schema creation
-# from-version -> step that brings a database to from-version + 1 (none yet: schema 1 is the first)
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
 
 
 class Base(DeclarativeBase):
@@ -59,13 +65,18 @@ class StudyRow(Base):
 
 class ParticipantRow(Base):
     __tablename__ = "participants"
-    __table_args__ = (UniqueConstraint("study_id", "participant_id"),)
+    __table_args__ = (UniqueConstraint("study_id", "participant_id"),
+                      Index("participants_platform_key", "study_id", "platform_key", unique=True))
     __mapper_args__ = {"eager_defaults": True}
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
     participant_id: Mapped[str] = mapped_column(String(64))
     expertise: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = _created_at()
+    platform_key: Mapped[str | None] = mapped_column(String(200))  # the link's participant id, looked up on return
+    platform_ids: Mapped[str | None] = mapped_column(Text)  # JSON {param: value} of the recruitment link
+    consented_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    practice_done: Mapped[int] = mapped_column(Integer, server_default="0")  # practice trials answered
     study: Mapped[StudyRow] = relationship(lazy="joined")
     assignments: Mapped[list[AssignmentRow]] = relationship(order_by="AssignmentRow.position")
 
@@ -74,15 +85,17 @@ class AssignmentRow(Base):
     __tablename__ = "assignments"
     __table_args__ = (
         UniqueConstraint("participant_pk", "position"),
-        CheckConstraint(f"model_a IN ('{BASELINE}', '{CBAM}')", name="assignment_model_a"),
+        CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in KINDS) + ")", name="assignment_kind"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     participant_pk: Mapped[int] = mapped_column(ForeignKey("participants.id"))
     position: Mapped[int] = mapped_column(Integer)
     stimulus_id: Mapped[str] = mapped_column(String(300))
     target_class: Mapped[str | None] = mapped_column(String(200))
-    model_a: Mapped[str] = mapped_column(String(16))
+    model_a: Mapped[str] = mapped_column(String(64))
+    model_b: Mapped[str] = mapped_column(String(64))
     is_repeat: Mapped[bool] = mapped_column(Boolean)
+    kind: Mapped[str] = mapped_column(String(16), server_default=TRIAL)
 
 
 class VoteColumns:
@@ -90,19 +103,20 @@ class VoteColumns:
 
     __mapper_args__ = {"eager_defaults": True}
     id: Mapped[int] = mapped_column(primary_key=True)
-    shown_as_a: Mapped[str] = mapped_column(String(16))
+    shown_as_a: Mapped[str] = mapped_column(String(64))
+    shown_as_b: Mapped[str] = mapped_column(String(64))
     answer: Mapped[str] = mapped_column(String(100))
     response_ms: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created_at()
     method: Mapped[str] = mapped_column(String(100))
     target_class: Mapped[str | None] = mapped_column(String(200))
-    baseline_pred: Mapped[str | None] = mapped_column(String(200))
-    baseline_prob: Mapped[float | None] = mapped_column(Float)
-    cbam_pred: Mapped[str | None] = mapped_column(String(200))
-    cbam_prob: Mapped[float | None] = mapped_column(Float)
+    pred_a: Mapped[str | None] = mapped_column(String(200))
+    prob_a: Mapped[float | None] = mapped_column(Float)
+    checksum_a: Mapped[str | None] = mapped_column(String(128))
+    pred_b: Mapped[str | None] = mapped_column(String(200))
+    prob_b: Mapped[float | None] = mapped_column(Float)
+    checksum_b: Mapped[str | None] = mapped_column(String(128))
     app_version: Mapped[str] = mapped_column(String(50))
-    baseline_checksum: Mapped[str | None] = mapped_column(String(128))
-    cbam_checksum: Mapped[str | None] = mapped_column(String(128))
     image_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -114,6 +128,8 @@ class VoteRow(VoteColumns, Base):
     position: Mapped[int] = mapped_column(Integer)
     stimulus_id: Mapped[str] = mapped_column(String(300))
     is_repeat: Mapped[bool] = mapped_column(Boolean)
+    kind: Mapped[str] = mapped_column(String(16), server_default=TRIAL)
+    too_fast: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))  # under min_response_ms
     participant: Mapped[ParticipantRow] = relationship(lazy="joined")
 
 
@@ -157,5 +173,82 @@ def ensure_schema(engine: Engine) -> None:
             version += 1
         for table in Base.metadata.sorted_tables:
             conn.execute(CreateTable(table, if_not_exists=True))
+            for index in table.indexes:
+                conn.execute(CreateIndex(index, if_not_exists=True))
         conn.execute(text("DELETE FROM cbam_viz_schema"))
         conn.execute(text("INSERT INTO cbam_viz_schema (id, version) VALUES (1, :v)"), {"v": SCHEMA_VERSION})
+
+
+def _migrate_1_to_2(conn: Connection) -> None:
+    """Schema 1 -> 2. Slots become roles: "baseline" was the first of the study's ``models`` (default
+    baseline vs CBAM), "cbam" the second; free votes compared the set's baseline and cbam models.
+    Every row is kept; the new columns take their defaults (kind "trial", not too fast, no platform ids)."""
+    sqlite = conn.dialect.name == "sqlite"
+    timestamp = "DATETIME" if sqlite else "TIMESTAMP WITH TIME ZONE"
+    for column in ("platform_key VARCHAR(200)", "platform_ids TEXT", f"consented_at {timestamp}",
+                   "practice_done INTEGER NOT NULL DEFAULT 0"):
+        conn.execute(text(f"ALTER TABLE participants ADD COLUMN {column}"))
+    new_vote_columns = ["shown_as_b VARCHAR(64)", "pred_a VARCHAR(200)", "prob_a FLOAT", "checksum_a VARCHAR(128)",
+                        "pred_b VARCHAR(200)", "prob_b FLOAT", "checksum_b VARCHAR(128)"]
+    for table in ("votes", "free_votes"):
+        for column in new_vote_columns:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column}"))
+        if not sqlite:
+            conn.execute(text(f"ALTER TABLE {table} ALTER COLUMN shown_as_a TYPE VARCHAR(64)"))
+    conn.execute(text("ALTER TABLE votes ADD COLUMN kind VARCHAR(16) NOT NULL DEFAULT 'trial'"))
+    conn.execute(text("ALTER TABLE votes ADD COLUMN too_fast BOOLEAN NOT NULL DEFAULT false"))
+    unslot = ("shown_as_b = CASE WHEN shown_as_a = 'baseline' THEN :second ELSE :first END, "
+              "shown_as_a = CASE WHEN shown_as_a = 'baseline' THEN :first ELSE :second END, "
+              + ", ".join(f"{new}_{side} = CASE WHEN shown_as_a = '{slot}' THEN baseline_{new} ELSE cbam_{new} END"
+                          for side, slot in (("a", "baseline"), ("b", "cbam"))
+                          for new in ("pred", "prob", "checksum")))
+    for study_id, config_json in conn.execute(text("SELECT id, config_json FROM studies")).all():
+        first, second = (json.loads(config_json).get("models") or ["baseline", "cbam"])[:2]
+        conn.execute(text(f"UPDATE votes SET {unslot} WHERE study_id = :study"),
+                     {"first": first, "second": second, "study": study_id})
+    conn.execute(text(f"UPDATE free_votes SET {unslot}"), {"first": "baseline", "second": "cbam"})
+    for table in ("votes", "free_votes"):
+        if not sqlite:
+            conn.execute(text(f"ALTER TABLE {table} ALTER COLUMN shown_as_b SET NOT NULL"))
+        for slot in ("baseline", "cbam"):
+            for old in ("pred", "prob", "checksum"):
+                conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {slot}_{old}"))
+    _migrate_assignments_1_to_2(conn, sqlite)
+
+
+def _migrate_assignments_1_to_2(conn: Connection, sqlite: bool) -> None:
+    """Assignments: model_a slot -> role, model_b and kind added, the slot CHECK replaced by one on kind
+    (SQLite cannot drop a constraint: the table is rebuilt)."""
+    role = ("CASE WHEN a.model_a = 'baseline' THEN {first} ELSE {second} END",
+            "CASE WHEN a.model_a = 'baseline' THEN {second} ELSE {first} END")
+    studies = {sid: (json.loads(cfg).get("models") or ["baseline", "cbam"])[:2]
+               for sid, cfg in conn.execute(text("SELECT id, config_json FROM studies")).all()}
+    if sqlite:
+        conn.execute(text("ALTER TABLE assignments RENAME TO assignments_schema1"))
+        conn.execute(CreateTable(AssignmentRow.__table__))
+        for study_id, (first, second) in studies.items():
+            model_a, model_b = (r.format(first=":first", second=":second") for r in role)
+            conn.execute(text(
+                "INSERT INTO assignments (id, participant_pk, position, stimulus_id, target_class, model_a, model_b, "
+                f"is_repeat, kind) SELECT a.id, a.participant_pk, a.position, a.stimulus_id, a.target_class, {model_a}, "
+                f"{model_b}, a.is_repeat, '{TRIAL}' FROM assignments_schema1 a JOIN participants p "
+                "ON a.participant_pk = p.id WHERE p.study_id = :study"),
+                {"first": first, "second": second, "study": study_id})
+        conn.execute(text("DROP TABLE assignments_schema1"))
+        return
+    conn.execute(text("ALTER TABLE assignments DROP CONSTRAINT assignment_model_a"))
+    conn.execute(text("ALTER TABLE assignments ALTER COLUMN model_a TYPE VARCHAR(64)"))
+    conn.execute(text("ALTER TABLE assignments ADD COLUMN model_b VARCHAR(64)"))
+    conn.execute(text(f"ALTER TABLE assignments ADD COLUMN kind VARCHAR(16) NOT NULL DEFAULT '{TRIAL}'"))
+    conn.execute(text("ALTER TABLE assignments ADD CONSTRAINT assignment_kind CHECK (kind IN ("
+                      + ", ".join(f"'{k}'" for k in KINDS) + "))"))
+    for study_id, (first, second) in studies.items():
+        model_a, model_b = (r.format(first=":first", second=":second") for r in role)
+        conn.execute(text(f"UPDATE assignments AS a SET model_a = {model_a}, model_b = {model_b} FROM participants p "
+                          "WHERE a.participant_pk = p.id AND p.study_id = :study"),
+                     {"first": first, "second": second, "study": study_id})
+    conn.execute(text("ALTER TABLE assignments ALTER COLUMN model_b SET NOT NULL"))
+
+
+# from-version -> step that brings a database to from-version + 1
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2}

@@ -2,12 +2,15 @@
 
 A `TrialView` is everything the participant's browser receives for one trial: the PNG bytes of
 the image and of maps A and B (equal lengths, see `stimuli.encode_png`), the target class, the
-question and the progress, and nothing that says which model is "A": the side lives in the store's
-assignment (server-side) and is applied here when the view is built.
+question and the progress, and nothing that says which model is "A": the sides live in the store's
+assignment (server-side) and are applied here when the view is built. Practice trials look the same
+(their answers are not stored as votes); so do catch trials (their answers are).
 
 Participants never choose their id: the server issues it on joining, with a credential
 (`credentials.Credentials`) that the browser keeps and sends with every call. Knowing another
-participant's id is not enough to act as them.
+participant's id is not enough to act as them. A recruitment link's platform ids (`recruitment`)
+are stored with the participant; the same link later resumes them. A study with a consent text
+creates a participant only once it is accepted (the store enforces it).
 """
 from __future__ import annotations
 
@@ -19,19 +22,22 @@ from dataclasses import dataclass
 
 from .config import DEFAULT_ANSWERS, StudyConfig
 from .credentials import Credentials
-from .scheduler import MODELS, Trial, other_model
-from .stimuli import StimulusCache
 from .records import StudyError, VoteRejected, new_participant_id
+from .recruitment import Completion, completion, platform_ids
+from .scheduler import PRACTICE, Trial
+from .stimuli import StimulusCache
 from .storage import Store
 
 ANSWER_LABELS = {"A": "A", "B": "B", "same": "about the same", "neither": "neither"}
 MAX_RESPONSE_MS = 24 * 3600 * 1000  # anything longer is not a response time
 NO_EXPERTISE = "prefer not to say"
+DONE_MESSAGE = "All trials done: thank you for taking part!"
 
 
 @dataclass(frozen=True)
 class TrialView:
-    """One trial as the participant sees it."""
+    """One trial as the participant sees it. ``number``/``total`` count practice trials among
+    themselves and the study's trials (catch trials included) among themselves."""
 
     position: int
     image: bytes
@@ -39,18 +45,22 @@ class TrialView:
     map_b: bytes
     target_class: str
     question: str
-    answered: int
+    number: int
     total: int
+    practice: bool = False
 
     @property
     def progress_text(self) -> str:
-        return f"Trial {self.answered + 1} of {self.total}"
+        if self.practice:
+            return f"Practice trial {self.number} of {self.total} (not recorded)"
+        return f"Trial {self.number} of {self.total}"
 
 
 @dataclass(frozen=True)
 class StudyView:
     """The state of the Study tab for one participant: the next trial, or done, or not started.
-    `credential` is what the participant's browser keeps ("" when not started)."""
+    `credential` is what the participant's browser keeps ("" when not started); `completion` the end
+    screen's code and URL once every trial is answered; `expired` when the study's time ran out."""
 
     participant_id: str
     trial: TrialView | None
@@ -58,6 +68,8 @@ class StudyView:
     total: int = 0
     message: str = ""
     credential: str = ""
+    completion: Completion | None = None
+    expired: bool = False
 
     @property
     def started(self) -> bool:
@@ -94,9 +106,19 @@ class StudySession:
 
     # participant actions
 
-    def resume(self, credential: str | None) -> StudyView:
-        """The participant's current state; an empty or invalid credential is "not started" (no error)."""
-        participant_id = self.credentials.verify(credential)
+    def resume(self, credential: str | None, link: str | None = None) -> StudyView:
+        """The participant's current state; "not started" (no error) for an empty or invalid credential.
+        A recruitment `link` (the page URL's query) naming a known platform participant resumes that
+        participant, whatever the credential; one naming an unknown one is "not started"."""
+        try:
+            ids = platform_ids(link, self.config.recruitment)
+        except StudyError:
+            return StudyView("", None)
+        key = ids.get(self.config.recruitment.key_param)
+        if key:
+            participant_id = self.store.participant_by_platform_id(self.config.name, key)
+        else:
+            participant_id = self.credentials.verify(credential)
         if participant_id is None:
             return StudyView("", None)
         try:
@@ -105,13 +127,31 @@ class StudySession:
             return StudyView("", None)
         return self._view(participant_id, trials, self.store.answered_positions(self.config.name, participant_id))
 
-    def join(self, credential: str | None, expertise: str | None = None) -> StudyView:
-        """Continue as the participant of a valid `credential`; otherwise join under a fresh id
-        issued here (an id the client made up is never used)."""
-        participant_id = self.credentials.verify(credential) or new_participant_id()
+    def returning(self, link: str | None) -> bool:
+        """Whether a recruitment `link` names a participant who has joined before (False for a malformed link)."""
+        try:
+            key = platform_ids(link, self.config.recruitment).get(self.config.recruitment.key_param)
+        except StudyError:
+            return False
+        return bool(key) and self.store.participant_by_platform_id(self.config.name, key) is not None
+
+    def join(self, credential: str | None, expertise: str | None = None, consent: bool = False,
+             link: str | None = None) -> StudyView:
+        """Continue as the participant of the recruitment `link`'s platform id or of a valid
+        `credential`; otherwise join under a fresh id issued here (an id the client made up is never
+        used), with the link's platform ids. A new participant must give `consent` when the study has a
+        consent text. Raises StudyError."""
+        ids = platform_ids(link, self.config.recruitment)
+        if ids.get(self.config.recruitment.key_param):
+            participant_id = new_participant_id()  # used only if the platform id is new
+        else:
+            participant_id = self.credentials.verify(credential) or new_participant_id()
         if expertise in (None, "", NO_EXPERTISE) or not self.config.collect_expertise:
             expertise = None
-        self.store.get_or_create_participant(self.config.name, participant_id, expertise)
+        participant = self.store.get_or_create_participant(
+            self.config.name, participant_id, expertise, platform_ids=ids, consented=bool(consent),
+            catch_ids=self.cache.catch_ids())
+        participant_id = participant.participant_id
         trials = self._trials(participant_id)
         return self._view(participant_id, trials, self.store.answered_positions(self.config.name, participant_id))
 
@@ -138,12 +178,17 @@ class StudySession:
         answered = self.store.answered_positions(self.config.name, participant_id)
         pending = next((t for t in trials if t.position not in answered), None)
         meta = stimulus_id = None
-        if not any(t.position == position for t in trials):
+        trial = next((t for t in trials if t.position == position), None)
+        if trial is None:
             raise VoteRejected(f"trial {position} is not assigned to participant {participant_id!r} "
                                f"(trials 0-{len(trials) - 1})")
         if pending is not None and position > pending.position:
             raise VoteRejected(f"trial {position} is not the current trial of this participant "
                                f"(answer trial {pending.position} first)")
+        if trial.kind == PRACTICE:
+            duplicate = self.store.record_practice(self.config.name, participant_id, position, answer)
+            answered.add(position)
+            return self._view(participant_id, trials, answered, "Practice answer noted (not recorded)."), duplicate
         if pending is not None and position == pending.position:
             stimulus_id = pending.stimulus_id
             meta = self.cache.get(stimulus_id).meta
@@ -168,20 +213,29 @@ class StudySession:
         return trials
 
     def _view(self, participant_id: str, trials: Sequence[Trial], answered: set[int], message: str = "") -> StudyView:
-        total, done = len(trials), sum(t.position in answered for t in trials)
+        practice = [t for t in trials if t.kind == PRACTICE]
+        main = [t for t in trials if t.kind != PRACTICE]
+        total, done = len(main), sum(t.position in answered for t in main)
         trial = next((t for t in trials if t.position not in answered), None)
         credential = self.credentials.issue(participant_id)
+        left = self.store.time_left(self.config.name, participant_id) if self.config.max_study_minutes else None
+        if trial is not None and left is not None and left < 0:
+            return StudyView(participant_id, None, done, total, "The time for this study is over; thank you. "
+                             "Your answers so far are kept.", credential, expired=True)
         if trial is None:
-            return StudyView(participant_id, None, done, total,
-                             " ".join(filter(None, [message, "All trials done: thank you for taking part!"])), credential)
+            ids = self.store.participant(self.config.name, participant_id).platform_ids
+            return StudyView(participant_id, None, done, total, " ".join(filter(None, [message, DONE_MESSAGE])),
+                             credential, completion(self.config.recruitment, ids))
         rendered = self.cache.get(trial.stimulus_id)
-        if trial.model_a not in MODELS:
-            raise StudyError(f"corrupt assignment: model_a={trial.model_a!r}")
+        if trial.model_a not in rendered.maps or trial.model_b not in rendered.maps:
+            raise StudyError(f"corrupt assignment: models {trial.model_a!r}, {trial.model_b!r}")
+        is_practice = trial.kind == PRACTICE
+        number = (sum(t.position in answered for t in practice) if is_practice else done) + 1
         view = TrialView(position=trial.position, image=rendered.image,
-                         map_a=rendered.maps[trial.model_a], map_b=rendered.maps[other_model(trial.model_a)],
+                         map_a=rendered.maps[trial.model_a], map_b=rendered.maps[trial.model_b],
                          target_class=rendered.target_class,
                          question=self.config.question_for(rendered.target_class),
-                         answered=done, total=total)
+                         number=number, total=len(practice) if is_practice else total, practice=is_practice)
         self._mark_shown(participant_id, trial.position)
         return StudyView(participant_id, view, done, total, message, credential)
 

@@ -1,17 +1,20 @@
-"""Statistics over stored votes: preference for CBAM, position bias, consistency, agreement.
+"""Per-vote statistics over stored votes: preference in every pair of models, position bias,
+consistency, agreement with an objective score (the clustered ones and the ranking: `analysis`).
 
-Repeat trials only feed the consistency check; every other figure uses first showings, so no
-participant counts twice for one image. "Decisive" votes are the A/B answers.
+Only study trials count (catch trials are attention checks). Repeat trials only feed the consistency
+check; every other figure uses first showings, so no participant counts twice for one image.
+"Decisive" votes are the A/B answers.
 """
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .config import DECISIVE_ANSWERS, DEFAULT_ANSWERS
-from .scheduler import BASELINE, CBAM, MODELS
 from .records import VoteRecord
+from .scheduler import MODELS, TRIAL
 
 
 @dataclass(frozen=True)
@@ -38,12 +41,22 @@ class Proportion:
 
 @dataclass(frozen=True)
 class GroupRow:
-    """Votes of one image or participant: counts per chosen model/answer, CBAM share of decisive."""
+    """Votes of one image or participant: counts per chosen model/answer and, in a two-model study,
+    the second model's share of the decisive votes."""
 
     key: str
     votes: int
     chosen: dict[str, int]
-    cbam_share: float | None
+    share: float | None
+
+
+@dataclass(frozen=True)
+class PairPreference:
+    """Decisive votes on trials that showed `first` and `second`: the share choosing `second`."""
+
+    first: str
+    second: str
+    preference: Proportion
 
 
 @dataclass(frozen=True)
@@ -61,11 +74,12 @@ class Consistency:
 
 @dataclass(frozen=True)
 class StudyStats:
+    models: tuple[str, ...]
     votes: int
     participants: int
     answer_counts: dict[str, int]
     chosen_counts: dict[str, int]
-    cbam_preference: Proportion
+    preferences: list[PairPreference]  # every pair of models, in the study's order
     position_bias: Proportion
     per_image: list[GroupRow]
     per_participant: list[GroupRow]
@@ -85,23 +99,31 @@ def compute_stats(
     votes: Sequence[VoteRecord],
     answers: Sequence[str] = DEFAULT_ANSWERS,
     objective: Mapping[str, Mapping[str, float]] | None = None,
+    models: Sequence[str] = MODELS,
 ) -> StudyStats:
-    """All figures for a study. `objective` maps stimulus id -> {"baseline": score, "cbam": score}
-    (e.g. energy pointing game); agreement counts decisive votes for the higher-scoring model,
-    skipping ties and stimuli without scores."""
-    first = [v for v in votes if not v.is_repeat]
+    """All per-vote figures for a study of `models`. `objective` maps stimulus id -> {model: score}
+    (e.g. energy pointing game); agreement counts decisive votes for the higher-scoring of the two
+    models shown, skipping ties and stimuli without scores. Catch trials are left out."""
+    models = tuple(models)
+    trials = [v for v in votes if v.kind == TRIAL]
+    first = [v for v in trials if not v.is_repeat]
     decisive = [v for v in first if v.answer in DECISIVE_ANSWERS]
     other_answers = [a for a in answers if a not in DECISIVE_ANSWERS]
+    preferences = []
+    for a, b in itertools.combinations(models, 2):
+        shown = [v for v in decisive if {v.shown_as_a, v.shown_as_b} == {a, b}]
+        preferences.append(PairPreference(a, b, Proportion.of(sum(v.chosen_model == b for v in shown), len(shown))))
     return StudyStats(
+        models=models,
         votes=len(first),
         participants=len({v.participant_id for v in first}),
         answer_counts=_counts((v.answer for v in first), answers),
-        chosen_counts=_counts((v.chosen_model for v in first), (*MODELS, *other_answers)),
-        cbam_preference=Proportion.of(sum(v.chosen_model == CBAM for v in decisive), len(decisive)),
+        chosen_counts=_counts((v.chosen_model for v in first), (*models, *other_answers)),
+        preferences=preferences,
         position_bias=Proportion.of(sum(v.answer == "A" for v in decisive), len(decisive)),
-        per_image=_groups(first, lambda v: v.stimulus_id, other_answers),
-        per_participant=_groups(first, lambda v: v.participant_id, other_answers),
-        consistency=_consistency(votes),
+        per_image=_groups(first, lambda v: v.stimulus_id, models, other_answers),
+        per_participant=_groups(first, lambda v: v.participant_id, models, other_answers),
+        consistency=_consistency(trials),
         objective_agreement=None if objective is None else _agreement(decisive, objective),
     )
 
@@ -110,17 +132,17 @@ def _counts(values: Iterable[str], keys: Sequence[str]) -> dict[str, int]:
     return {**{k: 0 for k in keys}, **Counter(values)}
 
 
-def _groups(
-    votes: Sequence[VoteRecord], key: Callable[[VoteRecord], str], other_answers: Sequence[str]
-) -> list[GroupRow]:
+def _groups(votes: Sequence[VoteRecord], key: Callable[[VoteRecord], str], models: tuple[str, ...],
+            other_answers: Sequence[str]) -> list[GroupRow]:
     grouped: dict[str, list[VoteRecord]] = defaultdict(list)
     for vote in votes:
         grouped[key(vote)].append(vote)
     rows = []
     for name in sorted(grouped):
-        chosen = _counts((v.chosen_model for v in grouped[name]), (*MODELS, *other_answers))
-        decisive = chosen[BASELINE] + chosen[CBAM]
-        rows.append(GroupRow(name, len(grouped[name]), chosen, chosen[CBAM] / decisive if decisive else None))
+        chosen = _counts((v.chosen_model for v in grouped[name]), (*models, *other_answers))
+        decisive = sum(chosen[m] for m in models)
+        share = chosen[models[-1]] / decisive if len(models) == 2 and decisive else None
+        rows.append(GroupRow(name, len(grouped[name]), chosen, share))
     return rows
 
 
@@ -141,11 +163,12 @@ def _agreement(decisive: Sequence[VoteRecord], objective: Mapping[str, Mapping[s
         scores = objective.get(vote.stimulus_id)
         if scores is None:
             continue
-        if not set(MODELS) <= set(scores):
-            raise ValueError(f"objective scores for {vote.stimulus_id!r} need keys {list(MODELS)}")
-        if scores[BASELINE] == scores[CBAM]:
+        a, b = vote.shown_as_a, vote.shown_as_b
+        if not {a, b} <= set(scores):
+            raise ValueError(f"objective scores for {vote.stimulus_id!r} need keys {[a, b]}")
+        if scores[a] == scores[b]:
             continue
-        better = CBAM if scores[CBAM] > scores[BASELINE] else BASELINE
+        better = a if scores[a] > scores[b] else b
         n += 1
         hits += vote.chosen_model == better
     return Proportion.of(hits, n)
@@ -156,21 +179,21 @@ def _agreement(decisive: Sequence[VoteRecord], objective: Mapping[str, Mapping[s
 
 def summary_markdown(stats: StudyStats, title: str = "Study summary", names: Mapping[str, str] | None = None) -> str:
     """A Markdown report of `stats` (headline figures, then per-image and per-participant tables).
-    ``names``: what the "baseline" and "cbam" slots stand for (`StudyConfig.names`)."""
+    ``names``: how each model reads (`StudyConfig.names`)."""
     lines = [f"## {title}", "",
              f"{stats.votes} votes from {stats.participants} participants (repeat trials excluded).", "",
              "| answer | votes |", "|---|---|"]
-    names = {BASELINE: "baseline", CBAM: "CBAM", **(names or {})}
+    names = dict(names or {})
     lines += [f"| {names.get(k, k)} | {v} |" for k, v in stats.chosen_counts.items()]
-    lines += ["",
-              f"- **Prefers {names[CBAM]}** (of decisive votes, vs {names[BASELINE]}): "
-              f"{_proportion(stats.cbam_preference)}",
-              f"- **Position bias** (chose A, of decisive votes): {_proportion(stats.position_bias)}",
+    lines.append("")
+    lines += [f"- **Prefers {names.get(p.second, p.second)}** (of decisive votes, vs {names.get(p.first, p.first)}): "
+              f"{_proportion(p.preference)}" for p in stats.preferences]
+    lines += [f"- **Position bias** (chose A, of decisive votes): {_proportion(stats.position_bias)}",
               f"- **Consistency** on repeated trials: {_consistency_text(stats.consistency)}"]
     if stats.objective_agreement is not None:
         lines.append(f"- **Agrees with the objective score**: {_proportion(stats.objective_agreement)}")
     for heading, rows in (("Per image", stats.per_image), ("Per participant", stats.per_participant)):
-        lines += ["", f"### {heading}", "", _group_table(rows, names)]
+        lines += ["", f"### {heading}", "", _group_table(rows, stats.models, names)]
     return "\n".join(lines) + "\n"
 
 
@@ -187,14 +210,21 @@ def _consistency_text(c: Consistency) -> str:
     return f"{c.consistent}/{c.pairs} = {c.share:.1%} chose the same model ({c.same_letter} the same letter)"
 
 
-def _group_table(rows: Sequence[GroupRow], names: Mapping[str, str]) -> str:
+def share_title(models: Sequence[str], names: Mapping[str, str]) -> str | None:
+    """The heading of a group's share column ("CBAM share"); None beyond two models (no single share)."""
+    return f"{names.get(models[-1], models[-1])} share" if len(models) == 2 else None
+
+
+def _group_table(rows: Sequence[GroupRow], models: Sequence[str], names: Mapping[str, str]) -> str:
     if not rows:
         return "_no votes_"
     columns = list(dict.fromkeys(k for row in rows for k in row.chosen))
-    lines = ["| id | votes | " + " | ".join(names.get(c, c) for c in columns) + f" | {names[CBAM]} share |",
-             "|---|---|" + "---|" * len(columns) + "---|"]
+    share = share_title(models, names)
+    lines = ["| id | votes | " + " | ".join(names.get(c, c) for c in columns) + (f" | {share} |" if share else " |"),
+             "|---|---|" + "---|" * (len(columns) + bool(share))]
     for row in rows:
-        share = "–" if row.cbam_share is None else f"{row.cbam_share:.0%}"
-        counts = " | ".join(str(row.chosen.get(c, 0)) for c in columns)
-        lines.append(f"| {row.key} | {row.votes} | {counts} | {share} |")
+        cells = [row.key, str(row.votes), *(str(row.chosen.get(c, 0)) for c in columns)]
+        if share:
+            cells.append("–" if row.share is None else f"{row.share:.0%}")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

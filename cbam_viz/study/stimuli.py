@@ -1,5 +1,6 @@
-"""Stimulus maps for a study: each stimulus is explained once by both models and encoded as PNG
-bytes (image, baseline map, CBAM map) kept in memory for the life of the process.
+"""Stimulus maps for a study: each stimulus is explained once by the study's models and encoded as PNG
+bytes (the image, one map per model) kept in memory for the life of the process. Stimuli with ground
+truth also get the two maps of a catch trial: one on the object, one on the empty background.
 
 Nothing here imports Gradio. Nothing but the pixels of a map may depend on its model: the maps are
 never files (no name, timestamp or write order), and they are stored uncompressed (`encode_png`
@@ -20,13 +21,13 @@ import numpy as np
 from PIL import Image
 
 from .config import ConfigError, DemoStimuli, Stimulus, StudyConfig
-from .scheduler import MODELS
-from .records import VoteMeta
+from .records import ModelOutput, VoteMeta
+from .scheduler import BACKGROUND, OBJECT
 
 log = logging.getLogger(__name__)
 
 DISPLAY_SIZE = 256  # images smaller than this are upscaled for the participant
-ExplainFn = Callable[[Image.Image, int], Mapping[str, Any]]  # (image, target) -> {"baseline": Explanation, "cbam": ...}
+ExplainFn = Callable[[Image.Image, int], Mapping[str, Any]]  # (image, target) -> {role: Explanation}
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class RenderedStimulus:
     target_index: int
     target_class: str
     image: bytes  # PNG of the image as displayed
-    maps: Mapping[str, bytes]  # model ("baseline"/"cbam") -> PNG of its map as displayed (equal lengths)
+    maps: Mapping[str, bytes]  # model role (and OBJECT/BACKGROUND with ground truth) -> PNG as displayed (equal lengths)
     meta: VoteMeta
     objective: Mapping[str, float] | None  # energy pointing game per model, where ground truth exists
 
@@ -105,7 +106,7 @@ class StimulusRenderer:
         self._display = display
 
     def load(self, stimulus: Stimulus) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
-        """The stimulus image and, for demo samples, its ground-truth box."""
+        """The stimulus image and its ground-truth box (demo samples; folder images with a box in the CSV)."""
         spec = self.config.stimuli
         if isinstance(spec, DemoStimuli):
             from ..data import render_sample
@@ -115,7 +116,7 @@ class StimulusRenderer:
             return sample.image, sample.box
         from ..images import open_image
 
-        return open_image(stimulus.path), None
+        return open_image(stimulus.path), stimulus.box
 
     def __call__(self, stimulus: Stimulus, target_class: str) -> RenderedStimulus:
         from ..data import energy_pointing_game
@@ -128,11 +129,13 @@ class StimulusRenderer:
         big = display_pixels(seen)
         shade = ((lambda cam: threshold_regions(big, cam, self.config.threshold))
                  if self.config.display == "threshold" else (lambda cam: overlay(big, cam)))
-        maps = {model: encode_png(shade(explanations[model].cam), fixed_size=True) for model in MODELS}
+        cams = {model: explanations[model].cam for model in self.config.models}
         objective = None
         if box is not None:
             cam_box = box_to_input(box, image.size, self.side.input_size, self.side.resize)
-            objective = {m: energy_pointing_game(explanations[m].cam, cam_box) for m in MODELS}
+            objective = {m: energy_pointing_game(cams[m], cam_box) for m in self.config.models}
+            cams |= catch_cams(cam_box, np.shape(cams[self.config.models[0]]))
+        maps = {name: encode_png(shade(cam), fixed_size=True) for name, cam in cams.items()}
         names = self.side.class_names
         meta = vote_meta(explanations, names, target, self.side.checksums)
         return RenderedStimulus(stimulus.id, target, names[target], encode_png(big), maps, meta, objective)
@@ -150,14 +153,29 @@ def encode_png(pixels: np.ndarray, fixed_size: bool = False) -> bytes:
 
 def vote_meta(explanations: Mapping[str, Any], class_names: Sequence[str], target: int,
               checksums: Mapping[str, str | None]) -> VoteMeta:
-    """What is stored with a vote: the target and, per slot ("baseline", "cbam"), the model's top-1
-    class, its probability and the model file's checksum."""
-    fields: dict[str, Any] = {"target_class": class_names[target]}
-    for slot in MODELS:
-        pred = int(explanations[slot].prediction)
-        fields.update({f"{slot}_pred": class_names[pred], f"{slot}_prob": float(explanations[slot].probs[pred]),
-                       f"{slot}_checksum": checksums.get(slot)})
-    return VoteMeta(**fields)
+    """What is stored with a vote: the target and, per model role, the model's top-1 class, its
+    probability and the model file's checksum."""
+    outputs = {}
+    for role, explanation in explanations.items():
+        pred = int(explanation.prediction)
+        outputs[role] = ModelOutput(class_names[pred], float(explanation.probs[pred]), checksums.get(role))
+    return VoteMeta(target_class=class_names[target], outputs=outputs)
+
+
+def catch_cams(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The two maps of a catch trial on an image whose target lies in `box` (x0, y0, x1, y1, in map
+    pixels of a map of `shape`): OBJECT, a blob filling the box; BACKGROUND, a blob as far from the
+    box as the image allows, small enough to stay off it (below e^-4 of its peak at the box)."""
+    h, w = shape[:2]
+    x0, y0, x1, y1 = box
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
+    cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, max((x1 - x0) / 2, 1.0), max((y1 - y0) / 2, 1.0)
+    on_object = np.exp(-(((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2))
+    away = np.hypot(np.maximum(np.maximum(x0 - xs, xs - x1), 0), np.maximum(np.maximum(y0 - ys, ys - y1), 0))
+    py, px = np.unravel_index(int(np.argmax(away)), away.shape)
+    radius = max(away[py, px] / 2, 1.0)
+    off_object = np.exp(-((xs - xs[py, px]) ** 2 + (ys - ys[py, px]) ** 2) / radius ** 2)
+    return {OBJECT: on_object.astype(np.float32), BACKGROUND: off_object.astype(np.float32)}
 
 
 def display_pixels(pixels: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
@@ -218,25 +236,27 @@ class StimulusCache:
         finally:
             self.ready.set()
 
+    def catch_ids(self) -> list[str]:
+        """Stimuli with ground truth (demo samples, folder images with a box): what catch trials may use."""
+        return [sid for sid, s in self.stimuli.items() if s.index is not None or s.box is not None]
+
     def objective(self) -> dict[str, dict[str, float]]:
-        """Energy pointing game per model for every stimulus with ground truth (renders all)."""
+        """Energy pointing game per model role for every stimulus with ground truth (renders all)."""
         return {sid: dict(r.objective) for sid in self.stimuli
                 if (r := self.get(sid)).objective is not None}
 
 
 def renderer_from_context(ctx: Any, config: StudyConfig) -> StimulusRenderer:
-    """A renderer on an `AppContext`'s loaded set (its cached explanations) for the two models the study
-    compares, under the storage slots "baseline" (the first of ``config.models``) and "cbam" (the second)."""
+    """A renderer on an `AppContext`'s loaded set (its cached explanations) for the models the study compares."""
     from ..service import display_image
 
     model_set = ctx.model_set(config.pair)
-    roles = dict(zip(MODELS, config.models))  # slot -> role in the set
     info = model_set.info
     side = ModelSide(class_names=model_set.class_names, input_size=info.input_size, resize=info.resize,
-                     checksums={slot: model_set.entries.get(role, {}).get("sha256") for slot, role in roles.items()})
+                     checksums={role: model_set.entries.get(role, {}).get("sha256") for role in config.models})
 
     def explain(image: Image.Image, target: int) -> dict[str, Any]:
         results = ctx.explain(config.pair, image, config.method, target)
-        return {slot: results[role] for slot, role in roles.items()}
+        return {role: results[role] for role in config.models}
 
     return StimulusRenderer(config, side, explain=explain, display=lambda image: display_image(model_set, image))

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,13 +31,14 @@ from .records import (
     VoteRejected,
     unblind,
 )
-from .scheduler import MODELS, Trial, build_trials
+from .scheduler import MODELS, PRACTICE, TRIAL, Trial, build_trials
 from .schema import SHARED_FIELDS, Base, AssignmentRow, FreeVoteRow, ParticipantRow, StudyRow, VoteColumns, VoteRow, ensure_schema
 
 SQLITE_FILENAME = "study.sqlite3"
 UPLOAD_PREFIX = "upload:"
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+_PLATFORM_VALUE = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 _T = TypeVar("_T")
 
 
@@ -124,31 +125,75 @@ class Store:
 
     # participants and trials
 
-    def get_or_create_participant(self, study: str, participant_id: str,
-                                  expertise: str | None = None) -> Participant:
-        """Find the participant or create them with their trial list. Expertise is recorded on
-        creation only and must be one of the study's options (and the study must collect it)."""
+    def get_or_create_participant(self, study: str, participant_id: str, expertise: str | None = None, *,
+                                  platform_ids: Mapping[str, str] | None = None, consented: bool = False,
+                                  catch_ids: Sequence[str] = ()) -> Participant:
+        """Find the participant (by the recruitment link's participant id when `platform_ids` holds
+        it, else by `participant_id`) or create them under `participant_id` with their trial list.
+        Creating one needs `consented` when the study has a consent text; `catch_ids` are the stimuli
+        catch trials may use (those with ground truth). Expertise is recorded on creation only and
+        must be one of the study's options (and the study must collect it)."""
         _check_id("participant id", participant_id, StudyError)
+        platform_ids = dict(platform_ids or {})
+        for name, value in platform_ids.items():
+            if not isinstance(value, str) or not _PLATFORM_VALUE.fullmatch(value):
+                raise StudyError(f"the link's {name} must be 1-128 characters of A-Z a-z 0-9 _ . : @ -")
 
         def op(s: Session) -> Participant:
             study_row = self._study(s, study)
-            row = s.scalar(select(ParticipantRow).where(ParticipantRow.study_id == study_row.id,
-                                                      ParticipantRow.participant_id == participant_id))
+            config = _config(study_row)
+            key = platform_ids.get(config.recruitment.key_param)
+            by = (ParticipantRow.platform_key == key) if key else (ParticipantRow.participant_id == participant_id)
+            row = s.scalar(select(ParticipantRow).where(ParticipantRow.study_id == study_row.id, by))
             if row is not None:
                 return _participant(row, is_new=False)
-            config = _config(study_row)
+            if config.consent and not consented:
+                raise StudyError("please read the consent text and accept it to take part")
             if expertise is not None and (not config.collect_expertise or expertise not in config.expertise_options):
                 raise StudyError(f"expertise {expertise!r} is not an option of study {study!r}")
             stimuli = [Stimulus(id=sid, target_class=target) for sid, target in json.loads(study_row.stimuli_json)]
+            catch_stimuli = [st for st in stimuli if st.id in set(catch_ids)]
+            if config.catch_trials and not catch_stimuli:
+                raise StudyError(f"study {study!r} has catch trials but no stimulus with ground truth")
             trials = build_trials(study, participant_id, stimuli, config.trials_per_participant, config.repeat_trial,
-                                  secret=study_row.secret)
+                                  secret=study_row.secret, models=config.models, catch=config.catch_trials,
+                                  catch_stimuli=catch_stimuli, practice=config.practice_trials)
             row = ParticipantRow(study=study_row, participant_id=participant_id, expertise=expertise,
-                               assignments=[AssignmentRow(**asdict(t)) for t in trials])
+                                 platform_key=key, platform_ids=json.dumps(platform_ids) if platform_ids else None,
+                                 consented_at=datetime.now(UTC) if consented and config.consent else None,
+                                 assignments=[AssignmentRow(**asdict(t)) for t in trials])
             s.add(row)
             s.flush()
             return _participant(row, is_new=True)
 
         return self._run(op)
+
+    def participant_by_platform_id(self, study: str, key: str) -> str | None:
+        """Our id of the participant who arrived with the recruitment link's participant id `key`
+        (None when nobody has): a returning link resumes that participant."""
+        with self._sessions() as s:
+            study_row = self._study(s, study)
+            return s.scalar(select(ParticipantRow.participant_id).where(
+                ParticipantRow.study_id == study_row.id, ParticipantRow.platform_key == key))
+
+    def participant(self, study: str, participant_id: str) -> Participant:
+        """The stored participant (StudyError when unknown)."""
+        with self._sessions() as s:
+            return _participant(self._participant_row(s, study, participant_id), is_new=False)
+
+    def participants(self, study: str) -> list[Participant]:
+        """Every participant of `study`, oldest first."""
+        with self._sessions() as s:
+            study_row = self._study(s, study)
+            rows = s.scalars(select(ParticipantRow).where(ParticipantRow.study_id == study_row.id)
+                             .order_by(ParticipantRow.id))
+            return [_participant(row, is_new=False) for row in rows]
+
+    def time_left(self, study: str, participant_id: str) -> float | None:
+        """Seconds the participant has left under the study's max_study_minutes (None: no limit)."""
+        with self._sessions() as s:
+            row = self._participant_row(s, study, participant_id)
+            return _time_left(row, _config(row.study))
 
     def trials(self, study: str, participant_id: str) -> list[Trial]:
         """The participant's full trial list, in order."""
@@ -161,11 +206,15 @@ class Store:
     def answered_positions(self, study: str, participant_id: str) -> set[int]:
         """Positions the participant has answered (one query; for callers that cache `trials`).
         Empty for an unknown participant or study."""
-        query = (select(VoteRow.position).join(ParticipantRow, VoteRow.participant_pk == ParticipantRow.id)
-                 .join(StudyRow, ParticipantRow.study_id == StudyRow.id)
-                 .where(StudyRow.name == study, ParticipantRow.participant_id == participant_id))
+        who = (select(ParticipantRow.id, ParticipantRow.practice_done)
+               .join(StudyRow, ParticipantRow.study_id == StudyRow.id)
+               .where(StudyRow.name == study, ParticipantRow.participant_id == participant_id))
         with self._sessions() as s:
-            return set(s.scalars(query))
+            found = s.execute(who).first()
+            if found is None:
+                return set()
+            votes = s.scalars(select(VoteRow.position).where(VoteRow.participant_pk == found.id))
+            return set(votes) | set(range(found.practice_done))  # practice trials hold the first positions
 
     def next_trial(self, study: str, participant_id: str) -> NextTrial | None:
         """The first unanswered trial with progress, or None when all are answered. Resuming
@@ -188,26 +237,52 @@ class Store:
                 participant = self._participant_row(s, study, participant_id)
             except StudyError as exc:
                 raise VoteRejected(str(exc)) from None
-            assignment = None if not _is_int(position) else s.scalar(select(AssignmentRow).where(
-                AssignmentRow.participant_pk == participant.id, AssignmentRow.position == position))
-            if assignment is None or stimulus_id not in (None, assignment.stimulus_id):
-                raise VoteRejected(f"trial {position} ({stimulus_id or 'any stimulus'}) is not assigned "
-                                   f"to participant {participant_id!r}")
+            assignment = _assignment(s, participant, position, stimulus_id)
+            if assignment.kind == PRACTICE:
+                raise VoteRejected(f"trial {position} is a practice trial: its answer is not a vote")
             config = _config(participant.study)
             _check_vote(answer, config.answers, response_ms, meta, image_sha256)
             existing = s.scalar(select(VoteRow).where(VoteRow.study_id == participant.study_id,
                                                     VoteRow.participant_pk == participant.id,
                                                     VoteRow.position == position))
             if existing is not None:
-                return _resubmission(_vote_record(existing), answer, assignment.model_a)
+                return _resubmission(_vote_record(existing), answer, assignment.model_a, assignment.model_b)
+            _check_time(participant, config)
             vote = VoteRow(study_id=participant.study_id, participant=participant, position=position,
-                         stimulus_id=assignment.stimulus_id, is_repeat=assignment.is_repeat,
-                         shown_as_a=assignment.model_a, answer=answer, response_ms=response_ms,
-                         method=config.method, image_sha256=image_sha256,
-                         **{**asdict(meta), "target_class": meta.target_class or assignment.target_class})
+                         stimulus_id=assignment.stimulus_id, is_repeat=assignment.is_repeat, kind=assignment.kind,
+                         answer=answer, response_ms=response_ms, method=config.method, image_sha256=image_sha256,
+                         too_fast=response_ms is not None and response_ms < config.min_response_ms,
+                         target_class=meta.target_class or assignment.target_class, app_version=meta.app_version,
+                         **_shown(meta, assignment.model_a, assignment.model_b))
             s.add(vote)
             s.flush()
             return RecordedVote(_vote_record(vote), duplicate=False)
+
+        return self._run(op)
+
+    def record_practice(self, study: str, participant_id: str, position: int, answer: str) -> bool:
+        """Note the answer to a practice trial: nothing but the participant's practice progress is
+        stored. Practice trials are answered in order; an answered one again is a no-op (returns
+        True, as a duplicate). Raises VoteRejected for anything else."""
+
+        def op(s: Session) -> bool:
+            try:
+                participant = self._participant_row(s, study, participant_id)
+            except StudyError as exc:
+                raise VoteRejected(str(exc)) from None
+            assignment = _assignment(s, participant, position, None)
+            if assignment.kind != PRACTICE:
+                raise VoteRejected(f"trial {position} is not a practice trial")
+            config = _config(participant.study)
+            _check_vote(answer, config.answers, None, VoteMeta(), None)
+            done = participant.practice_done  # practice trials hold the first positions
+            if position < done:
+                return True
+            if position > done:
+                raise VoteRejected(f"answer practice trial {done} first")
+            _check_time(participant, config)
+            participant.practice_done = done + 1
+            return False
 
         return self._run(op)
 
@@ -220,6 +295,7 @@ class Store:
         _check_id("session id", session_id, VoteRejected)
         if shown_as_a not in MODELS:
             raise VoteRejected(f"shown_as_a must be one of {list(MODELS)}, got {shown_as_a!r}")
+        shown_as_b = next(m for m in MODELS if m != shown_as_a)
         if not pair or not method:
             raise VoteRejected("pair and method must not be empty")
         if image_sha256 is None:
@@ -231,9 +307,10 @@ class Store:
                 FreeVoteRow.pair == pair, FreeVoteRow.method == method,
                 FreeVoteRow.image_sha256 == image_sha256, FreeVoteRow.session_id == session_id))
             if existing is not None:
-                return _resubmission(_free_vote_record(existing), answer, shown_as_a)
+                return _resubmission(_free_vote_record(existing), answer, shown_as_a, shown_as_b)
             vote = FreeVoteRow(session_id=session_id, pair=pair, method=method, image_sha256=image_sha256,
-                             shown_as_a=shown_as_a, answer=answer, response_ms=response_ms, **asdict(meta))
+                             answer=answer, response_ms=response_ms, target_class=meta.target_class,
+                             app_version=meta.app_version, **_shown(meta, shown_as_a, shown_as_b))
             s.add(vote)
             s.flush()
             return RecordedVote(_free_vote_record(vote), duplicate=False)
@@ -290,9 +367,9 @@ class Store:
         with self._sessions() as s:
             row = self._participant_row(s, study, participant_id)
             answered = set(s.scalars(select(VoteRow.position).where(VoteRow.participant_pk == row.id)))
-            trials = [Trial(position=a.position, stimulus_id=a.stimulus_id, model_a=a.model_a,
-                            is_repeat=a.is_repeat, target_class=a.target_class) for a in row.assignments]
-            return trials, answered
+            trials = [Trial(position=a.position, stimulus_id=a.stimulus_id, model_a=a.model_a, model_b=a.model_b,
+                            is_repeat=a.is_repeat, target_class=a.target_class, kind=a.kind) for a in row.assignments]
+            return trials, answered | set(range(row.practice_done))
 
 
 def _config(row: StudyRow) -> StudyConfig:
@@ -300,7 +377,40 @@ def _config(row: StudyRow) -> StudyConfig:
 
 
 def _participant(row: ParticipantRow, is_new: bool) -> Participant:
-    return Participant(row.participant_id, row.expertise, _utc(row.created_at), is_new)
+    return Participant(row.participant_id, row.expertise, _utc(row.created_at), is_new,
+                       json.loads(row.platform_ids) if row.platform_ids else {},
+                       None if row.consented_at is None else _utc(row.consented_at))
+
+
+def _assignment(s: Session, participant: ParticipantRow, position: object, stimulus_id: str | None) -> AssignmentRow:
+    """The participant's assignment at `position` (matching `stimulus_id` when given), else VoteRejected."""
+    assignment = None if not _is_int(position) else s.scalar(select(AssignmentRow).where(
+        AssignmentRow.participant_pk == participant.id, AssignmentRow.position == position))
+    if assignment is None or stimulus_id not in (None, assignment.stimulus_id):
+        raise VoteRejected(f"trial {position} ({stimulus_id or 'any stimulus'}) is not assigned "
+                           f"to participant {participant.participant_id!r}")
+    return assignment
+
+
+def _time_left(participant: ParticipantRow, config: StudyConfig) -> float | None:
+    if not config.max_study_minutes:
+        return None
+    deadline = _utc(participant.created_at) + timedelta(minutes=config.max_study_minutes)
+    return (deadline - datetime.now(UTC)).total_seconds()
+
+
+def _check_time(participant: ParticipantRow, config: StudyConfig) -> None:
+    left = _time_left(participant, config)
+    if left is not None and left < 0:
+        raise VoteRejected(f"the time for this study ({config.max_study_minutes:g} minutes) is over; "
+                           "your earlier answers are kept")
+
+
+def _shown(meta: VoteMeta, model_a: str, model_b: str) -> dict[str, Any]:
+    """A vote's columns for the two models shown: their names and outputs."""
+    a, b = meta.output(model_a), meta.output(model_b)
+    return {"shown_as_a": model_a, "shown_as_b": model_b, "pred_a": a.pred, "prob_a": a.prob,
+            "checksum_a": a.checksum, "pred_b": b.pred, "prob_b": b.prob, "checksum_b": b.checksum}
 
 
 def _check_id(what: str, value: str, error: type[StudyError]) -> None:
@@ -314,7 +424,7 @@ def _check_vote(answer: str, answers: Sequence[str], response_ms: int | None, me
         raise VoteRejected(f"answer {answer!r} is not one of {list(answers)}")
     if response_ms is not None and (not _is_int(response_ms) or response_ms < 0):
         raise VoteRejected(f"response_ms must be a non-negative integer, got {response_ms!r}")
-    for prob in (meta.baseline_prob, meta.cbam_prob):
+    for prob in (output.prob for output in meta.outputs.values()):
         if prob is not None and not 0.0 <= prob <= 1.0:
             raise VoteRejected(f"probabilities must lie in [0, 1], got {prob!r}")
     if image_sha256 is not None and not _SHA256_PATTERN.fullmatch(image_sha256):
@@ -325,10 +435,10 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _resubmission(stored: VoteRecord, answer: str, shown_as_a: str) -> RecordedVote:
+def _resubmission(stored: VoteRecord, answer: str, shown_as_a: str, shown_as_b: str) -> RecordedVote:
     """The same choice again is a duplicate; another is a replay. Choices are compared unblinded, as
     a free vote shown again may have drawn the other side for A."""
-    if unblind(answer, shown_as_a) != stored.chosen_model:
+    if unblind(answer, shown_as_a, shown_as_b) != stored.chosen_model:
         raise VoteRejected(f"this trial was already answered {stored.answer!r}; "
                            f"a different answer ({answer!r}) is refused as a replay")
     return RecordedVote(stored, duplicate=True)
@@ -350,10 +460,10 @@ def _vote_record(row: VoteRow) -> VoteRecord:
     return VoteRecord(vote_id=row.id, study=participant.study.name, pair=participant.study.pair,
                       participant_id=participant.participant_id, expertise=participant.expertise,
                       position=row.position, stimulus_id=row.stimulus_id, is_repeat=row.is_repeat,
-                      **_shared(row))
+                      kind=row.kind, too_fast=row.too_fast, **_shared(row))
 
 
 def _free_vote_record(row: FreeVoteRow) -> VoteRecord:
     return VoteRecord(vote_id=row.id, study=None, pair=row.pair, participant_id=row.session_id,
                       expertise=None, position=None, stimulus_id=UPLOAD_PREFIX + row.image_sha256,
-                      is_repeat=False, **_shared(row))
+                      is_repeat=False, kind=TRIAL, too_fast=False, **_shared(row))

@@ -1,8 +1,9 @@
 """The Results tab: the study owner's statistics and unblinded exports, behind a password.
 
-The tab exists only when an admin password is set. Its one endpoint, ``study_results(password)``,
+The tab exists only when an admin password is set. Its one endpoint, ``study_results(password, both)``,
 returns nothing but an error unless the password matches, so the unblinded data never reaches
-a participant's browser or API client.
+a participant's browser or API client. ``both``: the statistics also with the participants who
+failed an attention check (left out by default).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from ..study.limits import RateLimiter
-from ..study.report import build_report, write_exports
+from ..study.report import build_report, export_stem, write_exports, write_plots
 from ..study.runtime import StudyRuntime
 from .serving import BoundedFolder, work_dir
 from .study import client_address, tab
@@ -41,16 +42,27 @@ def build_results_tab(runtime: StudyRuntime, admin_password: str | None):
         with gr.Row():
             password = gr.Textbox(label="Admin password", type="password", elem_id="results-password", scale=3)
             show = gr.Button("Show results", variant="primary", elem_id="results-show", scale=1)
+        show_both = gr.Checkbox(False, label="Also show every figure with the participants who failed an attention check",
+                           elem_id="results-both")
         summary = gr.Markdown(elem_id="results-summary")
         answers = gr.Dataframe(label="Votes per option (unblinded)", interactive=False, elem_id="results-answers")
+        ranking = gr.Dataframe(label="Ranking (Bradley-Terry strengths, log-odds; higher is preferred)",
+                               interactive=False, elem_id="results-ranking")
+        pairwise = gr.Dataframe(label="Pairwise preference (share of decisive votes for the model over the other)",
+                                interactive=False, elem_id="results-pairwise")
+        expertise = gr.Dataframe(label="By self-reported expertise", interactive=False, elem_id="results-expertise")
+        plots = gr.Gallery(label="Plots (each downloadable as PNG)", columns=2, height="auto", interactive=False,
+                           elem_id="results-plots")
         per_image = gr.Dataframe(label="Per image (energy pointing game where ground truth exists)",
                                  interactive=False, elem_id="results-per-image")
         per_participant = gr.Dataframe(label="Per participant", interactive=False, elem_id="results-per-participant")
+        participants = gr.Dataframe(label="Participants: platform ids, attention checks, too-fast votes",
+                                    interactive=False, elem_id="results-participants")
         free = gr.Markdown(elem_id="results-free")
-        files = gr.File(label="Export: every vote, unblinded (CSV, JSON; upload votes CSV)", file_count="multiple",
-                        interactive=False, elem_id="results-files")
+        files = gr.File(label="Export: every vote, unblinded (CSV, JSON), participants, upload votes; plots (PNG)",
+                        file_count="multiple", interactive=False, elem_id="results-files")
 
-    def results(password: Any, request: gr.Request):
+    def results(password: Any, both: Any, request: gr.Request):
         address = client_address(request)
         wait = failures.retry_after(address)
         if wait > 0:
@@ -58,15 +70,19 @@ def build_results_tab(runtime: StudyRuntime, admin_password: str | None):
         if not check_password(password, admin_password):
             failures.allow(address)
             raise gr.Error("Wrong admin password.")
-        report = build_report(store, config.name, runtime.objective())
-        paths = write_exports(report, config.name, exports.new())
+        report = build_report(store, config.name, runtime.objective(), both=bool(both))
+        folder = exports.new()
+        paths = write_exports(report, config.name, folder) + write_plots(report, folder, runtime.thumbnails())
+        pngs = [(str(p), p.stem.removeprefix(export_stem(config.name) + "-")) for p in paths if p.suffix == ".png"]
         table = lambda t: {"headers": t[0], "data": t[1] or [[None] * len(t[0])]}  # noqa: E731
-        return (report.markdown, table(report.answers), table(report.per_image), table(report.per_participant),
-                report.free_markdown, [str(p) for p in paths])
+        return (report.markdown, table(report.answers), table(report.ranking), table(report.pairwise),
+                table(report.expertise), pngs, table(report.per_image), table(report.per_participant),
+                table(report.participants), report.free_markdown, [str(p) for p in paths])
 
-    outputs = [summary, answers, per_image, per_participant, free, files]
+    outputs = [summary, answers, ranking, pairwise, expertise, plots, per_image, per_participant, participants, free,
+               files]
     # One event for both triggers: one endpoint (a second listener would be a second, "private" but
     # still callable, endpoint).
-    gr.on([show.click, password.submit], results, inputs=[password], outputs=outputs, api_name="study_results",
+    gr.on([show.click, password.submit], results, inputs=[password, show_both], outputs=outputs, api_name="study_results",
           concurrency_limit=2)
-    return {"password": password, "show": show, "summary": summary, "files": files}
+    return {"password": password, "show": show, "summary": summary, "files": files, "plots": plots}

@@ -2,10 +2,13 @@
 
 Public API endpoints (all that a participant's browser can call for the study):
 
-- ``study_resume(credential)``: the participant's current trial, or the start screen;
-  run on page load with the credential kept in the browser (``gr.BrowserState``).
-- ``study_start(credential, expertise)``: join; returns the credential the server issued
-  (or continues the participant of a valid one).
+- ``study_resume(credential, link)``: the participant's current trial, or the start screen;
+  run on page load with the credential kept in the browser (``gr.BrowserState``) and the page
+  URL's query (``link``: a recruitment link's platform ids resume that participant). Returns the
+  credential to keep first.
+- ``study_start(credential, expertise, consent, link)``: join (a new participant must accept the
+  consent text when the study has one); returns the credential the server issued (or continues the
+  participant of the link's platform id or of a valid credential).
 - ``study_vote(credential, position, answer, response_ms)``: answer the trial at
   ``position``; the server knows which model was "A". Returns the next trial.
 - ``free_vote_show(image, pair, method)`` / ``free_vote(credential, answer, response_ms)``:
@@ -42,14 +45,19 @@ log = logging.getLogger(__name__)
 # Response time is measured in the browser from the moment the trial arrived to the click.
 _MARK_SHOWN = "() => { window.__cbamVizShown = performance.now(); }"
 # After each study response: start screen while not started, the trial while one is pending, neither
-# when done; a fresh (empty) answer; the response-time clock restarted.
-_LAYOUT = """(progress, position) => {
+# when done; a fresh (empty) answer; the response-time clock restarted; at the end, the platform's
+# completion URL after a few seconds when the study redirects.
+_LAYOUT = """(progress, position, redirect) => {
   window.__cbamVizShown = performance.now();
   const trial = position !== null && position !== undefined && position !== "";
+  if (redirect) setTimeout(() => { window.location.href = redirect; }, REDIRECT_MS);
   return [{"__type__": "update", "visible": !progress},
           {"__type__": "update", "visible": trial},
           null];
 }"""
+REDIRECT_MS = 3000
+# The page URL's query (a recruitment link's platform ids) into argument {i}.
+_WITH_LINK = """(...args) => { args[{i}] = window.location.search; return args; }"""
 _WITH_RT = """(...args) => {
   const t = window.__cbamVizShown;
   args[{i}] = (typeof t === "number") ? Math.round(performance.now() - t) : null;
@@ -81,6 +89,27 @@ JOINS_PER_HOUR = 60  # new participants per client address and hour
 
 def _with_rt(index: int, n_inputs: int) -> str:
     return _WITH_RT.replace("{i}", str(index)).replace("{n}", str(n_inputs))
+
+
+DEFAULT_INSTRUCTIONS = (
+    "### Which heat map covers the object better?\n"
+    "Each trial shows an image and two heat maps, **A** and **B**, made by two different models "
+    "for the named object. Which model made which map is hidden and changes from trial to trial. "
+    "Answer with your first impression; there is no right answer. Your answers are stored with an "
+    "anonymous id kept in this browser, so you can close the page and continue later.")
+KEYS_HELP = "Keys: **A**, **B**, **S** (about the same), **N** (neither), then **Enter** to submit."
+
+
+def end_markdown(view: StudyView) -> str:
+    """The end screen's text: the message, then the completion code and the link back to the platform."""
+    lines = [html.escape(view.message)]
+    done = view.completion
+    if done is not None and done.code:
+        lines.append(f"Your completion code: **{html.escape(done.code)}**")
+    if done is not None and done.url:
+        lines.append(f"[Return to the study platform](<{done.url}>)"
+                     + (" (you will be taken there in a few seconds)" if done.redirect else ""))
+    return "\n\n".join(lines)
 
 
 def _secret(*parts: str) -> str:
@@ -135,14 +164,12 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
     with tab("Study", "study"):
         participant = gr.BrowserState("", storage_key=_storage_key("study", config.name),
                                       secret=_secret("study", config.name))
-        gr.Markdown(
-            "### Which heat map covers the object better?\n"
-            "Each trial shows an image and two heat maps, **A** and **B**, made by two different models "
-            "for the named object. Which model made which map is hidden and changes from trial to trial. "
-            "Answer with your first impression; there is no right answer. Your answers are stored with an "
-            "anonymous id kept in this browser, so you can close the page and continue later.\n\n"
-            "Keys: **A**, **B**, **S** (about the same), **N** (neither), then **Enter** to submit.")
+        gr.Markdown(f"{config.instructions or DEFAULT_INSTRUCTIONS}\n\n{KEYS_HELP}", elem_id="study-instructions")
         with gr.Column(visible=True, elem_id="study-start") as start_box:
+            if config.consent:
+                gr.Markdown(config.consent, elem_id="study-consent")
+            consent = gr.Checkbox(False, label="I have read the above and agree to take part",
+                                  visible=bool(config.consent), elem_id="study-consent-accept")
             expertise = gr.Dropdown([NO_EXPERTISE, *config.expertise_options], value=NO_EXPERTISE,
                                     label="Your experience with computer vision (optional)",
                                     visible=config.collect_expertise, elem_id="study-expertise")
@@ -159,29 +186,36 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
                              elem_id="study-position")
         response_ms = gr.Number(value=None, visible="hidden", label="response time (ms)",
                                 elem_id="study-response-ms")
+        link = gr.Textbox("", visible="hidden", label="study link", elem_id="study-link")
+        redirect = gr.Textbox("", visible="hidden", label="completion URL", elem_id="study-redirect")
 
     # Every study response is these plain values, no layout updates (Gradio rebuilds a component per
     # update, per request): the layout follows in the browser, from the progress and position.
-    view_outputs = [progress, question, shown, position, status]
+    view_outputs = [progress, question, shown, position, status, redirect]
 
     def render(view: StudyView) -> tuple:
         trial = view.trial
         progress_md = f"**{view.progress_text}**" if view.started else ""
         if trial is None:
-            return progress_md, "", "", None, view.message if view.done else ""
+            done = view.completion
+            return (progress_md, "", "", None, end_markdown(view) if view.done else "",
+                    done.url if view.done and done is not None and done.redirect else "")
         maps = figures(("study-image", "Image", trial.image), ("study-map-a", "Map A", trial.map_a),
                        ("study-map-b", "Map B", trial.map_b))
-        return progress_md, f"### {trial.question}", maps, trial.position, view.message
+        return progress_md, f"### {trial.question}", maps, trial.position, view.message, ""
 
-    def resume(credential: str | None):
-        # never writes the credential back: the browser's copy is the source of truth here
-        return render(session.resume(credential))
+    def resume(credential: str | None, link: str | None):
+        # the credential goes back to the browser only when a recruitment link found its participant:
+        # otherwise the browser's copy is the source of truth (and an unchanged value fires no change event)
+        view = session.resume(credential, link)
+        return view.credential or credential or "", *render(view)
 
-    def join(credential: str | None, expertise: str | None, request: gr.Request):
-        if session.credentials.verify(credential) is None and not joins.allow(client_address(request)):
+    def join(credential: str | None, expertise: str | None, consent: bool, link: str | None, request: gr.Request):
+        known = session.credentials.verify(credential) is not None or session.returning(link)
+        if not known and not joins.allow(client_address(request)):
             raise gr.Error("Too many new participants from your network address; please try again later.")
         try:
-            view = session.join(credential, expertise)
+            view = session.join(credential, expertise, bool(consent), link)
         except StudyError as exc:
             raise gr.Error(html.escape(str(exc))) from None
         return view.credential, *render(view)
@@ -196,19 +230,21 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
         return render(view)
 
     common = dict(concurrency_limit=STUDY_CONCURRENCY, concurrency_id="cbam_viz_study", show_progress="hidden")
-    layout = dict(fn=None, inputs=[progress, position], outputs=[start_box, trial_box, answer], js=_LAYOUT)
+    layout = dict(fn=None, inputs=[progress, position, redirect], outputs=[start_box, trial_box, answer],
+                  js=_LAYOUT.replace("REDIRECT_MS", str(REDIRECT_MS)))
     # The id is restored from localStorage when the BrowserState mounts (with the tab, after the page
     # load event), which fires its change event; "always_last" runs the latest trigger last.
-    gr.on([root.load, participant.change], resume, inputs=[participant], outputs=view_outputs,
-          api_name="study_resume", trigger_mode="always_last", **common).success(**layout)
+    gr.on([root.load, participant.change], resume, inputs=[participant, link], outputs=[participant, *view_outputs],
+          js=_WITH_LINK.replace("{i}", "1"), api_name="study_resume", trigger_mode="always_last",
+          **common).success(**layout)
     root.load(None, js=_KEYS)
-    start.click(join, inputs=[participant, expertise], outputs=[participant, *view_outputs], api_name="study_start",
-                **common).success(**layout)
+    start.click(join, inputs=[participant, expertise, consent, link], outputs=[participant, *view_outputs],
+                js=_WITH_LINK.replace("{i}", "3"), api_name="study_start", **common).success(**layout)
     vote_inputs = [participant, position, answer, response_ms]
     submit.click(vote, inputs=vote_inputs, outputs=view_outputs, js=_with_rt(3, len(vote_inputs)),
                  api_name="study_vote", **common).success(**layout)
     return StudyTab(runtime, participant=participant, start_box=start_box, trial_box=trial_box,
-                    expertise=expertise, start=start, progress=progress, question=question, shown=shown,
+                    expertise=expertise, consent=consent, link=link, redirect=redirect, start=start, progress=progress, question=question, shown=shown,
                     answer=answer, submit=submit, status=status, position=position, response_ms=response_ms)
 
 
