@@ -187,14 +187,14 @@ def plots(report: ResultsReport, thumbnails: Mapping[str, Any] | None = None) ->
     label = report.config.names()
     out = {}
     if a.ranking is not None:
-        out["ranking"] = sp.figure_png(sp.ranking_figure(a.ranking))
+        out["ranking"] = sp.figure_png(sp.ranking_figure(a.ranking, label))
     if a.comparisons:
-        out["preference"] = sp.figure_png(sp.preference_figure(a.pairs))
+        out["preference"] = sp.figure_png(sp.preference_figure(a.pairs, label))
         for row in a.pairs:
             if report.config.models.index(row.model) < report.config.models.index(row.opponent):
                 rows = per_stimulus(a.comparisons, row.model, row.opponent)
                 name = f"images-{label[row.model]}-vs-{label[row.opponent]}".replace(" ", "_")
-                out[name] = sp.figure_png(sp.forest_figure(rows, thumbnails, overall=row.preference))
+                out[name] = sp.figure_png(sp.forest_figure(rows, thumbnails, overall=row.preference, names=label))
         out["position-bias"] = sp.figure_png(sp.position_bias_figure(a.position))
     everyone = to_comparisons(report.votes, report.config.models)
     if everyone:

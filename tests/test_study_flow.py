@@ -1,0 +1,294 @@
+"""A crowdsourced study's flow without Gradio or models (session + store, on SQLite): recruitment
+links with platform ids, consent, practice, catch trials, time limits, three models; the owner's
+report (exclusions, both views) and exports. The same flow through the app's HTTP API is at the end."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cbam_viz.study import (
+    ConfigError,
+    DemoStimuli,
+    Recruitment,
+    StudyConfig,
+    StudyError,
+    VoteRejected,
+    load_stimuli,
+    open_store,
+    write_votes,
+)
+from cbam_viz.study.records import ModelOutput, VoteMeta
+from cbam_viz.study.report import build_report, write_exports, write_plots
+from cbam_viz.study.session import StudySession
+from cbam_viz.study.stimuli import RenderedStimulus, StimulusCache, catch_cams, stimulus_targets
+
+MODELS = ("baseline", "se", "cbam")
+LINK = "?PROLIFIC_PID=5f1a2b3c4d&STUDY_ID=study42&SESSION_ID=sess-1&other=x"
+RECRUITMENT = Recruitment(params=("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"), completion_code="C0DE99",
+                          completion_url="https://app.prolific.com/submissions/complete?cc={code}&s={SESSION_ID}",
+                          redirect=True)
+
+
+def make_config(**overrides: object) -> StudyConfig:
+    values = dict(name="crowd", pair="three", models=MODELS, stimuli=DemoStimuli(seed=2, count=10),
+                  trials_per_participant=6, consent="## Consent\nYou agree to take part.", practice_trials=2,
+                  catch_trials=2, min_response_ms=400, recruitment=RECRUITMENT)
+    return StudyConfig(**{**values, **overrides})
+
+
+class FakeRender:
+    """Distinct small byte strings per stimulus and map (no model needed)."""
+
+    def __call__(self, stimulus, target: str) -> RenderedStimulus:
+        maps = {m: f"{stimulus.id}/{m}".encode() for m in (*MODELS, "object", "background")}
+        meta = VoteMeta(target_class=target, outputs={m: ModelOutput(f"pred-{m}", 0.5, m * 4) for m in MODELS})
+        return RenderedStimulus(stimulus.id, 0, target, f"{stimulus.id}/image".encode(), maps, meta, None)
+
+
+@pytest.fixture
+def study(tmp_path: Path):
+    def start(**overrides: object) -> tuple[StudySession, object]:
+        config = make_config(**overrides)
+        stimuli = load_stimuli(config)
+        cache = StimulusCache(stimuli, stimulus_targets(config, stimuli), FakeRender())
+        store = open_store(f"sqlite:///{tmp_path / 'study.sqlite3'}")
+        opened.append(store)
+        store.ensure_study(config, stimuli)
+        return StudySession(store, config, cache), store
+
+    opened: list = []
+    yield start
+    for store in opened:
+        store.close()
+
+
+def answer_all(session: StudySession, view, answers=lambda trial, kind: "A", response_ms: int = 900):
+    """Answer every trial from `view` on; the catch trial's answer comes from answers(trial, "catch")."""
+    store = session.store
+    while view.trial is not None:
+        trial = next(t for t in store.trials(session.config.name, view.participant_id)
+                     if t.position == view.trial.position)
+        view, _ = session.vote(view.credential, trial.position, answers(trial, trial.kind), response_ms)
+    return view
+
+
+def test_a_link_with_platform_ids_resumes_the_participant_and_ends_with_the_completion_code(study) -> None:
+    session, store = study()
+    assert not session.resume("", LINK).started  # a new link: the start screen
+    first = session.join("", consent=True, link=LINK)
+    pid = first.participant_id
+    assert pid != "5f1a2b3c4d" and first.credential.startswith(pid + ".")  # our own id, never the platform's
+    stored = store.participant("crowd", pid)
+    assert stored.platform_ids == {"PROLIFIC_PID": "5f1a2b3c4d", "STUDY_ID": "study42", "SESSION_ID": "sess-1"}
+    assert stored.consented_at is not None
+    view, _ = session.vote(first.credential, first.trial.position, "A", 900)
+    # the same link in another browser (no credential) resumes the same participant at the same trial
+    again = session.resume("", LINK)
+    assert again.participant_id == pid and again.trial.position == view.trial.position
+    assert again.credential == first.credential
+    # clicking "start" again with the link also continues them (no second participant, no consent needed)
+    assert session.join("", link=LINK).participant_id == pid
+    # someone else's browser credential does not override the link
+    other = session.join("", consent=True)
+    assert session.resume(other.credential, LINK).participant_id == pid
+    assert len(store.participants("crowd")) == 2
+    done = answer_all(session, again)
+    assert done.done and done.completion.code == "C0DE99" and done.completion.redirect
+    assert done.completion.url == "https://app.prolific.com/submissions/complete?cc=C0DE99&s=sess-1"
+    assert session.resume("", LINK).completion == done.completion  # the end screen again after a reload
+    # before the end nobody sees the code
+    assert session.resume(other.credential).completion is None
+
+
+def test_without_recruitment_parameters_the_anonymous_flow_is_unchanged(study) -> None:
+    session, store = study(recruitment=Recruitment(), consent="", practice_trials=0, catch_trials=0)
+    view = session.join(None, link="?PROLIFIC_PID=ignored")
+    assert store.participant("crowd", view.participant_id).platform_ids == {}
+    assert view.trial.progress_text == "Trial 1 of 6"
+    done = answer_all(session, view)
+    assert done.done and done.completion is None and done.message.endswith("thank you for taking part!")
+
+
+def test_bad_links_get_a_one_line_error(study) -> None:
+    session, store = study()
+    for link, message in [("?PROLIFIC_PID=a&PROLIFIC_PID=b", "more than once"),
+                          ("?PROLIFIC_PID=<script>", "PROLIFIC_PID must be"), ("?" + "x" * 3000, "not a valid")]:
+        with pytest.raises(StudyError, match=message):
+            session.join("", consent=True, link=link)
+        assert not session.resume("", link).started
+    assert store.row_counts()["participants"] == 0
+
+
+def test_consent_is_required_by_the_store_and_practice_answers_are_not_votes(study) -> None:
+    session, store = study()
+    with pytest.raises(StudyError, match="consent"):
+        session.join("", consent=False)
+    with pytest.raises(StudyError, match="consent"):
+        store.get_or_create_participant("crowd", "direct")  # not only the UI: the store refuses
+    assert store.row_counts()["participants"] == 0 and store.row_counts()["assignments"] == 0
+    view = session.join("", consent=True)
+    trials = store.trials("crowd", view.participant_id)
+    assert [t.kind for t in trials[:2]] == ["practice", "practice"]
+    assert view.trial.position == 0 and view.trial.progress_text == "Practice trial 1 of 2 (not recorded)"
+    with pytest.raises(VoteRejected, match="practice trial"):
+        store.record_vote("crowd", view.participant_id, 0, "A")  # practice never becomes a vote
+    with pytest.raises(VoteRejected, match="not the current trial"):
+        session.vote(view.credential, 2, "A", 900)  # the study's trials wait for the practice
+    view, duplicate = session.vote(view.credential, 0, "B", 900)
+    assert not duplicate and "not recorded" in view.message and view.trial.progress_text.startswith("Practice trial 2")
+    assert session.vote(view.credential, 0, "B", 900)[1]  # again: a no-op
+    view, _ = session.vote(view.credential, 1, "A", 900)
+    assert view.trial.position == 2 and view.trial.progress_text == "Trial 1 of 8"  # 6 + 2 catch trials
+    assert store.row_counts()["votes"] == 0
+    assert store.answered_positions("crowd", view.participant_id) == {0, 1}
+
+
+def test_three_models_in_balanced_pairs_and_the_stored_vote_names_both(study) -> None:
+    session, store = study(practice_trials=0, catch_trials=0, trials_per_participant=9, stimuli=DemoStimuli(seed=2, count=9))
+    view = answer_all(session, session.join("", consent=True), answers=lambda t, kind: "B")
+    votes = store.votes("crowd")
+    pairs = [frozenset((v.shown_as_a, v.shown_as_b)) for v in votes]
+    assert sorted(map(sorted, set(pairs))) == [["baseline", "cbam"], ["baseline", "se"], ["cbam", "se"]]
+    assert all(pairs.count(p) == 3 for p in set(pairs))
+    for v in votes:
+        assert v.chosen_model == v.shown_as_b and v.pred_a == f"pred-{v.shown_as_a}" and v.checksum_b == v.shown_as_b * 4
+    buffer = io.StringIO()
+    write_votes(votes, buffer, "csv")
+    row = next(csv.DictReader(io.StringIO(buffer.getvalue())))
+    for column in ("shown_as_a", "shown_as_b", "chosen_model", "kind", "too_fast", "pred_a", "prob_b", "checksum_a"):
+        assert column in row
+    assert view.done
+
+
+def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, tmp_path: Path) -> None:
+    session, store = study()
+    # four careful participants: CBAM wins 3 of every 4 of its trials, baseline vs SE alternates;
+    # one careless participant picks the baseline (and the background map of the catch trials)
+    count = [0]
+
+    def careful(t, kind: str) -> str:
+        count[0] += 1
+        if kind == "catch":
+            return "A" if t.model_a == "object" else "B"
+        if "cbam" in (t.model_a, t.model_b):
+            return ("A" if t.model_a == "cbam" else "B") if count[0] % 4 else ("B" if t.model_a == "cbam" else "A")
+        return "AB"[count[0] % 2]
+
+    for _ in range(4):
+        answer_all(session, session.join("", consent=True), careful)
+    careless = session.join("", consent=True)
+    answer_all(session, careless, lambda t, kind: "A" if t.model_a == "baseline" else "B" if t.model_b == "baseline"
+               else ("A" if t.model_a == "background" else "B"))
+    votes = store.votes("crowd")
+    catch = [v for v in votes if v.kind == "catch"]
+    assert len(catch) == 10 and {v.chosen_model for v in catch} == {"object", "background"}
+    report = build_report(store, "crowd")
+    assert report.failed == [careless.participant_id]
+    assert report.stats.participants == 4 and report.stats.votes == 24  # catch trials never count as votes
+    (analysis,) = report.analyses
+    assert len({c.participant for c in analysis.comparisons}) == 4
+    assert analysis.ranking.strengths[0].model == "cbam"
+    assert f"1 of 5 participants failed at least one" in report.markdown and careless.participant_id in report.markdown
+    both = build_report(store, "crowd", both=True)
+    assert [a.who for a in both.analyses] == ["passed the attention checks", "everyone"]
+    assert len({c.participant for c in both.analyses[1].comparisons}) == 5
+    assert {row[0] for row in both.ranking[1]} == {"passed the attention checks", "everyone"}
+    row = next(r for r in report.participants[1] if r[0] == careless.participant_id)
+    headers = report.participants[0]
+    assert row[headers.index("catch failed")] == 2 and row[headers.index("PROLIFIC_PID")] is None
+    assert row[headers.index("excluded")] == "failed an attention check"
+    paths = write_exports(report, "crowd", tmp_path / "out") + write_plots(report, tmp_path / "out")
+    names = [p.name for p in paths]
+    assert "crowd-catch-trials.png" in names and "crowd-ranking.png" in names and "crowd-votes-over-time.png" in names
+    assert sum(n.startswith("crowd-images-") for n in names) == 3  # one forest plot per pair of models
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths if p.suffix == ".png")
+    exported = json.loads((tmp_path / "out" / "crowd-votes.json").read_text())
+    assert sum(r["kind"] == "catch" for r in exported) == 10
+
+
+def test_fast_votes_are_flagged_and_the_study_time_is_limited(study) -> None:
+    session, store = study(practice_trials=0, catch_trials=0, max_study_minutes=30)
+    view = session.join("", consent=True)
+    view, _ = session.vote(view.credential, view.trial.position, "A", 150)  # under min_response_ms = 400
+    view, _ = session.vote(view.credential, view.trial.position, "B", 2500)
+    assert [v.too_fast for v in store.votes("crowd")] == [True, False]
+    assert "Too fast** (under 400 ms): 1 of 2 votes" in build_report(store, "crowd").markdown
+    assert 29 * 60 < store.time_left("crowd", view.participant_id) <= 30 * 60
+    _age(store, view.participant_id, minutes=31)
+    with pytest.raises(VoteRejected, match="time for this study"):
+        session.vote(view.credential, view.trial.position, "A", 900)
+    expired = session.resume(view.credential)
+    assert expired.expired and expired.trial is None and expired.completion is None
+    assert len(store.votes("crowd")) == 2
+
+
+def _age(store, participant_id: str, minutes: float) -> None:
+    """Pretend the participant joined `minutes` ago."""
+    from sqlalchemy import update
+
+    from cbam_viz.study.schema import ParticipantRow
+
+    with store._sessions.begin() as s:
+        s.execute(update(ParticipantRow).where(ParticipantRow.participant_id == participant_id)
+                  .values(created_at=datetime.now(UTC) - timedelta(minutes=minutes)))
+
+
+def test_catch_maps_come_from_ground_truth() -> None:
+    from cbam_viz.data import energy_pointing_game, render_sample
+
+    for index in range(30):
+        box = render_sample(4, index, 64).box
+        cams = catch_cams(box, (64, 64))
+        assert energy_pointing_game(cams["object"], box) > 0.5
+        assert energy_pointing_game(cams["background"], box) < 0.02
+        peak = np.unravel_index(cams["background"].argmax(), (64, 64))
+        x0, y0, x1, y1 = box
+        assert not (x0 <= peak[1] < x1 and y0 <= peak[0] < y1)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"models": ("baseline", "se", "cbam", "x", "y")}, "two to 4 models"),
+    ({"models": ("baseline", "object")}, "catch trial's maps"),
+    ({"catch_trials": 11}, "between 0 and 10"),
+    ({"practice_trials": -1}, "between 0 and 10"),
+    ({"min_response_ms": -5}, "must not be negative"),
+    ({"max_study_minutes": "soon"}, "a number"),
+    ({"recruitment": Recruitment(params=("PROLIFIC PID",))}, "not a query parameter name"),
+    ({"recruitment": Recruitment(params=("A",), participant_param="B")}, "must be one of params"),
+    ({"recruitment": Recruitment(completion_url="javascript:alert(1)")}, "https://"),
+    ({"recruitment": Recruitment(completion_url="https://x.org/?id={WORKER}")}, "placeholders"),
+    ({"recruitment": Recruitment(redirect=True)}, "needs a completion_url"),
+])
+def test_bad_configs_name_the_key(overrides, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_config(**overrides)
+
+
+def test_the_worked_example_config_loads() -> None:
+    from cbam_viz.study import load_config
+
+    config = load_config(Path(__file__).parents[1] / "studies" / "prolific.toml")
+    assert config.recruitment.key_param == "PROLIFIC_PID" and config.consent and config.catch_trials >= 1
+    assert len(config.models) == 3 and StudyConfig.from_dict(config.to_dict()) == config
+
+
+def test_folder_stimuli_with_boxes_allow_catch_trials(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from cbam_viz.study import FolderStimuli
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
+    Image.new("RGB", (40, 30)).save(tmp_path / "b.png")
+    (tmp_path / "stimuli.csv").write_text("file,target_class,x0,y0,x1,y1\na.png,cat,2,3,12,20\nb.png,dog,,,,\n")
+    config = StudyConfig(name="f", pair="p", stimuli=FolderStimuli(tmp_path, tmp_path / "stimuli.csv"),
+                         trials_per_participant=2)
+    assert [s.box for s in load_stimuli(config)] == [(2, 3, 12, 20), None]
+    (tmp_path / "stimuli.csv").write_text("file,target_class,x0,y0,x1,y1\na.png,cat,12,3,2,20\n")
+    with pytest.raises(ConfigError, match="0 <= x0 < x1"):
+        load_stimuli(config)
