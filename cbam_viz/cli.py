@@ -154,10 +154,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise CLIError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if args.batch_size < 1 or args.workers < 0:
+        raise CLIError("--batch-size must be at least 1 and --workers at least 0")
     try:
         model_set = load_set(args.set, device=args.device, user=_user_models(args))
         evaluation = evaluate(model_set, methods, args.n, args.seed, args.batch_size, road=not args.no_road,
-                              allow_seen_seed=args.allow_training_seed)
+                              allow_seen_seed=args.allow_training_seed, workers=args.workers)
     except (SetUnavailable, ValueError) as e:
         raise CLIError(str(e)) from None
     if evaluation.seen_as:
@@ -227,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="localization benchmark of every model of a set on held-out generated images")
-    p.add_argument("--set", default="demo", help="model set from models/manifest.json or --models (default: demo)")
+    p = sub.add_parser("evaluate", help="localization benchmark of every model of a set against its baseline, on held-out generated images")
+    p.add_argument("--set", "--pair", dest="set", default="demo", help="model set from models/manifest.json or --models (default: demo)")
     p.add_argument("--models", metavar="MODELS.toml", help="your own models and sets (README: 'Your own models')")
     p.add_argument("--methods", default="gradcam", help="comma-separated CAM methods")
     p.add_argument("-n", type=int, default=1000, help="number of held-out images")
@@ -236,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-training-seed", action="store_true",
                    help="score a training or validation seed anyway; the report carries a warning")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=1, help="processes loading images (0: load in the main process; default: 1)")
     p.add_argument("--no-road", action="store_true", help="skip the ROAD score (the slowest metric)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--out", default="results", help="folder for the CSV and Markdown files")

@@ -18,6 +18,8 @@ N = 200
 def test_decide_needs_adjusted_p_and_interval():
     assert decide(0.01, 0.01, 0.05) == "CBAM better"
     assert decide(0.01, -0.05, -0.01) == "baseline better"
+    assert decide(0.01, 0.01, 0.05, "SE", "Baseline") == "SE better"
+    assert decide(0.01, -0.05, -0.01, "SE", "Baseline") == "Baseline better"
     assert decide(0.06, 0.01, 0.05) == "no clear difference"
     assert decide(0.001, -0.01, 0.05) == "no clear difference"
     assert decide(0.001, 0.0, 0.05) == "no clear difference"
@@ -47,10 +49,11 @@ def _constructed(seen_as: str | None = None) -> Evaluation:
 
     uniform = {"pointing": np.ones(N, bool), "energy": np.full(N, 0.25), "iou": np.full(N, 0.1)}
     centre = {**uniform, "energy": np.full(N, 0.35)}
-    return Evaluation("constructed", N, 3, (64, 64), (4, 4), {r: np.ones(N, bool) for r in ("baseline", "cbam")},
+    return Evaluation("constructed", ["baseline", "cbam"], [f"{i:05d}" for i in range(N)], ["circle"] * N, 3, (64, 64),
+                      {"baseline": (4, 4), "cbam": (4, 4)}, {r: np.ones(N, bool) for r in ("baseline", "cbam")},
                       {"gradcam": {"half-pixel": roles(0.05), "receptive-field": roles(0.0)}},
                       {"uniform": {"baseline": uniform, "cbam": uniform}, "centre": {"baseline": centre, "cbam": centre}},
-                      seen_as)
+                      seen_as=seen_as)
 
 
 def test_summary_rows_apply_holm_and_the_placement_rule():
@@ -67,7 +70,7 @@ def test_summary_rows_apply_holm_and_the_placement_rule():
     assert energy_half["call"] == "CBAM better" and energy_field["call"] == "no clear difference"
     assert energy_half["verdict"] == energy_field["verdict"] == "depends on placement"
     for placement in ("half-pixel", "receptive-field"):
-        assert by_key[("IoU@0.5", placement)]["verdict"] == "baseline better"
+        assert by_key[("IoU@0.5", placement)]["verdict"] == "Baseline better"
 
     pointing = by_key[("pointing game", "half-pixel")]
     assert pointing["p"] == pytest.approx(0.03515625) and pointing["diff_lo"] > 0  # significant alone...
@@ -75,14 +78,15 @@ def test_summary_rows_apply_holm_and_the_placement_rule():
     smallest = min(rows, key=lambda r: r["p"])
     assert smallest["p_holm"] == pytest.approx(len(rows) * smallest["p"])
     assert all(r["p_holm"] >= r["p"] for r in rows)
-    assert energy_half["uniform_baseline"] == 0.25 and energy_half["centre_cbam"] == 0.35
-    assert accuracy["uniform_cbam"] == ""
+    assert energy_half["uniform_baseline"] == 0.25 and energy_half["centre_model"] == 0.35
+    assert accuracy["uniform_model"] == ""
 
 
 def test_markdown_reports_verdict_grid_and_seen_seed_warning():
     table = markdown_table(_constructed(), summary_rows(_constructed()))
-    assert "| energy pointing game | depends on placement |" in table
-    assert "| IoU@0.5 | baseline better |" in table
+    assert "| energy pointing game | CBAM | depends on placement |" in table
+    assert "| IoU@0.5 | CBAM | Baseline better |" in table
+    assert "- CBAM vs Baseline, gradcam, IoU@0.5: Baseline better (-0.050)" in table
     assert "pointing tolerance 8 px" in table and "Warning" not in table
     warned = markdown_table(_constructed("training"), summary_rows(_constructed("training")))
     assert "**Warning: dataset seed 3 is the set's training seed" in warned

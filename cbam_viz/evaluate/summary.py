@@ -1,180 +1,177 @@
-"""Objective localization benchmark of a model pair on held-out generated images.
+"""Per-image scores of a run (:class:`Evaluation`), the statistics over them and the files they make.
 
-For each model and CAM method, with the ground-truth class as target: pointing game, energy-based
-pointing game (share of CAM energy in the target box), IoU of the CAM thresholded at 0.5 with the
-mask, and grad-cam's ROAD most-relevant-first score (the target probability lost when the 20% most
-relevant pixels are imputed away; higher means the map found pixels the model needs); top-1
-accuracy once per model. Every CAM is scored under both placements of the feature-resolution map
-on the image (:func:`cbam_viz.data.place_cam`), and model-free maps (uniform, centre) are scored
-with the same functions as a chance level.
-
-Statistics (:func:`summary_rows`): Wilson intervals for proportions, bootstrap intervals for
-means; baseline vs CBAM with a test and an interval on the same statistic, the mean difference
-(exact McNemar + Newcombe interval for hit/miss metrics, sign-flip permutation test + bootstrap
-interval otherwise); Holm correction across every row of the table. A side wins a row only when
-the Holm-adjusted p < 0.05, the interval excludes 0, and both placements agree.
+Statistics (:func:`summary_rows`): Wilson intervals for proportions, bootstrap intervals for means;
+every model of the set against the reference model (the set's ``baseline``, else its first model)
+with a test and an interval on the same statistic, the mean difference (exact McNemar + Newcombe
+interval for hit/miss metrics, sign-flip permutation test + bootstrap interval otherwise); Holm
+correction across every row of the table (models x metrics x methods x placements, and accuracy).
+A side wins a row only when the Holm-adjusted p < 0.05 and the interval excludes 0, and a verdict
+needs both placements of the CAM to agree.
 """
 from __future__ import annotations
 
 import csv
-import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, NamedTuple
 
-import cv2
 import numpy as np
-import torch
-from pytorch_grad_cam.metrics.road import ROADMostRelevantFirst
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
-from torch import nn
-from tqdm import tqdm
 
-from .data import (CLASSES, PLACEMENTS, REFERENCE_MAPS, Sample, energy_pointing_game, holm, mask_iou,
-                   mean_ci, paired_test, place_cam, pointing_game, pointing_tolerance, reference_map,
-                   render_sample)
-from .explain import as_batch, explain_batch
-from .models.sets import ModelSet
-from .training import TRAIN_SEED, VAL_SEED
+from ..data import PLACEMENTS, REFERENCE_MAPS, holm, mean_ci, paired_test, pointing_tolerance
+from ..models.sets import role_title
 
-EVAL_SEED = 3  # distinct from the training (1) and validation (2) dataset seeds
 ALPHA = 0.05
 METRICS = ("pointing", "energy", "iou", "road")
 BINARY = {"pointing"}
 LABELS = {"accuracy": "top-1 accuracy", "pointing": "pointing game", "energy": "energy pointing game",
           "iou": "IoU@0.5", "road": "ROAD MoRF drop"}
-ROLES = ("baseline", "cbam")
 NO_VERDICT = "no clear difference"
+COLUMNS = ("image", "index", "class", "model", "method", "placement", "accuracy", *METRICS)
+
+
+class Score(NamedTuple):
+    """One model's scores of one map on one image (a row of the per-image CSV); ``road`` is None
+    where there is none (the uniform map, or a run without ROAD)."""
+
+    image: str
+    index: int
+    class_name: str
+    model: str
+    method: str  # a CAM method, or "uniform map" / "centre map"
+    placement: str  # a CAM placement, "-" for the reference maps
+    accuracy: bool
+    pointing: bool
+    energy: float
+    iou: float
+    road: float | None
+
+
+def reference_source(name: str) -> str:
+    """The ``method`` a model-free reference map is recorded under: "uniform map", "centre map"."""
+    return f"{name} map"
 
 
 @dataclass
 class Evaluation:
-    """Per-image values of one run.
+    """Per-image values of one run, in image order.
 
     ``values[method][placement][role][metric]`` and ``reference[map][role][metric]`` are arrays over
     images (a reference map is model-free, but its ROAD score depends on the model; the uniform map
-    has none, as ROAD would impute every pixel of a constant map). ``seen_as`` names the use of the dataset seed ("training", "validation")
-    when its images helped build the pair.
+    has none, as ROAD would impute every pixel of a constant map). ``roles`` lists every model of the
+    set, the reference first. ``seen_as`` names the use of the dataset seed ("training",
+    "validation") when its images helped build the set; ``skipped`` lists (image, reason) pairs.
     """
 
-    pair: str
-    n: int
+    name: str
+    roles: list[str]
+    images: list[str]
+    classes: list[str]
     seed: int
     image_shape: tuple[int, int]
-    feature_shape: tuple[int, int]
+    feature_shapes: dict[str, tuple[int, int]]
     accuracy: dict[str, np.ndarray]
     values: dict[str, dict[str, dict[str, dict[str, np.ndarray]]]]
     reference: dict[str, dict[str, dict[str, np.ndarray]]]
+    source: str = "generated images"
     seen_as: str | None = None
-    tolerance: float = field(init=False)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    indices: list[int] | None = None
+    reference_note: str = ""
 
     def __post_init__(self) -> None:
-        self.tolerance = pointing_tolerance(self.image_shape, self.feature_shape)
+        if self.indices is None:
+            self.indices = list(range(len(self.images)))
+
+    @property
+    def n(self) -> int:
+        return len(self.images)
+
+    @property
+    def reference_role(self) -> str:
+        """The model every other model is compared with."""
+        return self.roles[0]
+
+    @property
+    def compared(self) -> list[str]:
+        return self.roles[1:]
+
+    @property
+    def feature_shape(self) -> tuple[int, int]:
+        """The reference model's target-layer map size."""
+        return self.feature_shapes[self.reference_role]
+
+    @property
+    def tolerance(self) -> float:
+        """The reference model's pointing-game tolerance in px."""
+        return pointing_tolerance(self.image_shape, self.feature_shape)
+
+    @property
+    def metrics(self) -> list[str]:
+        return [m for m in METRICS if m in self.values[next(iter(self.values))][PLACEMENTS[0]][self.reference_role]]
+
+    @classmethod
+    def from_scores(cls, scores: Iterable[Score], roles: Sequence[str], methods: Sequence[str], road: bool,
+                    **fields) -> Evaluation:
+        """Arrange per-image scores (any order; one complete set of rows per image) by image index."""
+        metrics = METRICS if road else METRICS[:-1]
+        by_key = {(s.index, s.model, s.method, s.placement): s for s in scores}
+        indices = sorted({key[0] for key in by_key})
+        first = {i: by_key[(i, roles[0], reference_source("centre"), "-")] for i in indices}
+
+        def column(role: str, method: str, placement: str, metric: str) -> np.ndarray:
+            return np.asarray([getattr(by_key[(i, role, method, placement)], metric) for i in indices],
+                              dtype=bool if metric in BINARY else np.float64)
+
+        values = {m: {p: {r: {k: column(r, m, p, k) for k in metrics} for r in roles} for p in PLACEMENTS} for m in methods}
+        reference = {name: {r: {k: column(r, reference_source(name), "-", k) for k in metrics if name == "centre" or k != "road"}
+                            for r in roles} for name in REFERENCE_MAPS}
+        accuracy = {r: column(r, reference_source("centre"), "-", "accuracy").astype(bool) for r in roles}
+        return cls(roles=list(roles), images=[first[i].image for i in indices], classes=[first[i].class_name for i in indices],
+                   accuracy=accuracy, values=values, reference=reference, indices=indices, **fields)
+
+    def scores(self) -> Iterable[Score]:
+        """Every per-image row: image by image, model by model, each CAM under each placement, then the reference maps."""
+        sources = [(method, placement, by_role) for method, by_placement in self.values.items()
+                   for placement, by_role in by_placement.items()]
+        sources += [(reference_source(name), "-", by_role) for name, by_role in self.reference.items()]
+        for i, (image, index, class_name) in enumerate(zip(self.images, self.indices, self.classes)):
+            for role in self.roles:
+                for method, placement, by_role in sources:
+                    v = by_role[role]
+                    yield Score(image, index, class_name, role, method, placement, bool(self.accuracy[role][i]),
+                                bool(v["pointing"][i]), float(v["energy"][i]), float(v["iou"][i]),
+                                float(v["road"][i]) if "road" in v else None)
 
 
-def seen_seeds(pair: ModelSet) -> dict[int, str]:
-    """Dataset seeds whose images were used to build ``pair``: seed -> "training" or "validation"."""
-    seeds = {TRAIN_SEED: "training", VAL_SEED: "validation"}
-    for entry in pair.entries.values():
-        for key, use in (("train_dataset_seed", "training"), ("heldout_dataset_seed", "validation")):
-            if key in entry:
-                seeds[entry[key]] = use
-    return seeds
+def write_scores(f: IO[str], scores: Iterable[Score], precise: bool = False, header: bool = True) -> None:
+    """Per-image rows as CSV (``COLUMNS``); ``precise`` writes floats exactly (partial files), else to 5 decimals."""
+    writer = csv.writer(f)
+    if header:
+        writer.writerow(COLUMNS)
+    number = repr if precise else "{:.5f}".format
+    for s in scores:
+        writer.writerow([s.image, s.index, s.class_name, s.model, s.method, s.placement, int(s.accuracy), int(s.pointing),
+                         number(s.energy), number(s.iou), "" if s.road is None else number(s.road)])
 
 
-def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if mask.shape == shape:
-        return mask
-    return cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+def read_scores(rows: Iterable[Sequence[str]]) -> list[Score]:
+    """CSV rows (without the header) back into scores; a malformed row raises ValueError."""
+    out = []
+    for row in rows:
+        image, index, class_name, model, method, placement, accuracy, pointing, energy, iou, road = row
+        out.append(Score(image, int(index), class_name, model, method, placement, accuracy == "1", pointing == "1",
+                         float(energy), float(iou), float(road) if road else None))
+    return out
 
 
-def _scale_box(box: tuple[int, int, int, int], src: tuple[int, int], dst: tuple[int, int]) -> tuple[int, int, int, int]:
-    sy, sx = dst[0] / src[0], dst[1] / src[1]
-    x0, y0, x1, y1 = box
-    return int(x0 * sx), int(y0 * sy), int(np.ceil(x1 * sx)), int(np.ceil(y1 * sy))
-
-
-def _scores(cam: np.ndarray, sample: Sample, feature_shape: tuple[int, int]) -> dict[str, bool | float]:
-    mask = _resize_mask(sample.mask, cam.shape)
-    return {"pointing": pointing_game(cam, mask, feature_shape=feature_shape),
-            "energy": energy_pointing_game(cam, _scale_box(sample.box, sample.mask.shape, cam.shape)),
-            "iou": mask_iou(cam, mask)}
-
-
-def _road(metric: ROADMostRelevantFirst, x: torch.Tensor, cams: np.ndarray, labels: list[int], model: nn.Module) -> list[float]:
-    change = metric(x, cams, [ClassifierOutputSoftmaxTarget(t) for t in labels], model)
-    return (-np.asarray(change, dtype=np.float64)).tolist()
-
-
-def _arrays(tree: dict) -> dict:
-    """Lists of per-image values -> arrays (bool for hit/miss metrics), recursively."""
-    return {k: _arrays(v) if isinstance(v, dict) else np.asarray(v, dtype=bool if k in BINARY else np.float64)
-            for k, v in tree.items()}
-
-
-def _append(lists: dict[str, list], scores: list[dict]) -> None:
-    for score in scores:
-        for key, value in score.items():
-            lists[key].append(value)
-
-
-def evaluate(pair: ModelSet, methods: list[str], n: int = 1000, seed: int = EVAL_SEED, batch_size: int = 64,
-             road: bool = True, allow_seen_seed: bool = False) -> Evaluation:
-    """Run every method on ``n`` generated images; the target is the ground-truth class.
-
-    Refuses (ValueError) a dataset seed whose images trained or validated the pair, unless
-    ``allow_seen_seed``; the result then records it in ``seen_as``.
-    """
-    if set(pair.models) != set(ROLES):
-        raise ValueError(f"evaluate compares a 'baseline' and a 'cbam' model; set {pair.name!r} has {pair.roles}")
-    if pair.models["cbam"].info.class_names != list(CLASSES):
-        raise ValueError(f"pair {pair.name!r} was not trained on the generated shapes; evaluate needs ground truth for its classes")
-    seen_as = seen_seeds(pair).get(seed)
-    if seen_as and not allow_seen_seed:
-        raise ValueError(f"dataset seed {seed} is the {seen_as} seed of set {pair.name!r}: its images were used to build "
-                         f"the models; use another seed (default {EVAL_SEED}) or --allow-training-seed to score them anyway")
-    size = pair.models["cbam"].info.input_size
-    shape = (size, size)
-    references = {name: reference_map(name, shape) for name in REFERENCE_MAPS}
-    torch.manual_seed(seed)  # ROAD's imputer adds random noise: keep the scores reproducible
-    metrics = METRICS if road else METRICS[:-1]
-    accuracy: dict[str, list] = {role: [] for role in ROLES}
-    values = {m: {p: {r: {k: [] for k in metrics} for r in ROLES} for p in PLACEMENTS} for m in methods}
-    reference = {name: {r: {k: [] for k in metrics if name == "centre" or k != "road"} for r in ROLES} for name in REFERENCE_MAPS}
-    feature_shapes: dict[str, tuple[int, int]] = {}
-    road_metric = ROADMostRelevantFirst(percentile=80)
-    for start in tqdm(range(0, n, batch_size), desc=f"evaluating {pair.name} ({', '.join(methods)})", file=sys.stderr):
-        samples = [render_sample(seed, i, size) for i in range(start, min(n, start + batch_size))]
-        labels = [s.label for s in samples]
-        inputs = {role: as_batch(model, [s.image for s in samples]).to(next(model.parameters()).device)
-                  for role, model in pair.models.items()}
-        for method in methods:
-            for role, model in pair.models.items():
-                results = explain_batch({role: model}, inputs[role], targets=labels, method=method)[role]
-                feature_shapes[role] = results[0].raw_cam.shape
-                if method == methods[0]:
-                    accuracy[role] += [r.prediction == s.label for r, s in zip(results, samples)]
-                for placement in PLACEMENTS:
-                    cams = np.stack([place_cam(r.raw_cam, shape, placement) for r in results])
-                    _append(values[method][placement][role], [_scores(c, s, feature_shapes[role]) for c, s in zip(cams, samples)])
-                    if road:
-                        values[method][placement][role]["road"] += _road(road_metric, inputs[role], cams, labels, model)
-        for name, ref in references.items():
-            for role, model in pair.models.items():
-                _append(reference[name][role], [_scores(ref, s, feature_shapes[role]) for s in samples])
-                if road and name == "centre":
-                    cams = np.repeat(ref[None], len(samples), axis=0)
-                    reference[name][role]["road"] += _road(road_metric, inputs[role], cams, labels, model)
-    hits = {role: np.asarray(correct, dtype=bool) for role, correct in accuracy.items()}
-    return Evaluation(pair.name, n, seed, shape, feature_shapes["cbam"], hits, _arrays(values), _arrays(reference), seen_as)
-
-
-def decide(p_adjusted: float, ci_low: float, ci_high: float, alpha: float = ALPHA) -> str:
+def decide(p_adjusted: float, ci_low: float, ci_high: float, model: str = "CBAM", reference: str = "baseline",
+           alpha: float = ALPHA) -> str:
     """One row's call: a side wins only when the adjusted p < ``alpha`` *and* the interval of the
-    difference (CBAM - baseline) excludes 0."""
+    difference (``model`` - ``reference``) excludes 0."""
     if p_adjusted >= alpha or ci_low <= 0 <= ci_high:
         return NO_VERDICT
-    return "CBAM better" if ci_low > 0 else "baseline better"
+    return f"{model} better" if ci_low > 0 else f"{reference} better"
 
 
 def combine_placements(calls: Sequence[str]) -> str:
@@ -182,106 +179,135 @@ def combine_placements(calls: Sequence[str]) -> str:
     return calls[0] if len(set(calls)) == 1 else "depends on placement"
 
 
-def _reference_means(evaluation: Evaluation, metric: str) -> dict[str, float | str]:
-    """Mean score of each model-free map per role ("" where the map has no such score)."""
-    return {f"{name}_{role}": float(by_role[role][metric].mean()) if metric in by_role[role] else ""
-            for name, by_role in evaluation.reference.items() for role in ROLES}
+def _reference_means(evaluation: Evaluation, metric: str, role: str) -> dict[str, float | str]:
+    """Mean score of each model-free map for the reference model and ``role`` ("" where the map has no such score)."""
+    out: dict[str, float | str] = {}
+    for name, by_role in evaluation.reference.items():
+        for key, r in (("baseline", evaluation.reference_role), ("model", role)):
+            out[f"{name}_{key}"] = float(by_role[r][metric].mean()) if metric in by_role[r] else ""
+    return out
 
 
-def _row(method: str, metric: str, placement: str, base: np.ndarray, cbam: np.ndarray, references: dict) -> dict:
-    row = {"method": method, "metric": LABELS[metric], "placement": placement}
-    for role, values in (("baseline", base), ("cbam", cbam)):
+def _row(method: str, metric: str, placement: str, role: str, reference: str, base: np.ndarray, other: np.ndarray,
+         references: dict) -> dict:
+    row = {"method": method, "metric": LABELS[metric], "placement": placement, "model": role, "reference": reference}
+    for key, values in (("baseline", base), ("model", other)):
         mean, lo, hi = mean_ci(values, ALPHA)
-        row.update({role: mean, f"{role}_lo": lo, f"{role}_hi": hi})
+        row.update({f"{key}_mean" if key == "model" else key: mean, f"{key}_lo": lo, f"{key}_hi": hi})
     row.update(references)
-    test = paired_test(cbam, base, alpha=ALPHA)
+    test = paired_test(other, base, alpha=ALPHA)
     row.update({"diff": test["mean_diff"], "diff_lo": test["ci_low"], "diff_hi": test["ci_high"],
                 "test": test["test"], "p": test["p_value"]})
     return row
 
 
 def summary_rows(evaluation: Evaluation) -> list[dict]:
-    """Top-1 accuracy, then one row per method, metric and placement: both means with 95% intervals,
-    model-free reference means, the difference with its interval, p, Holm-adjusted p over all rows,
-    the row's ``call`` and the ``verdict`` shared by the placements of a method and metric."""
-    no_reference = {f"{name}_{role}": "" for name in REFERENCE_MAPS for role in ROLES}
-    rows = [_row("all methods", "accuracy", "-", evaluation.accuracy["baseline"], evaluation.accuracy["cbam"], no_reference)]
+    """Top-1 accuracy of each compared model, then one row per method, metric, compared model and
+    placement: the reference's and the model's means with 95% intervals, model-free reference means,
+    the difference (model - reference) with its interval, p, Holm-adjusted p over all rows, the
+    row's ``call`` and the ``verdict`` shared by the placements of a method, metric and model."""
+    ref = evaluation.reference_role
+    no_reference = {f"{name}_{key}": "" for name in REFERENCE_MAPS for key in ("baseline", "model")}
+    rows = [_row("all methods", "accuracy", "-", role, ref, evaluation.accuracy[ref], evaluation.accuracy[role], no_reference)
+            for role in evaluation.compared]
     for method, by_placement in evaluation.values.items():
-        for metric in by_placement[PLACEMENTS[0]]["cbam"]:
-            references = _reference_means(evaluation, metric)
-            for placement in PLACEMENTS:
-                by_role = by_placement[placement]
-                rows.append(_row(method, metric, placement, by_role["baseline"][metric], by_role["cbam"][metric], references))
+        for metric in evaluation.metrics:
+            for role in evaluation.compared:
+                references = _reference_means(evaluation, metric, role)
+                for placement in PLACEMENTS:
+                    by_role = by_placement[placement]
+                    rows.append(_row(method, metric, placement, role, ref, by_role[ref][metric], by_role[role][metric], references))
     for row, p_adjusted in zip(rows, holm([r["p"] for r in rows])):
-        row.update({"p_holm": float(p_adjusted), "call": decide(p_adjusted, row["diff_lo"], row["diff_hi"])})
+        row.update({"p_holm": float(p_adjusted),
+                    "call": decide(p_adjusted, row["diff_lo"], row["diff_hi"], role_title(row["model"]), role_title(ref))})
+    groups: dict[tuple[str, str, str], list[str]] = {}
     for row in rows:
-        row["verdict"] = combine_placements([r["call"] for r in rows if (r["method"], r["metric"]) == (row["method"], row["metric"])])
+        groups.setdefault((row["method"], row["metric"], row["model"]), []).append(row["call"])
+    for row in rows:
+        row["verdict"] = combine_placements(groups[(row["method"], row["metric"], row["model"])])
     return rows
 
 
+def surviving(rows: Sequence[dict]) -> list[str]:
+    """One line per (model, method, metric) whose difference survives Holm correction under both placements."""
+    seen, lines = set(), []
+    for r in rows:
+        key = (r["model"], r["method"], r["metric"])
+        if key not in seen and r["verdict"] not in (NO_VERDICT, "depends on placement"):
+            seen.add(key)
+            lines.append(f"{role_title(r['model'])} vs {role_title(r['reference'])}, {r['method']}, {r['metric']}: "
+                         f"{r['verdict']} ({r['diff']:+.3f})")
+    return lines
+
+
 def _reference_cell(row: dict, name: str) -> str:
-    base, cbam = row[f"{name}_baseline"], row[f"{name}_cbam"]
+    base, other = row[f"{name}_baseline"], row[f"{name}_model"]
     if base == "":
         return "n/a"
-    return f"{base:.3f}" if f"{base:.3f}" == f"{cbam:.3f}" else f"{base:.3f} / {cbam:.3f}"
+    return f"{base:.3f}" if f"{base:.3f}" == f"{other:.3f}" else f"{base:.3f} / {other:.3f}"
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|")
 
 
 def markdown_table(evaluation: Evaluation, rows: list[dict]) -> str:
-    """The report: how the run was made, the full table, and a grid of verdicts."""
+    """The report: how the run was made, the full table, a grid of verdicts and the differences that survive."""
     h, w = evaluation.image_shape
     fh, fw = evaluation.feature_shape
-    held_out = "generated images that neither trained nor validated the set" if evaluation.seen_as is None else "generated images"
-    lines = [f"Model set `{evaluation.pair}`, {evaluation.n} {held_out} (dataset seed {evaluation.seed}), {h}x{w} px, "
-             f"target = ground-truth class, target layer map {fh}x{fw} ({h / fh:g} px cells), pointing tolerance "
-             f"{evaluation.tolerance:g} px. Mean [95% interval: Wilson for proportions, bootstrap otherwise]; "
-             "difference = CBAM - baseline [95% interval: Newcombe for proportions, bootstrap otherwise], "
-             "p from exact McNemar (proportions) or a sign-flip permutation test of the mean difference, "
-             f"Holm-adjusted over all {len(rows)} rows. Uniform / centre map: model-free reference scores "
-             "(baseline / CBAM where they differ).", ""]
+    ref = role_title(evaluation.reference_role)
+    lines = [f"Model set `{evaluation.name}` ({', '.join(role_title(r) for r in evaluation.roles)}), {evaluation.n} "
+             f"{evaluation.source}, {h}x{w} px, target = annotated class, target layer map {fh}x{fw} ({h / fh:g} px cells), "
+             f"pointing tolerance {evaluation.tolerance:g} px. Every model is compared with {ref}. Mean [95% interval: "
+             f"Wilson for proportions, bootstrap otherwise]; difference = model - {ref} [95% interval: Newcombe for "
+             "proportions, bootstrap otherwise], p from exact McNemar (proportions) or a sign-flip permutation test of "
+             f"the mean difference, Holm-adjusted over all {len(rows)} rows. Uniform / centre map: model-free reference "
+             f"scores ({ref} / model where they differ).", ""]
+    if evaluation.reference_note:
+        lines += [evaluation.reference_note, ""]
     if evaluation.seen_as:
         lines += [f"**Warning: dataset seed {evaluation.seed} is the set's {evaluation.seen_as} seed; these images "
                   "were used to build the models, so this is not a held-out evaluation.**", ""]
-    lines += ["| method | metric | placement | baseline | CBAM | uniform map | centre map | CBAM - baseline | p | Holm p | this placement | verdict |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    if evaluation.skipped:
+        lines += [f"Skipped {len(evaluation.skipped)} image(s) (listed at the end).", ""]
+    other = role_title(evaluation.compared[0]) if len(evaluation.compared) == 1 else "model"
+    lines += [f"| method | metric | placement | model | {ref} | {other} | uniform map | centre map "
+              f"| {other} - {evaluation.reference_role} | p | Holm p | this placement | verdict |", "|---" * 13 + "|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['metric']} | {r['placement']} "
+        lines.append(f"| {r['method']} | {r['metric']} | {r['placement']} | {role_title(r['model'])} "
                      f"| {r['baseline']:.3f} [{r['baseline_lo']:.3f}, {r['baseline_hi']:.3f}] "
-                     f"| {r['cbam']:.3f} [{r['cbam_lo']:.3f}, {r['cbam_hi']:.3f}] "
+                     f"| {r['model_mean']:.3f} [{r['model_lo']:.3f}, {r['model_hi']:.3f}] "
                      f"| {_reference_cell(r, 'uniform')} | {_reference_cell(r, 'centre')} "
                      f"| {r['diff']:+.3f} [{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}] | {r['p']:.2g} | {r['p_holm']:.2g} "
                      f"| {r['call']} | {r['verdict']} |")
     methods = list(evaluation.values)
-    lines += ["", "Localization verdicts (both placements must agree):", "",
-              "| metric | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
-    verdicts = {(r["method"], r["metric"]): r["verdict"] for r in rows}
+    verdicts = {(r["method"], r["metric"], r["model"]): r["verdict"] for r in rows}
+    lines += ["", f"Localization verdicts against {ref} (both placements must agree):", "",
+              "| metric | model | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
     for metric in dict.fromkeys(r["metric"] for r in rows if r["method"] in methods):
-        lines.append(f"| {metric} | " + " | ".join(verdicts[(m, metric)] for m in methods) + " |")
-    return "\n".join(lines) + "\n"
+        for role in evaluation.compared:
+            lines.append(f"| {metric} | {role_title(role)} | " + " | ".join(verdicts[(m, metric, role)] for m in methods) + " |")
+    survivors = surviving(rows)
+    lines += ["", "Differences that survive Holm correction and agree across placements: "
+              + ("none." if not survivors else ""), ""]
+    lines += [f"- {line}" for line in survivors]
+    if evaluation.skipped:
+        lines += ["", "Skipped images:", ""] + [f"- `{_cell(image)}`: {_cell(reason)}" for image, reason in evaluation.skipped]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def write_outputs(evaluation: Evaluation, out_dir: Path) -> tuple[Path, Path, Path]:
     """Per-image CSV (every CAM under every placement, and the reference maps), summary CSV and the Markdown report."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    per_image = out_dir / f"{evaluation.pair}_per_image.csv"
-    sources = [(method, placement, by_role) for method, by_placement in evaluation.values.items()
-               for placement, by_role in by_placement.items()]
-    sources += [(f"{name} map", "-", by_role) for name, by_role in evaluation.reference.items()]
-    metrics = list(evaluation.values[next(iter(evaluation.values))][PLACEMENTS[0]]["cbam"])
+    per_image = out_dir / f"{evaluation.name}_per_image.csv"
     with open(per_image, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["index", "source", "placement", "model", "accuracy", *metrics])
-        for source, placement, by_role in sources:
-            for role in ROLES:
-                values = by_role[role]
-                for i in range(evaluation.n):
-                    cells = [(int(values[m][i]) if m in BINARY else f"{values[m][i]:.5f}") if m in values else "" for m in metrics]
-                    writer.writerow([i, source, placement, role, int(evaluation.accuracy[role][i]), *cells])
+        write_scores(f, evaluation.scores())
     rows = summary_rows(evaluation)
-    summary = out_dir / f"{evaluation.pair}_summary.csv"
+    summary = out_dir / f"{evaluation.name}_summary.csv"
     with open(summary, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    table = out_dir / f"{evaluation.pair}_summary.md"
+    table = out_dir / f"{evaluation.name}_summary.md"
     table.write_text(markdown_table(evaluation, rows))
     return per_image, summary, table

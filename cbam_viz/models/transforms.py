@@ -4,19 +4,27 @@ from __future__ import annotations
 import torch
 from PIL import Image
 from torchvision import transforms as T
+from torchvision.transforms import v2
 
 from .resnet import ModelInfo
 
 
-def _geometry(info: ModelInfo) -> list:
-    """Resize + center crop, or a plain square resize when ``info.resize`` is None."""
+def _geometry(info: ModelInfo, transforms=T) -> list:
+    """Resize + center crop, or a plain square resize when ``info.resize`` is None (``transforms``:
+    torchvision's ``transforms`` or ``transforms.v2``)."""
     size = info.input_size
-    return [T.Resize(info.resize), T.CenterCrop(size)] if info.resize else [T.Resize((size, size))]
+    return [transforms.Resize(info.resize), transforms.CenterCrop(size)] if info.resize else [transforms.Resize((size, size))]
 
 
 def model_transform(info: ModelInfo) -> T.Compose:
     """The full input transform: geometry, then tensor conversion and normalization."""
     return T.Compose([*_geometry(info), T.ToTensor(), T.Normalize(info.mean, info.std)])
+
+
+def annotation_geometry(info: ModelInfo) -> v2.Compose:
+    """The model's geometry for annotations (``tv_tensors`` boxes and masks; masks resized nearest):
+    maps them onto the image that :func:`crop_for_display` returns."""
+    return v2.Compose(_geometry(info, v2))
 
 
 def crop_for_display(image: Image.Image, info: ModelInfo) -> Image.Image:
