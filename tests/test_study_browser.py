@@ -3,6 +3,7 @@ resume), then the owner reads the results. Playwright's Python package driving D
 never `playwright install`: without the `chromium` binary on PATH the test FAILS."""
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +109,95 @@ def test_participant_completes_a_study_then_the_owner_reads_the_results(page: Pa
     expect(summary).to_contain_text("Prefers CBAM")
     expect(page.get_by_role("link", name=re.compile("KB")).first).to_be_visible()
     expect(page.get_by_role("cell", name="browser-study-votes.csv")).to_be_visible()
+
+
+LINK = "?PROLIFIC_PID=5f1a2b3c4d5e&STUDY_ID=s-42&SESSION_ID=sess-7"
+
+
+@pytest.fixture(scope="module")
+def crowd(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object, StudyConfig]]:  # noqa: F811
+    """A crowdsourcing study: consent, one practice trial, one catch trial, a completion URL on this server."""
+    import app as app_module
+
+    from cbam_viz.study import Recruitment
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    config = StudyConfig(
+        name="crowd-browser", pair="demo", stimuli=DemoStimuli(seed=22, count=8), trials_per_participant=3,
+        consent="### Consent\nYour answers are stored with your platform id.", practice_trials=1, catch_trials=1,
+        recruitment=Recruitment(params=("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"), completion_code="CODE-7Q2",
+                                completion_url=url + "?done={code}", redirect=True))
+    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
+    store = open_store(None, tmp_path_factory.mktemp("crowd-data"))
+    runtime = build_runtime(ctx, store, config)
+    app = app_module.build_app(ctx, runtime, None, compare=False)
+    app_module.launch(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    assert runtime.cache.ready.wait(120)
+    try:
+        yield url, store, config
+    finally:
+        app.close()
+        store.close()
+
+
+def new_page(browser_page: Page) -> Page:
+    """A page in a fresh context (no storage) of the module's browser (one Playwright per thread)."""
+    page = browser_page.context.browser.new_context(viewport={"width": 1300, "height": 1000}).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    return page
+
+
+def test_a_platform_link_walks_consent_practice_trials_and_ends_with_the_completion_code(page: Page, crowd) -> None:
+    url, store, config = crowd
+    first = new_page(page)
+    first.goto(url + LINK)
+    expect(first.locator("#study-consent")).to_contain_text("Your answers are stored with your platform id")
+    first.locator("#study-start-button").click()  # without accepting: refused by the server
+    expect(first.get_by_text("accept it to take part").first).to_be_visible()
+    assert store.participants(config.name) == []
+    first.get_by_label("I have read the above and agree to take part").check()
+    first.locator("#study-start-button").click()
+    expect(first.locator("#study-progress")).to_contain_text("Practice trial 1 of 1 (not recorded)")
+    answer(first, "A")
+    expect(first.locator("#study-progress")).to_contain_text("Trial 1 of 4")  # 3 trials + 1 catch trial
+    answer(first, "B")
+    expect(first.locator("#study-progress")).to_contain_text("Trial 2 of 4")
+    (joined,) = store.participants(config.name)
+    assert joined.platform_ids == {"PROLIFIC_PID": "5f1a2b3c4d5e", "STUDY_ID": "s-42", "SESSION_ID": "sess-7"}
+
+    # the same link in a fresh browser (nothing in its storage) resumes the same participant
+    fresh = new_page(page)
+    fresh.goto(url + LINK)
+    expect(fresh.locator("#study-progress")).to_contain_text("Trial 2 of 4")
+    expect(fresh.locator("#study-start")).to_be_hidden()
+    for _ in range(3):
+        answer(fresh, "A")
+    status = fresh.locator("#study-status")
+    expect(status).to_contain_text("All trials done")
+    expect(status).to_contain_text("Your completion code: CODE-7Q2")
+    expect(fresh.get_by_role("link", name="Return to the study platform")).to_have_attribute(
+        "href", url + "?done=CODE-7Q2")
+    fresh.wait_for_url(re.compile(r"\?done=CODE-7Q2$"))  # redirected after a few seconds
+    votes = store.votes(config.name)
+    assert len(store.participants(config.name)) == 1
+    assert sorted(v.kind for v in votes) == ["catch", "trial", "trial", "trial"]  # the practice answer is no vote
+    assert all(v.response_ms is not None and v.response_ms >= 250 for v in votes)
+
+
+def test_the_api_refuses_to_start_without_consent(crowd) -> None:
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    url, store, config = crowd
+    client = Client(url, verbose=False, download_files=False, ssl_verify=False)
+    before = store.row_counts()
+    with pytest.raises(AppError, match="accept it to take part"):
+        client.predict("", "prefer not to say", False, "?PROLIFIC_PID=other1", api_name="/study_start")
+    assert store.row_counts() == before
+    with pytest.raises(AppError, match="start the study first"):
+        client.predict("", 0, "A", 900, api_name="/study_vote")
+    started = client.predict("", "prefer not to say", True, "?PROLIFIC_PID=other1", api_name="/study_start")
+    assert "Practice trial 1 of 1" in started[1]
+    assert store.participant(config.name, started[0].rpartition(".")[0]).platform_ids == {"PROLIFIC_PID": "other1"}
+    assert "CODE-7Q2" not in json.dumps(started)  # the code only at the end

@@ -4,8 +4,8 @@ Public API endpoints (all that a participant's browser can call for the study):
 
 - ``study_resume(credential, link)``: the participant's current trial, or the start screen;
   run on page load with the credential kept in the browser (``gr.BrowserState``) and the page
-  URL's query (``link``: a recruitment link's platform ids resume that participant). Returns the
-  credential to keep first.
+  URL's query (``link``: a recruitment link's platform ids resume that participant). Returns first
+  the credential the browser should keep when the link named another participant (else no change).
 - ``study_start(credential, expertise, consent, link)``: join (a new participant must accept the
   consent text when the study has one); returns the credential the server issued (or continues the
   participant of the link's platform id or of a valid credential).
@@ -205,10 +205,12 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
         return progress_md, f"### {trial.question}", maps, trial.position, view.message, ""
 
     def resume(credential: str | None, link: str | None):
-        # the credential goes back to the browser only when a recruitment link found its participant:
-        # otherwise the browser's copy is the source of truth (and an unchanged value fires no change event)
+        # the credential goes back to the browser only when a recruitment link found another participant
+        # than the browser's: otherwise the browser's copy is the source of truth (this event may run
+        # before the BrowserState has restored it, and must not overwrite it)
         view = session.resume(credential, link)
-        return view.credential or credential or "", *render(view)
+        keep = view.credential if view.credential and view.credential != credential else gr.skip()
+        return keep, *render(view)
 
     def join(credential: str | None, expertise: str | None, consent: bool, link: str | None, request: gr.Request):
         known = session.credentials.verify(credential) is not None or session.returning(link)
