@@ -185,6 +185,12 @@ def as_batch(model: nn.Module, images: Sequence[Image.Image] | torch.Tensor) -> 
     return torch.cat([preprocess(image, model.info) for image in images])
 
 
+def _preprocessing(model: nn.Module) -> tuple:
+    """What decides a model's input tensor for a PIL image: size, resize, mean and std."""
+    info = model.info
+    return info.input_size, info.resize, tuple(info.mean), tuple(info.std)
+
+
 def _class_index(target: object) -> int:
     """A class index from any integer type (int, NumPy, 0-d tensor); a clear error otherwise."""
     if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 0 and target.dtype not in (torch.bool, bool):
@@ -214,12 +220,15 @@ def explain_batch(
         targets = [_class_index(t) for t in targets]
         if len(targets) != n:
             raise ValueError(f"got {len(targets)} targets for {n} images")
-    out = {}
+    out, batches = {}, {}
     for label, model in models.items():
         layer = target_layer or default_target_layer(model)
         if targets is not None and not all(0 <= t < model.fc.out_features for t in targets):
             raise ValueError(f"target class out of range for {label} ({model.fc.out_features} classes)")
-        out[label] = _explain_model(model, as_batch(model, images), targets, method, layer)
+        key = _preprocessing(model) if not isinstance(images, torch.Tensor) else None
+        if key not in batches:  # models with the same preprocessing (every model of a set) share one input
+            batches[key] = as_batch(model, images)
+        out[label] = _explain_model(model, batches[key], targets, method, layer)
     return out
 
 

@@ -22,16 +22,19 @@ def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def colorize(values: np.ndarray, cmap: str = "jet", vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:
-    """Map a 2-D array to RGB (uint8) with a fixed value range."""
-    scaled = np.clip((values - vmin) / max(vmax - vmin, 1e-12), 0, 1)
-    return _lut(cmap)[(scaled * 255).round().astype(np.uint8)]
+    """Map a 2-D array to RGB (uint8) with a fixed value range: [vmin, vmax] -> the colormap's 256 entries."""
+    scaled = np.subtract(values, vmin, dtype=np.float32)
+    scaled *= np.float32(255 / max(vmax - vmin, 1e-12))
+    np.clip(scaled, 0, 255, out=scaled)
+    index = np.rint(scaled, out=scaled).astype(np.uint8)
+    return cv2.LUT(cv2.merge([index] * 3), _lut(cmap)[:, None, :])  # one table look-up per pixel and channel
 
 
 def overlay(image: np.ndarray, values: np.ndarray, alpha: float = 0.5, cmap: str = "jet",
             vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:
     """Blend a heat map (any resolution, resized bilinearly) onto an RGB uint8 image."""
     heat = colorize(resize_map(values, image.shape[:2]), cmap, vmin, vmax)
-    return (image.astype(np.float32) * (1 - alpha) + heat.astype(np.float32) * alpha).round().astype(np.uint8)
+    return cv2.addWeighted(np.ascontiguousarray(image), 1 - alpha, heat, alpha, 0)  # rounded to nearest, in uint8
 
 
 def threshold_regions(image: np.ndarray, values: np.ndarray, threshold: float = 0.6, dim: float = 0.25) -> np.ndarray:

@@ -148,9 +148,8 @@ class _Request:
     timing: Timing
     names: list[str]  # unique class names
     titles: dict[str, str]  # role -> "Baseline · ResNet-18"
-    seen: np.ndarray  # the image as the models see it (resized/cropped to the input size), what the CAMs cover
     display: np.ndarray  # the same part of the uploaded image at its own resolution: what overlays are drawn on
-    mask: np.ndarray | None  # ground-truth mask on ``seen``, for generated demo images
+    mask: np.ndarray | None  # ground-truth mask on the image as the models see it, for generated demo images
     truth: int | None  # ground-truth class, when it is one of the set's classes
 
 
@@ -189,8 +188,8 @@ class CompareTab:
             mask = np.asarray(crop_for_display(Image.fromarray(sample.mask.astype(np.uint8) * 255), info))[..., 0] >= 128
         titles = {role: f"{role_title(role)} · {m.info.title}" for role, m in loaded.models.items()}
         truth = loaded.class_names.index(sample.class_name) if sample and sample.class_name in loaded.class_names else None
-        return _Request(loaded, picture, digest, results, timing, names, titles, display_image(loaded, picture),
-                        np.asarray(display_crop(picture, info)), mask if mask is not None and mask.any() else None, truth)
+        return _Request(loaded, picture, digest, results, timing, names, titles, np.asarray(display_crop(picture, info)),
+                        mask if mask is not None and mask.any() else None, truth)
 
     def compare(self, image: Any, model_set: Any, method: Any, layer: Any, target: Any, shared: Any, block: Any,
                 left: Any, right: Any, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
@@ -260,7 +259,8 @@ class CompareTab:
             parts = ("cbam-viz", model_set, method, layer, "own" if target == OWN else target, r.digest[:10])
             stem = "_".join(re.sub(r"[^\w.+-]+", "-", part) for part in parts)
             figure = comparison_figure(r.display, r.results, r.model_set.class_names, r.titles)
-            extra = {"image": r.seen} if r.mask is None else {"image": r.seen, "mask": r.mask}
+            seen = display_image(r.model_set, r.image)  # as the models see it (resized/cropped): what the CAMs cover
+            extra = {"image": seen} if r.mask is None else {"image": seen, "mask": r.mask}
             png = atomic_write(folder / f"{stem}.png", lambda f: figure.save(f, "PNG"))
             npz = atomic_write(folder / f"{stem}.npz", lambda f: np.savez_compressed(f, **to_arrays(r.results), **extra))
         return [str(png), str(npz)]
