@@ -132,7 +132,7 @@ def participant(index: int, url: str, think: tuple[float, float], joined: mp.Bar
 
     rng = random.Random(index)
     client = connect(url)
-    result = call(client, "", "prefer not to say", api_name="/study_start")
+    result = call(client, "", "prefer not to say", False, "", api_name="/study_start")
     credential, position = result[0], result[1 + POSITION]
     pid = credential.rpartition(".")[0]  # the participant id the server issued
     joined.wait()

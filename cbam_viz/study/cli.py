@@ -78,14 +78,14 @@ def _summary(args: argparse.Namespace) -> int:
     with open_store(args.db, args.data_dir) as store:
         votes = store.votes(args.study)
         config = store.study_config(args.study)
-    stats = compute_stats(votes, config.answers, objective)
+    stats = compute_stats(votes, config.answers, objective, config.models)
     print(summary_markdown(stats, title=f"Study {args.study!r}", names=config.names()), end="")
     return 0
 
 
 def objective_scores(config_path: Path, models_dir: Path | None = None,
                      user_models: Path | None = None) -> dict[str, dict[str, float]]:
-    """Energy pointing game of both models for each stimulus of the study that has ground truth."""
+    """Energy pointing game of every compared model for each stimulus of the study that has ground truth."""
     from ..service import AppContext
     from .config import load_config
     from .runtime import build_runtime
