@@ -194,7 +194,7 @@ def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, t
     (analysis,) = report.analyses
     assert len({c.participant for c in analysis.comparisons}) == 4
     assert analysis.ranking.strengths[0].model == "cbam"
-    assert f"1 of 5 participants failed at least one" in report.markdown and careless.participant_id in report.markdown
+    assert "1 of 5 participants failed at least one" in report.markdown and careless.participant_id in report.markdown
     both = build_report(store, "crowd", both=True)
     assert [a.who for a in both.analyses] == ["passed the attention checks", "everyone"]
     assert len({c.participant for c in both.analyses[1].comparisons}) == 5
