@@ -145,8 +145,23 @@ def cmd_samples(args: argparse.Namespace) -> None:
     print(f"wrote {len(paths)} images with masks and labels.csv to {args.out}")
 
 
+def _annotation_format(args: argparse.Namespace) -> str:
+    """``--format``, or guessed from ``--annotations``: .csv, .json (COCO), a folder of .xml (VOC) or with classes.csv (masks)."""
+    path = Path(args.annotations)
+    if args.format:
+        return args.format
+    if path.suffix.lower() in (".csv", ".json", ".xml"):
+        return {".csv": "csv", ".json": "coco", ".xml": "voc"}[path.suffix.lower()]
+    if (path / "classes.csv").is_file():
+        return "masks"
+    if path.is_dir() and next(path.rglob("*.xml"), None):
+        return "voc"
+    raise CLIError(f"cannot tell the format of {path}; give --format csv|voc|coco|masks")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .evaluate import evaluate, markdown_table, summary_rows, write_outputs
+    from .data.annotations import AnnotationError
+    from .evaluate import evaluate, evaluate_folder, markdown_table, summary_rows, write_outputs
     from .explain import METHODS
     from .models.sets import SetUnavailable, load_set
 
@@ -156,14 +171,23 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise CLIError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     if args.batch_size < 1 or args.workers < 0:
         raise CLIError("--batch-size must be at least 1 and --workers at least 0")
+    if bool(args.images) != bool(args.annotations):
+        raise CLIError("give both --images DIR and --annotations PATH, or neither (then generated images are scored)")
+    fmt = _annotation_format(args) if args.annotations else None
     try:
         model_set = load_set(args.set, device=args.device, user=_user_models(args))
-        evaluation = evaluate(model_set, methods, args.n, args.seed, args.batch_size, road=not args.no_road,
-                              allow_seen_seed=args.allow_training_seed, workers=args.workers)
-    except (SetUnavailable, ValueError) as e:
+        if fmt:
+            evaluation = evaluate_folder(model_set, Path(args.images), Path(args.annotations), fmt, methods, args.seed,
+                                         args.batch_size, road=not args.no_road, workers=args.workers)
+        else:
+            evaluation = evaluate(model_set, methods, args.n, args.seed, args.batch_size, road=not args.no_road,
+                                  allow_seen_seed=args.allow_training_seed, workers=args.workers)
+    except (SetUnavailable, AnnotationError, ValueError) as e:
         raise CLIError(str(e)) from None
     if evaluation.seen_as:
         print(f"warning: dataset seed {args.seed} is the set's {evaluation.seen_as} seed; the report says so", file=sys.stderr)
+    if evaluation.skipped:
+        print(f"skipped {len(evaluation.skipped)} image(s) or annotation(s); see the report", file=sys.stderr)
     print(markdown_table(evaluation, summary_rows(evaluation)))
     for path in write_outputs(evaluation, Path(args.out)):
         print(f"wrote {path}")
@@ -229,12 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="localization benchmark of every model of a set against its baseline, on held-out generated images")
+    p = sub.add_parser("evaluate", help="localization benchmark of every model of a set against its baseline, on held-out "
+                                        "generated images or your own labelled images")
     p.add_argument("--set", "--pair", dest="set", default="demo", help="model set from models/manifest.json or --models (default: demo)")
     p.add_argument("--models", metavar="MODELS.toml", help="your own models and sets (README: 'Your own models')")
     p.add_argument("--methods", default="gradcam", help="comma-separated CAM methods")
-    p.add_argument("-n", type=int, default=1000, help="number of held-out images")
-    p.add_argument("--seed", type=int, default=3, help="dataset seed (training used 1, validation 2: refused)")
+    p.add_argument("--images", metavar="DIR", help="a folder of your own labelled images (with --annotations)")
+    p.add_argument("--annotations", metavar="PATH", help="their boxes or masks: a CSV file, a folder of VOC XML, a COCO JSON, "
+                                                         "or a folder of mask PNGs with classes.csv")
+    p.add_argument("--format", choices=["csv", "voc", "coco", "masks"], help="annotation format (default: guessed from --annotations)")
+    p.add_argument("-n", type=int, default=1000, help="number of held-out generated images")
+    p.add_argument("--seed", type=int, default=3, help="dataset seed of the generated images (training used 1, validation 2: "
+                                                      "refused); ROAD's noise seed for --images")
     p.add_argument("--allow-training-seed", action="store_true",
                    help="score a training or validation seed anyway; the report carries a warning")
     p.add_argument("--batch-size", type=int, default=64)

@@ -1,34 +1,22 @@
 """Evaluating every model of a set (2-4 models) against its baseline: real tiny models on generated
 images, and constructed per-image values with known answers for Holm across models."""
+import csv
 import io
 
 import numpy as np
 import pytest
-import torch
 
 from cbam_viz.data import CLASSES, DIFFICULTIES, energy_pointing_game, pointing_game, render_sample
 from cbam_viz.evaluate import Evaluation, evaluate, markdown_table, ordered_roles, summary_rows, surviving, write_outputs
 from cbam_viz.evaluate.summary import read_scores, write_scores
 from cbam_viz.explain import explain_batch
-from cbam_viz.models import build_resnet
 from cbam_viz.models.sets import ModelSet
-
-SIZE = 48
-
-
-def _tiny(attention: str | None, seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = build_resnet(18, attention, num_classes=len(CLASSES), width=4, stem="small")
-    info = model.info
-    info.class_names, info.input_size, info.resize, info.mean, info.std = list(CLASSES), SIZE, None, (0.5,) * 3, (0.2,) * 3
-    return model.eval()
+from tests.evaluate_support import SIZE, tiny, tiny_set
 
 
 @pytest.fixture(scope="module")
 def three():
-    """Baseline, SE and CBAM listed out of order: the baseline must still be the reference."""
-    models = {"cbam": _tiny("cbam", 2), "baseline": _tiny(None, 0), "se": _tiny("se", 1)}
-    return ModelSet("tiny3", "", models, {r: {"generator": "easy"} for r in models})
+    return tiny_set()
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +53,6 @@ def test_partial_rows_read_back_exactly(evaluation):
     buffer = io.StringIO()
     write_scores(buffer, evaluation.scores(), precise=True, header=False)
     buffer.seek(0)
-    import csv
     rows = read_scores(csv.reader(buffer))
     again = Evaluation.from_scores(rows, evaluation.roles, list(evaluation.values), True, name="tiny3", seed=5,
                                    image_shape=evaluation.image_shape, feature_shapes=evaluation.feature_shapes)
@@ -87,7 +74,7 @@ def test_scores_do_not_depend_on_the_batch(three, evaluation):
 
 
 def test_a_set_without_baseline_is_compared_with_its_first_model():
-    model_set = ModelSet("nobase", "", {"se": _tiny("se", 1), "cbam": _tiny("cbam", 2)}, {})
+    model_set = ModelSet("nobase", "", {"se": tiny("se", 1), "cbam": tiny("cbam", 2)}, {})
     roles, note = ordered_roles(model_set)
     assert roles == ["se", "cbam"] and "no 'baseline' model" in note and "'se'" in note
     result = evaluate(model_set, ["gradcam"], n=2, seed=5, batch_size=2, road=False)
@@ -97,7 +84,7 @@ def test_a_set_without_baseline_is_compared_with_its_first_model():
 
 
 def test_a_model_without_the_generated_classes_is_refused(three):
-    other = _tiny(None, 3)
+    other = tiny(None, 3)
     other.info.class_names = [f"c{i}" for i in range(len(CLASSES))]
     with pytest.raises(ValueError, match="model 'odd' of set 'tiny3' was not trained on the generated shapes"):
         evaluate(ModelSet("tiny3", "", {**three.models, "odd": other}), ["gradcam"], n=2)

@@ -7,9 +7,9 @@ feature-resolution map on the image (:func:`cbam_viz.data.place_cam`), and model
 centre) are scored with the same functions as a chance level. Every model is compared with the
 set's baseline with paired tests and Holm correction (:mod:`.summary`).
 """
-from .run import EVAL_SEED, evaluate, ordered_roles, seen_seeds
+from .run import EVAL_SEED, evaluate, evaluate_folder, ordered_roles, seen_seeds
 from .summary import (ALPHA, BINARY, LABELS, METRICS, NO_VERDICT, Evaluation, Score, combine_placements, decide,
                       markdown_table, summary_rows, surviving, write_outputs)
 
 __all__ = ["ALPHA", "BINARY", "EVAL_SEED", "LABELS", "METRICS", "NO_VERDICT", "Evaluation", "Score", "combine_placements",
-           "decide", "evaluate", "markdown_table", "ordered_roles", "seen_seeds", "summary_rows", "surviving", "write_outputs"]
+           "decide", "evaluate", "evaluate_folder", "markdown_table", "ordered_roles", "seen_seeds", "summary_rows", "surviving", "write_outputs"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -10,7 +11,7 @@ from tqdm import tqdm
 from ..data import CLASSES, DIFFICULTIES
 from ..models.sets import ModelSet
 from ..training import TRAIN_SEED, VAL_SEED
-from .datasets import GeneratedImages, Skipped
+from .datasets import GeneratedImages, Skipped, folder_dataset
 from .scoring import Target, score_batch
 from .summary import Evaluation, Score
 
@@ -66,6 +67,20 @@ def generator_of(model_set: ModelSet) -> str:
     return next(iter(model_set.entries.values()), {}).get("generator", "easy")
 
 
+def _evaluate(model_set: ModelSet, images: Dataset, methods: list[str], road: bool, seed: int, batch_size: int,
+              workers: int, skipped: list[Skipped], **fields) -> Evaluation:
+    roles, note = ordered_roles(model_set)
+    info = model_set.models[roles[0]].info
+    scores, feature_shapes, failed = score_dataset({r: model_set.models[r] for r in roles}, images, methods, road, seed,
+                                                   batch_size, workers, f"evaluating {model_set.name} ({', '.join(methods)})")
+    if not scores:
+        raise ValueError(f"no image could be scored ({len(skipped) + len(failed)} skipped"
+                         + (f"; first: {(skipped + failed)[0].image}: {(skipped + failed)[0].reason}" if skipped + failed else "") + ")")
+    return Evaluation.from_scores(scores, roles, methods, road, name=model_set.name, seed=seed,
+                                  image_shape=(info.input_size, info.input_size), feature_shapes=feature_shapes,
+                                  skipped=[tuple(s) for s in skipped + failed], reference_note=note, **fields)
+
+
 def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int = EVAL_SEED, batch_size: int = 64,
              road: bool = True, allow_seen_seed: bool = False, workers: int = 0) -> Evaluation:
     """Run every method of every model of the set on ``n`` generated images (of the generator the set
@@ -83,15 +98,19 @@ def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int =
     if seen_as and not allow_seen_seed:
         raise ValueError(f"dataset seed {seed} is the {seen_as} seed of set {model_set.name!r}: its images were used to build "
                          f"the models; use another seed (default {EVAL_SEED}) or --allow-training-seed to score them anyway")
-    roles, note = ordered_roles(model_set)
     generator = generator_of(model_set)
-    info = model_set.models[roles[0]].info
-    dataset = GeneratedImages(seed, n, info, DIFFICULTIES[generator])
+    dataset = GeneratedImages(seed, n, model_set.info, DIFFICULTIES[generator])
     held_out = "" if seen_as else " that neither trained nor validated the set"
-    scores, feature_shapes, skipped = score_dataset(
-        {r: model_set.models[r] for r in roles}, dataset, methods, road, seed, batch_size, workers,
-        f"evaluating {model_set.name} ({', '.join(methods)})")
-    source = f"generated images{held_out} ({generator} generator, dataset seed {seed})"
-    return Evaluation.from_scores(scores, roles, methods, road, name=model_set.name, seed=seed,
-                                  image_shape=(info.input_size, info.input_size), feature_shapes=feature_shapes,
-                                  source=source, seen_as=seen_as, skipped=[tuple(s) for s in skipped], reference_note=note)
+    return _evaluate(model_set, dataset, methods, road, seed, batch_size, workers, [], seen_as=seen_as,
+                     source=f"generated images{held_out} ({generator} generator, dataset seed {seed})")
+
+
+def evaluate_folder(model_set: ModelSet, images: Path, annotations: Path, fmt: str, methods: list[str],
+                    seed: int = EVAL_SEED, batch_size: int = 64, road: bool = True, workers: int = 0) -> Evaluation:
+    """Run every method of every model of the set on a folder of annotated images (``fmt``: one of
+    :data:`cbam_viz.data.annotations.FORMATS`); the target is the annotated class. ``seed`` seeds
+    ROAD's noise. Raises AnnotationError for annotations that cannot be read at all."""
+    dataset, skipped = folder_dataset(images, fmt, annotations, model_set.class_names, model_set.info)
+    source = f"annotated images of `{images}` ({fmt} annotations `{annotations}`)"
+    return _evaluate(model_set, dataset, methods, road, seed, batch_size, workers, skipped, source=source,
+                     dataset=images.resolve().name)

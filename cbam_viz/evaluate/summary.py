@@ -27,6 +27,7 @@ BINARY = {"pointing"}
 LABELS = {"accuracy": "top-1 accuracy", "pointing": "pointing game", "energy": "energy pointing game",
           "iou": "IoU@0.5", "road": "ROAD MoRF drop"}
 NO_VERDICT = "no clear difference"
+SKIPS_SHOWN = 20  # the Markdown report lists this many skipped images; the skip CSV has them all
 COLUMNS = ("image", "index", "class", "model", "method", "placement", "accuracy", *METRICS)
 
 
@@ -78,6 +79,7 @@ class Evaluation:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     indices: list[int] | None = None
     reference_note: str = ""
+    dataset: str = ""  # the images folder's name ("" for generated images): part of the output file names
 
     def __post_init__(self) -> None:
         if self.indices is None:
@@ -86,6 +88,11 @@ class Evaluation:
     @property
     def n(self) -> int:
         return len(self.images)
+
+    @property
+    def stem(self) -> str:
+        """The output files' common prefix: ``<set>`` or ``<set>_<images folder>``."""
+        return f"{self.name}_{self.dataset}" if self.dataset else self.name
 
     @property
     def reference_role(self) -> str:
@@ -269,7 +276,8 @@ def markdown_table(evaluation: Evaluation, rows: list[dict]) -> str:
         lines += [f"**Warning: dataset seed {evaluation.seed} is the set's {evaluation.seen_as} seed; these images "
                   "were used to build the models, so this is not a held-out evaluation.**", ""]
     if evaluation.skipped:
-        lines += [f"Skipped {len(evaluation.skipped)} image(s) (listed at the end).", ""]
+        lines += [f"Skipped {len(evaluation.skipped)} image(s) or annotation(s) (listed at the end and in "
+                  f"`{evaluation.stem}_skipped.csv`).", ""]
     other = role_title(evaluation.compared[0]) if len(evaluation.compared) == 1 else "model"
     lines += [f"| method | metric | placement | model | {ref} | {other} | uniform map | centre map "
               f"| {other} - {evaluation.reference_role} | p | Holm p | this placement | verdict |", "|---" * 13 + "|"]
@@ -292,22 +300,31 @@ def markdown_table(evaluation: Evaluation, rows: list[dict]) -> str:
               + ("none." if not survivors else ""), ""]
     lines += [f"- {line}" for line in survivors]
     if evaluation.skipped:
-        lines += ["", "Skipped images:", ""] + [f"- `{_cell(image)}`: {_cell(reason)}" for image, reason in evaluation.skipped]
+        shown = evaluation.skipped[:SKIPS_SHOWN]
+        lines += ["", "Skipped:", ""] + [f"- `{_cell(image)}`: {_cell(reason)}" for image, reason in shown]
+        if len(evaluation.skipped) > len(shown):
+            lines.append(f"- ... and {len(evaluation.skipped) - len(shown)} more")
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def write_outputs(evaluation: Evaluation, out_dir: Path) -> tuple[Path, Path, Path]:
-    """Per-image CSV (every CAM under every placement, and the reference maps), summary CSV and the Markdown report."""
+def write_outputs(evaluation: Evaluation, out_dir: Path) -> list[Path]:
+    """Per-image CSV (every CAM under every placement, and the reference maps), summary CSV, the
+    Markdown report and, when images were skipped, the skip list (CSV: image, reason)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    per_image = out_dir / f"{evaluation.name}_per_image.csv"
+    per_image = out_dir / f"{evaluation.stem}_per_image.csv"
     with open(per_image, "w", newline="") as f:
         write_scores(f, evaluation.scores())
     rows = summary_rows(evaluation)
-    summary = out_dir / f"{evaluation.name}_summary.csv"
+    summary = out_dir / f"{evaluation.stem}_summary.csv"
     with open(summary, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    table = out_dir / f"{evaluation.name}_summary.md"
+    table = out_dir / f"{evaluation.stem}_summary.md"
     table.write_text(markdown_table(evaluation, rows))
-    return per_image, summary, table
+    paths = [per_image, summary, table]
+    if evaluation.skipped:
+        paths.append(out_dir / f"{evaluation.stem}_skipped.csv")
+        with open(paths[-1], "w", newline="") as f:
+            csv.writer(f).writerows([("image", "reason"), *evaluation.skipped])
+    return paths
