@@ -29,8 +29,8 @@ def write_models(folder: Path, trained_demo: bool = False) -> Path:
     if trained_demo:
         folder.mkdir(parents=True, exist_ok=True)
         manifest = {"models": {}, "sets": {"demo": real["sets"]["demo"]}}
-        for role in ("baseline", "cbam"):
-            entry = manifest["models"][real["sets"]["demo"]["models"][role]] = real["models"][real["sets"]["demo"]["models"][role]]
+        for model_id in real["sets"]["demo"]["models"].values():
+            entry = manifest["models"][model_id] = real["models"][model_id]
             (folder / entry["file"]).symlink_to(MODELS_DIR / entry["file"])
     else:
         write_demo_models(folder)
