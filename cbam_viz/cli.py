@@ -161,7 +161,8 @@ def _annotation_format(args: argparse.Namespace) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .data.annotations import AnnotationError
-    from .evaluate import evaluate, evaluate_folder, markdown_table, summary_rows, write_outputs
+    from .evaluate import evaluate, evaluate_folder, markdown_table, summary_rows
+    from .evaluate.distributed import start, stop
     from .explain import METHODS
     from .models.sets import SetUnavailable, load_set
 
@@ -174,22 +175,26 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if bool(args.images) != bool(args.annotations):
         raise CLIError("give both --images DIR and --annotations PATH, or neither (then generated images are scored)")
     fmt = _annotation_format(args) if args.annotations else None
+    shard = start(args.device)  # under torchrun: this process's rank; alone: rank 0 of 1
     try:
-        model_set = load_set(args.set, device=args.device, user=_user_models(args))
+        model_set = load_set(args.set, device=shard.device(args.device), user=_user_models(args))
+        options = dict(batch_size=args.batch_size, road=not args.no_road, workers=args.workers, shard=shard, out=Path(args.out))
         if fmt:
-            evaluation = evaluate_folder(model_set, Path(args.images), Path(args.annotations), fmt, methods, args.seed,
-                                         args.batch_size, road=not args.no_road, workers=args.workers)
+            evaluation = evaluate_folder(model_set, Path(args.images), Path(args.annotations), fmt, methods, args.seed, **options)
         else:
-            evaluation = evaluate(model_set, methods, args.n, args.seed, args.batch_size, road=not args.no_road,
-                                  allow_seen_seed=args.allow_training_seed, workers=args.workers)
+            evaluation = evaluate(model_set, methods, args.n, args.seed, allow_seen_seed=args.allow_training_seed, **options)
     except (SetUnavailable, AnnotationError, ValueError) as e:
         raise CLIError(str(e)) from None
+    finally:
+        stop(shard)
+    if evaluation is None:  # another rank than 0: rank 0 reports
+        return
     if evaluation.seen_as:
         print(f"warning: dataset seed {args.seed} is the set's {evaluation.seen_as} seed; the report says so", file=sys.stderr)
     if evaluation.skipped:
         print(f"skipped {len(evaluation.skipped)} image(s) or annotation(s); see the report", file=sys.stderr)
     print(markdown_table(evaluation, summary_rows(evaluation)))
-    for path in write_outputs(evaluation, Path(args.out)):
+    for path in evaluation.files:
         print(f"wrote {path}")
 
 
@@ -271,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="processes loading images (0: load in the main process; default: 1)")
     p.add_argument("--no-road", action="store_true", help="skip the ROAD score (the slowest metric)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--out", default="results", help="folder for the CSV and Markdown files")
+    p.add_argument("--out", default="results", help="folder for the CSV and Markdown files (and the partial files an "
+                                                    "interrupted run resumes from)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("samples", help="write generated images with masks and labels as PNG files")

@@ -1,9 +1,12 @@
 """Running an evaluation: batches from a dataset through every model of a set, into an :class:`Evaluation`."""
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -12,8 +15,9 @@ from ..data import CLASSES, DIFFICULTIES
 from ..models.sets import ModelSet
 from ..training import TRAIN_SEED, VAL_SEED
 from .datasets import GeneratedImages, Skipped, folder_dataset
+from .distributed import PartialFile, Shard, barrier, gather, merge
 from .scoring import Target, score_batch
-from .summary import Evaluation, Score
+from .summary import Evaluation, Score, output_stem, write_outputs
 
 EVAL_SEED = 3  # distinct from the training (1) and validation (2) dataset seeds
 
@@ -41,25 +45,46 @@ def _as_list(items: list) -> list:
     return items
 
 
-def score_dataset(models: dict, dataset: Dataset, methods: Sequence[str], road: bool, seed: int, batch_size: int,
-                  workers: int, desc: str) -> tuple[list[Score], dict[str, tuple[int, int]], list[Skipped]]:
-    """Score every item of ``dataset`` (items are :class:`Target` or :class:`Skipped`) in batches of
-    consecutive items, loaded by ``workers`` processes, with a progress bar in images/s."""
-    batches = [list(range(s, min(len(dataset), s + batch_size))) for s in range(0, len(dataset), batch_size)]
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=_as_list)
-    scores: list[Score] = []
-    feature_shapes: dict[str, tuple[int, int]] = {}
-    skipped: list[Skipped] = []
-    with tqdm(total=len(dataset), desc=desc, unit="img", file=sys.stderr) as bar:
-        for items in loader:
+@dataclass
+class Job:
+    """How to run: batch size, loader processes, this process's shard, and where partial results go
+    (None: kept in memory only, nothing resumes)."""
+
+    batch_size: int = 64
+    workers: int = 0
+    shard: Shard = field(default_factory=Shard)
+    out: Path | None = None
+
+
+def score_dataset(models: dict, dataset: Dataset, methods: Sequence[str], road: bool, seed: int, job: Job,
+                  desc: str, partial: PartialFile | None = None) -> list[dict[str, Any]] | None:
+    """Score this rank's batches of ``dataset`` (items are :class:`Target` or :class:`Skipped`;
+    batches of consecutive items, loaded by ``job.workers`` processes) with a progress bar in images/s;
+    batches already in ``partial`` are not recomputed, new ones are appended to it. Returns every
+    rank's finished batches (``batch``, ``scores``, ``skipped``, ``shapes``) in batch order on rank 0, None elsewhere."""
+    size, shard = job.batch_size, job.shard
+    batches = [list(range(s, min(len(dataset), s + size))) for s in range(0, len(dataset), size)]
+    mine = [b for b in range(len(batches)) if b % shard.world == shard.rank]
+    done = {b: batch for b, batch in (partial.load() if partial else {}).items() if b in mine}
+    todo = [b for b in mine if b not in done]
+    finished = sum(len(batches[b]) for b in done)
+    if finished:
+        print(f"resuming: {finished} image(s) already scored in {partial.path.name}", file=sys.stderr)
+    loader = DataLoader(dataset, batch_sampler=[batches[b] for b in todo], num_workers=job.workers, collate_fn=_as_list)
+    label = f"{desc} [rank {shard.rank}/{shard.world}]" if shard.world > 1 else desc
+    with tqdm(total=sum(len(batches[b]) for b in mine), initial=finished, desc=label, unit="img", file=sys.stderr) as bar:
+        for b, items in zip(todo, loader):
             targets = [t for t in items if isinstance(t, Target)]
-            skipped += [t for t in items if isinstance(t, Skipped)]
-            if targets:
-                rows, shapes = score_batch(models, targets, methods, road, seed)
-                scores += rows
-                feature_shapes.update(shapes)
+            rows, shapes = score_batch(models, targets, methods, road, seed) if targets else ([], {})
+            done[b] = {"batch": b, "scores": [list(r) for r in rows], "shapes": shapes,
+                       "skipped": [list(t) for t in items if isinstance(t, Skipped)]}
+            if partial:
+                partial.append(done[b])
             bar.update(len(items))
-    return scores, feature_shapes, skipped
+    if partial:
+        partial.close()
+    gathered = gather(shard, done)
+    return merge(gathered) if gathered is not None else None
 
 
 def generator_of(model_set: ModelSet) -> str:
@@ -67,22 +92,51 @@ def generator_of(model_set: ModelSet) -> str:
     return next(iter(model_set.entries.values()), {}).get("generator", "easy")
 
 
-def _evaluate(model_set: ModelSet, images: Dataset, methods: list[str], road: bool, seed: int, batch_size: int,
-              workers: int, skipped: list[Skipped], **fields) -> Evaluation:
+def _settings(model_set: ModelSet, roles: list[str], methods: Sequence[str], road: bool, seed: int, job: Job,
+              data: dict[str, Any]) -> dict[str, Any]:
+    """What decides a run's per-image results: a partial file of other settings is not resumed."""
+    models = {r: model_set.entries.get(r, {}).get("sha256") or model_set.entries.get(r, {}).get("file")
+              or model_set.models[r].info.title for r in roles}
+    return json.loads(json.dumps({"set": model_set.name, "models": models, "methods": list(methods), "road": road,
+                                  "seed": seed, "batch_size": job.batch_size, "data": data}))
+
+
+def _evaluate(model_set: ModelSet, images: Dataset, methods: list[str], road: bool, seed: int, job: Job,
+              skipped: list[Skipped], data: dict[str, Any], dataset: str = "", **fields) -> Evaluation | None:
+    """Score ``images`` and arrange the results (rank 0; None on the other ranks); with ``job.out``,
+    resume from and append to this rank's partial file, write the outputs there and then remove it."""
     roles, note = ordered_roles(model_set)
     info = model_set.models[roles[0]].info
-    scores, feature_shapes, failed = score_dataset({r: model_set.models[r] for r in roles}, images, methods, road, seed,
-                                                   batch_size, workers, f"evaluating {model_set.name} ({', '.join(methods)})")
-    if not scores:
-        raise ValueError(f"no image could be scored ({len(skipped) + len(failed)} skipped"
-                         + (f"; first: {(skipped + failed)[0].image}: {(skipped + failed)[0].reason}" if skipped + failed else "") + ")")
-    return Evaluation.from_scores(scores, roles, methods, road, name=model_set.name, seed=seed,
-                                  image_shape=(info.input_size, info.input_size), feature_shapes=feature_shapes,
-                                  skipped=[tuple(s) for s in skipped + failed], reference_note=note, **fields)
+    stem = output_stem(model_set.name, dataset)
+    partial = None
+    if job.out is not None:
+        path = job.out / f"{stem}_partial-{job.shard.rank}of{job.shard.world}.jsonl"
+        partial = PartialFile(path, _settings(model_set, roles, methods, road, seed, job, data))
+    batches = score_dataset({r: model_set.models[r] for r in roles}, images, methods, road, seed, job,
+                            f"evaluating {model_set.name} ({', '.join(methods)})", partial)
+    evaluation = None
+    if batches is not None:
+        scores = [Score(*row) for batch in batches for row in batch["scores"]]
+        failed = [Skipped(*item) for batch in batches for item in batch["skipped"]]
+        shapes = {role: tuple(shape) for batch in batches for role, shape in batch["shapes"].items()}
+        if not scores:
+            problems = skipped + failed
+            raise ValueError(f"no image could be scored ({len(problems)} skipped"
+                             + (f"; first: {problems[0].image}: {problems[0].reason}" if problems else "") + ")")
+        evaluation = Evaluation.from_scores(scores, roles, methods, road, name=model_set.name, seed=seed, dataset=dataset,
+                                            image_shape=(info.input_size, info.input_size), feature_shapes=shapes,
+                                            skipped=[tuple(s) for s in skipped + failed], reference_note=note, **fields)
+        if job.out is not None:
+            evaluation.files = write_outputs(evaluation, job.out)
+    if partial is not None:
+        barrier(job.shard)  # the outputs exist before any partial file goes
+        partial.remove()
+    return evaluation
 
 
 def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int = EVAL_SEED, batch_size: int = 64,
-             road: bool = True, allow_seen_seed: bool = False, workers: int = 0) -> Evaluation:
+             road: bool = True, allow_seen_seed: bool = False, workers: int = 0, shard: Shard | None = None,
+             out: Path | None = None) -> Evaluation | None:
     """Run every method of every model of the set on ``n`` generated images (of the generator the set
     was trained on); the target is the ground-truth class.
 
@@ -101,16 +155,19 @@ def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int =
     generator = generator_of(model_set)
     dataset = GeneratedImages(seed, n, model_set.info, DIFFICULTIES[generator])
     held_out = "" if seen_as else " that neither trained nor validated the set"
-    return _evaluate(model_set, dataset, methods, road, seed, batch_size, workers, [], seen_as=seen_as,
-                     source=f"generated images{held_out} ({generator} generator, dataset seed {seed})")
+    data = {"generated": n, "generator": generator, "size": model_set.info.input_size}
+    return _evaluate(model_set, dataset, methods, road, seed, Job(batch_size, workers, shard or Shard(), out), [], data,
+                     seen_as=seen_as, source=f"generated images{held_out} ({generator} generator, dataset seed {seed})")
 
 
 def evaluate_folder(model_set: ModelSet, images: Path, annotations: Path, fmt: str, methods: list[str],
-                    seed: int = EVAL_SEED, batch_size: int = 64, road: bool = True, workers: int = 0) -> Evaluation:
+                    seed: int = EVAL_SEED, batch_size: int = 64, road: bool = True, workers: int = 0,
+                    shard: Shard | None = None, out: Path | None = None) -> Evaluation | None:
     """Run every method of every model of the set on a folder of annotated images (``fmt``: one of
     :data:`cbam_viz.data.annotations.FORMATS`); the target is the annotated class. ``seed`` seeds
     ROAD's noise. Raises AnnotationError for annotations that cannot be read at all."""
     dataset, skipped = folder_dataset(images, fmt, annotations, model_set.class_names, model_set.info)
     source = f"annotated images of `{images}` ({fmt} annotations `{annotations}`)"
-    return _evaluate(model_set, dataset, methods, road, seed, batch_size, workers, skipped, source=source,
-                     dataset=images.resolve().name)
+    data = {"images": str(images.resolve()), "annotations": str(annotations.resolve()), "format": fmt, "items": len(dataset)}
+    return _evaluate(model_set, dataset, methods, road, seed, Job(batch_size, workers, shard or Shard(), out), skipped, data,
+                     dataset=images.resolve().name, source=source)

@@ -48,6 +48,11 @@ class Score(NamedTuple):
     road: float | None
 
 
+def output_stem(name: str, dataset: str = "") -> str:
+    """The output files' common prefix: ``<set>``, or ``<set>_<images folder>`` for a folder of images."""
+    return f"{name}_{dataset}" if dataset else name
+
+
 def reference_source(name: str) -> str:
     """The ``method`` a model-free reference map is recorded under: "uniform map", "centre map"."""
     return f"{name} map"
@@ -80,6 +85,7 @@ class Evaluation:
     indices: list[int] | None = None
     reference_note: str = ""
     dataset: str = ""  # the images folder's name ("" for generated images): part of the output file names
+    files: list[Path] = field(default_factory=list)  # the outputs, once written
 
     def __post_init__(self) -> None:
         if self.indices is None:
@@ -91,8 +97,7 @@ class Evaluation:
 
     @property
     def stem(self) -> str:
-        """The output files' common prefix: ``<set>`` or ``<set>_<images folder>``."""
-        return f"{self.name}_{self.dataset}" if self.dataset else self.name
+        return output_stem(self.name, self.dataset)
 
     @property
     def reference_role(self) -> str:
