@@ -178,7 +178,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     shard = start(args.device)  # under torchrun: this process's rank; alone: rank 0 of 1
     try:
         model_set = load_set(args.set, device=shard.device(args.device), user=_user_models(args))
-        options = dict(batch_size=args.batch_size, road=not args.no_road, workers=args.workers, shard=shard, out=Path(args.out))
+        options = dict(batch_size=args.batch_size, road=not args.no_road, workers=args.workers, shard=shard, out=Path(args.out),
+                       report=args.report)
         if fmt:
             evaluation = evaluate_folder(model_set, Path(args.images), Path(args.annotations), fmt, methods, args.seed, **options)
         else:
@@ -275,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=1, help="processes loading images (0: load in the main process; default: 1)")
     p.add_argument("--no-road", action="store_true", help="skip the ROAD score (the slowest metric)")
+    p.add_argument("--report", action="store_true", help="also write <set>_report.html: the summary and a gallery of the "
+                                                         "images where the models disagree most (opens offline)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--out", default="results", help="folder for the CSV and Markdown files (and the partial files an "
                                                     "interrupted run resumes from)")

@@ -17,6 +17,7 @@ from ..training import TRAIN_SEED, VAL_SEED
 from .datasets import GeneratedImages, Skipped, folder_dataset
 from .distributed import PartialFile, Shard, barrier, gather, merge
 from .scoring import Target, score_batch
+from .report import write_report
 from .summary import Evaluation, Score, output_stem, write_outputs
 
 EVAL_SEED = 3  # distinct from the training (1) and validation (2) dataset seeds
@@ -47,13 +48,14 @@ def _as_list(items: list) -> list:
 
 @dataclass
 class Job:
-    """How to run: batch size, loader processes, this process's shard, and where partial results go
-    (None: kept in memory only, nothing resumes)."""
+    """How to run: batch size, loader processes, this process's shard, where the outputs and partial
+    results go (None: kept in memory only, nothing resumes) and whether an HTML report is written there."""
 
     batch_size: int = 64
     workers: int = 0
     shard: Shard = field(default_factory=Shard)
     out: Path | None = None
+    report: bool = False
 
 
 def score_dataset(models: dict, dataset: Dataset, methods: Sequence[str], road: bool, seed: int, job: Job,
@@ -128,6 +130,8 @@ def _evaluate(model_set: ModelSet, images: Dataset, methods: list[str], road: bo
                                             skipped=[tuple(s) for s in skipped + failed], reference_note=note, **fields)
         if job.out is not None:
             evaluation.files = write_outputs(evaluation, job.out)
+            if job.report:
+                evaluation.files.append(write_report(evaluation, model_set.models, images, model_set.class_names, job.out))
     if partial is not None:
         barrier(job.shard)  # the outputs exist before any partial file goes
         partial.remove()
@@ -136,13 +140,15 @@ def _evaluate(model_set: ModelSet, images: Dataset, methods: list[str], road: bo
 
 def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int = EVAL_SEED, batch_size: int = 64,
              road: bool = True, allow_seen_seed: bool = False, workers: int = 0, shard: Shard | None = None,
-             out: Path | None = None) -> Evaluation | None:
+             out: Path | None = None, report: bool = False) -> Evaluation | None:
     """Run every method of every model of the set on ``n`` generated images (of the generator the set
     was trained on); the target is the ground-truth class.
 
     Refuses (ValueError) a set whose models do not know the generated classes, and a dataset seed
     whose images trained or validated the set, unless ``allow_seen_seed``; the result then records
-    it in ``seen_as``.
+    it in ``seen_as``. With ``out``, the outputs (and with ``report`` the HTML report) are written
+    there and an interrupted run resumes from its partial file; ``shard``: this process's rank under
+    torchrun (:func:`cbam_viz.evaluate.distributed.start`), which returns the result on rank 0 only.
     """
     for role, model in model_set.models.items():
         if model.info.class_names != list(CLASSES):
@@ -156,18 +162,19 @@ def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int =
     dataset = GeneratedImages(seed, n, model_set.info, DIFFICULTIES[generator])
     held_out = "" if seen_as else " that neither trained nor validated the set"
     data = {"generated": n, "generator": generator, "size": model_set.info.input_size}
-    return _evaluate(model_set, dataset, methods, road, seed, Job(batch_size, workers, shard or Shard(), out), [], data,
-                     seen_as=seen_as, source=f"generated images{held_out} ({generator} generator, dataset seed {seed})")
+    job = Job(batch_size, workers, shard or Shard(), out, report)
+    return _evaluate(model_set, dataset, methods, road, seed, job, [], data, seen_as=seen_as, source=f"generated images{held_out} ({generator} generator, dataset seed {seed})")
 
 
 def evaluate_folder(model_set: ModelSet, images: Path, annotations: Path, fmt: str, methods: list[str],
                     seed: int = EVAL_SEED, batch_size: int = 64, road: bool = True, workers: int = 0,
-                    shard: Shard | None = None, out: Path | None = None) -> Evaluation | None:
+                    shard: Shard | None = None, out: Path | None = None, report: bool = False) -> Evaluation | None:
     """Run every method of every model of the set on a folder of annotated images (``fmt``: one of
     :data:`cbam_viz.data.annotations.FORMATS`); the target is the annotated class. ``seed`` seeds
-    ROAD's noise. Raises AnnotationError for annotations that cannot be read at all."""
+    ROAD's noise; ``shard``, ``out`` and ``report`` as for :func:`evaluate`. Raises AnnotationError
+    for annotations that cannot be read at all."""
     dataset, skipped = folder_dataset(images, fmt, annotations, model_set.class_names, model_set.info)
     source = f"annotated images of `{images}` ({fmt} annotations `{annotations}`)"
     data = {"images": str(images.resolve()), "annotations": str(annotations.resolve()), "format": fmt, "items": len(dataset)}
-    return _evaluate(model_set, dataset, methods, road, seed, Job(batch_size, workers, shard or Shard(), out), skipped, data,
-                     dataset=images.resolve().name, source=source)
+    job = Job(batch_size, workers, shard or Shard(), out, report)
+    return _evaluate(model_set, dataset, methods, road, seed, job, skipped, data, dataset=images.resolve().name, source=source)

@@ -1,0 +1,42 @@
+"""The static HTML report of `evaluate --report`, opened offline in a real Chromium: the summary
+renders, every image of the gallery loads, and nothing is fetched from anywhere."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cbam_viz.data import DIFFICULTIES, write_samples
+from cbam_viz.evaluate import evaluate_folder
+from cbam_viz.evaluate.report import disagreement
+from tests.browser_support import chromium_page
+from tests.evaluate_support import SIZE, tiny_set
+
+pytestmark = pytest.mark.browser
+N = 5
+
+
+def test_report_renders_offline_with_the_gallery(tmp_path):
+    images = tmp_path / "images"
+    write_samples(images, N, 5, SIZE, DIFFICULTIES["easy"])
+    (images / "labels.csv").write_text((images / "labels.csv").read_text() + "5,missing.png,circle,0,1,1,9,9\n")
+    result = evaluate_folder(tiny_set(), images, images / "labels.csv", "csv", ["gradcam"], batch_size=4, road=False,
+                             out=tmp_path / "out", report=True)
+    report = result.files[-1]
+    assert report.name == "tiny3_images_report.html"
+    gaps = disagreement(result, "gradcam")
+    expected_first = result.images[int(np.argmax(gaps))]
+    requests: list[str] = []
+    with chromium_page(1400, 1000, 20_000) as page:
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(report.as_uri())
+        assert page.title() == "Localization: tiny3_images"
+        assert page.locator("table tbody tr").count() == 2 + 3 * 2 * 2  # accuracy x2; 3 metrics x 2 models x 2 placements
+        assert page.locator(".item").count() == N
+        assert page.locator(".item").first.inner_text().startswith(expected_first)  # the largest difference first
+        assert page.locator(".item").first.locator("figure").count() == 1 + 3  # the input and every model's CAM
+        loaded = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+        assert len(loaded) == N * 4 and all(loaded)
+        assert "missing.png" in page.locator("body").inner_text()  # the skip list
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
+    assert all(url.startswith(("file://", "data:")) for url in requests), requests
+    assert (tmp_path / "report.png").stat().st_size > 10_000
