@@ -160,14 +160,14 @@ def test_pdf_and_svg_have_vector_text(models_file: Path, images: list[Path], tmp
         assert f"wrote {out} (3 images x 3 models" in capsys.readouterr().out
     data = (tmp_path / "fig.pdf").read_bytes()
     assert data.startswith(b"%PDF") and b"/Type3" not in data and b"/CIDFontType2" in data
-    text = pdf_text(data)
+    text = " ".join(pdf_text(data).split())  # wrapped lines joined
     for expected in ["input", "sample-0.png", "ResNet-18 + SE (lesion data)", "pred:", "Grad-CAM"]:
         assert expected in text, expected
     svg = ET.parse(tmp_path / "fig.svg").getroot()
     strings = [t.text or "" for t in svg.iter("{http://www.w3.org/2000/svg}text")]
     strings += [s.text or "" for t in svg.iter("{http://www.w3.org/2000/svg}text")
                 for s in t.iter("{http://www.w3.org/2000/svg}tspan")]
-    joined = " ".join(strings)
+    joined = " ".join(" ".join(strings).split())
     assert "input" in joined and "pred:" in joined and "ResNet-18 + SE (lesion data)" in joined
     assert len([s for s in strings if s.startswith("pred:")]) == 9  # a caption under each of the 3 x 3 CAMs
     assert len(svg.findall(".//{http://www.w3.org/2000/svg}image")) == 12 + 1  # the panels and the colour bar are raster images

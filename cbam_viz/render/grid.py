@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
-from matplotlib.textpath import TextPath  # noqa: E402
+from matplotlib.textpath import text_to_path  # noqa: E402
 
 from ..explain import Explanation  # noqa: E402
 from .figure import caption, colorbar  # noqa: E402
@@ -35,11 +35,11 @@ class GridRow(NamedTuple):
 
 def wrap(text: str, width_pt: float, size: float = FONT) -> str:
     """``text`` broken into lines no wider than ``width_pt`` points when set at ``size`` points (measured
-    on the glyph outlines of the default font); words longer than a line are split."""
+    with the default font's advance widths); words longer than a line are split."""
     prop = FontProperties(size=size)
 
     def fits(line: str) -> bool:
-        return not line.strip() or TextPath((0, 0), line, prop=prop).get_extents().width <= width_pt
+        return text_to_path.get_text_width_height_descent(line, prop, ismath=False)[0] <= width_pt
 
     lines: list[str] = []
     for paragraph in text.split("\n"):
@@ -52,9 +52,12 @@ def wrap(text: str, width_pt: float, size: float = FONT) -> str:
             if line:
                 lines.append(line)
             while not fits(word) and len(word) > 1:
-                cut = max(k for k in range(1, len(word) + 1) if k == 1 or fits(word[:k]))
-                lines.append(word[:cut])
-                word = word[cut:]
+                low, high = 1, len(word) - 1  # the longest prefix that fits (at least one character)
+                while low < high:
+                    middle = (low + high + 1) // 2
+                    low, high = (middle, high) if fits(word[:middle]) else (low, middle - 1)
+                lines.append(word[:low])
+                word = word[low:]
             line = word
         lines.append(line)
     return "\n".join(lines)
