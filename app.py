@@ -58,7 +58,8 @@ def build_app(ctx: AppContext, study: StudyRuntime | None = None, admin_password
                 if study is not None:
                     from cbam_viz.ui.study import build_free_vote
 
-                    build_free_vote(ctx, study, parts["image"], parts["model_set"], parts["method"], upload_dir,
+                    build_free_vote(ctx, study, parts["image"], parts["model_set"], parts["method"],
+                                    (parts["left"], parts["right"]), upload_dir,
                                     **({"voters_per_hour": joins_per_hour} if joins_per_hour else {}))
         if study is not None:
             from cbam_viz.ui.study import build_study_tab

@@ -13,16 +13,19 @@ import torch
 from cbam_viz.data import CLASSES, MEAN, STD
 from cbam_viz.models import build_resnet, save_checkpoint, sha256
 
-TITLES = {"baseline": "Demo ResNet-18", "cbam": "Demo ResNet-18 + CBAM"}
+TITLES = {"baseline": "Demo ResNet-18", "se": "Demo ResNet-18 + SE", "cbam": "Demo ResNet-18 + CBAM"}
+ATTENTION = {"baseline": None, "se": "se", "cbam": "cbam"}
 
 
-def write_demo_models(folder: str | Path, seed: int = 0) -> Path:
-    """Random-init baseline/CBAM ResNet-18s (width 16, 64 px, 12 classes) and a manifest."""
+def write_demo_models(folder: str | Path, seed: int = 0, roles: tuple[str, ...] = ("baseline", "cbam")) -> Path:
+    """Random-init ResNet-18s (width 16, 64 px, 12 classes) for `roles` (of baseline, se, cbam) and a
+    manifest whose "demo" set holds them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     models = {}
-    for role, attention in (("baseline", None), ("cbam", "cbam")):
+    for role in roles:
+        attention = ATTENTION[role]
         model = build_resnet(18, attention, num_classes=len(CLASSES), width=16, stem="small")
         model.info.class_names = list(CLASSES)
         model.info.input_size, model.info.resize = 64, None
@@ -32,7 +35,7 @@ def write_demo_models(folder: str | Path, seed: int = 0) -> Path:
         models[f"demo-{role}"] = {"kind": "shipped", "title": TITLES[role], "file": path.name,
                                   "sha256": sha256(path)}
     manifest = {"models": models,
-                "sets": {"demo": {"models": {"baseline": "demo-baseline", "cbam": "demo-cbam"},
+                "sets": {"demo": {"models": {role: f"demo-{role}" for role in roles},
                                   "description": "random-init test set"}}}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return folder

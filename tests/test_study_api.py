@@ -110,8 +110,8 @@ def test_study_endpoints(server: Server) -> None:
     assert params["/study_resume"] == ["credential", "link"]
     assert params["/study_start"] == ["credential", "expertise", "consent", "link"]
     assert params["/study_vote"] == ["credential", "position", "answer", "response_ms"]
-    assert params["/study_results"] == ["password", "both"]
-    assert params["/free_vote_show"] == ["image", "pair", "method"]
+    assert params["/study_results"] == ["password", "both", "target"]
+    assert params["/free_vote_show"] == ["image", "pair", "method", "left", "right"]
     assert params["/free_vote"] == ["credential", "answer", "response_ms"]
 
 
@@ -252,6 +252,12 @@ def test_results_need_the_password(server: Server, participant) -> None:
     assert {row["chosen_model"] for row in exported} <= {BASELINE, CBAM, "same", "neither"}
     assert all({row["shown_as_a"], row["shown_as_b"]} == set(MODELS) for row in exported)
     assert all(row["kind"] == "trial" and row["too_fast"] is False for row in exported)
+    assert "To detect a 60% preference" in summary  # the power line's default target
+    planned = server.client().predict(PASSWORD, False, 0.75, api_name="/study_results")[0]
+    assert "To detect a 75% preference" in planned
+    for bad in (0.3, "x"):
+        with pytest.raises(AppError, match="preference share to detect must be a number from 0.51 to 0.95"):
+            server.client().predict(PASSWORD, False, bad, api_name="/study_results")
 
 
 def test_without_a_password_there_is_no_results_tab(server: Server) -> None:
@@ -281,7 +287,7 @@ def test_free_vote_on_an_upload(server: Server, tmp_path: Path) -> None:
     path = tmp_path / "upload.png"
     render_sample(99, 4).image.save(path)
     client = server.client()
-    question, maps, _answer, _status = client.predict(handle_file(str(path)), "demo", "gradcam",
+    question, maps, _answer, _status = client.predict(handle_file(str(path)), "demo", "gradcam", "cbam", "baseline",
                                                       api_name="/free_vote_show")
     server.assert_blinded([question, maps])
     map_a, map_b = pngs(maps)
@@ -289,7 +295,7 @@ def test_free_vote_on_an_upload(server: Server, tmp_path: Path) -> None:
     assert question.startswith("### Which map better covers the")
     uploaded = httpx.post(f"{server.url}gradio_api/upload", files={"files": path.open("rb")}, timeout=30).json()[0]
     upload = {"path": uploaded, "meta": {"_type": "gradio.FileData"}}
-    event, data = server.raw("free_vote_show", upload, "demo", "gradcam")
+    event, data = server.raw("free_vote_show", upload, "demo", "gradcam", None, None)  # no models chosen: the default two
     assert event == "complete" and json.loads(data)[0] is None  # the server-side state never leaves the server
     server.assert_blinded(data)
     voter, status = client.predict("my-own-id", "A", 800, api_name="/free_vote")  # a made-up id is not used
@@ -299,9 +305,12 @@ def test_free_vote_on_an_upload(server: Server, tmp_path: Path) -> None:
         client.predict(voter, "B", 800, api_name="/free_vote")
     with pytest.raises(AppError, match="show the blinded maps first"):
         server.client().predict(voter, "A", 800, api_name="/free_vote")
+    with pytest.raises(AppError, match="se is not in the list of choices"):  # Gradio checks the slider's choices
+        client.predict(handle_file(str(path)), "demo", "gradcam", "se", "cbam", api_name="/free_vote_show")
     votes = server.store.free_votes("demo")
     assert len(votes) == 1
     vote = votes[0]
+    assert {vote.shown_as_a, vote.shown_as_b} == set(MODELS)
     assert vote.image_sha256 == image_sha256(open_image(path)) and vote.stimulus_id == "upload:" + vote.image_sha256
     assert vote.shown_as_a in MODELS and vote.response_ms == 800 and vote.participant_id == participant_of(voter)
 
@@ -344,6 +353,49 @@ def test_upload_images_are_stored_only_when_the_owner_enables_it(models_dir: Pat
     assert [p.name for p in stored] == [f"{image_sha256(image)}.png"]
     assert image_sha256(Image.open(stored[0])) == image_sha256(image)
     assert not any(p.suffix == ".png" for p in (tmp_path / "data").rglob("*"))
+
+
+def test_the_blind_vote_shows_the_two_models_chosen_on_the_slider(tmp_path: Path) -> None:
+    """A set of three models: the vote shows (and stores) the two chosen, each map drawn by the model it
+    is stored as; without a choice (or the same model twice) the baseline and CBAM."""
+    from study_ui_fixtures import write_demo_models
+
+    from cbam_viz.data import render_sample
+    from cbam_viz.render import overlay
+    from cbam_viz.service import display_image
+    from cbam_viz.study.credentials import Credentials
+    from cbam_viz.study.free import FreeVotes
+    from cbam_viz.study.records import VoteRejected
+    from cbam_viz.study.stimuli import display_pixels, encode_png
+
+    models_dir = write_demo_models(tmp_path / "models", roles=("baseline", "se", "cbam"))
+    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
+    store = open_store(None, tmp_path / "data")
+    image = render_sample(55, 2).image
+    try:
+        votes = FreeVotes(ctx, store, Credentials(lambda: "a secret", "free-vote"))
+        trial = votes.prepare(image, "demo", "gradcam", ("se", "cbam"))
+        assert {trial.shown_as_a, trial.shown_as_b} == {"se", "cbam"}
+        loaded = ctx.model_set("demo")
+        target = loaded.class_names.index(trial.target_class)
+        result = ctx.explain("demo", image, "gradcam", target)
+        big = display_pixels(display_image(loaded, image))
+        drawn = {m: encode_png(overlay(big, result[m].cam), fixed_size=True) for m in ("baseline", "se", "cbam")}
+        assert len(set(drawn.values())) == 3  # three different maps
+        assert (trial.map_a, trial.map_b) == (drawn[trial.shown_as_a], drawn[trial.shown_as_b])
+        recorded, _ = votes.vote(trial, "", "B", 600)
+        stored = store.free_votes("demo")[0]
+        assert (stored.shown_as_a, stored.shown_as_b, stored.chosen_model) == (
+            trial.shown_as_a, trial.shown_as_b, trial.shown_as_b)
+        assert stored.pred_b == loaded.class_names[int(result[trial.shown_as_b].prediction)]
+        assert stored.checksum_a == loaded.entries[trial.shown_as_a]["sha256"]
+        for chosen in (None, ("se", "se"), ("cbam", None)):
+            default = votes.prepare(image, "demo", "gradcam", chosen)
+            assert {default.shown_as_a, default.shown_as_b} == {"baseline", "cbam"}
+        with pytest.raises(VoteRejected, match="unknown model 'resnet' for the blind vote"):
+            votes.prepare(image, "demo", "gradcam", ("resnet", "cbam"))
+    finally:
+        store.close()
 
 
 def _png_layout(png: bytes) -> list[tuple[bytes, int]]:

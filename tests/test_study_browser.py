@@ -185,7 +185,9 @@ def test_a_platform_link_walks_consent_practice_trials_and_ends_with_the_complet
     assert all(v.response_ms is not None and v.response_ms >= 250 for v in votes)
 
 
-def test_the_api_refuses_to_start_without_consent(crowd) -> None:
+def test_the_api_enforces_consent_and_practice(crowd) -> None:
+    """Not only the page: the HTTP API refuses to start without consent and to take a study vote
+    before the practice trial, and the practice answer is never stored as a vote."""
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
@@ -198,6 +200,15 @@ def test_the_api_refuses_to_start_without_consent(crowd) -> None:
     with pytest.raises(AppError, match="start the study first"):
         client.predict("", 0, "A", 900, api_name="/study_vote")
     started = client.predict("", "prefer not to say", True, "?PROLIFIC_PID=other1", api_name="/study_start")
-    assert "Practice trial 1 of 1" in started[1]
-    assert store.participant(config.name, started[0].rpartition(".")[0]).platform_ids == {"PROLIFIC_PID": "other1"}
+    credential, progress, position = started[0], started[1], started[4]
+    assert "Practice trial 1 of 1" in progress and position == 0
+    pid = credential.rpartition(".")[0]
+    assert store.participant(config.name, pid).platform_ids == {"PROLIFIC_PID": "other1"}
     assert "CODE-7Q2" not in json.dumps(started)  # the code only at the end
+    with pytest.raises(AppError, match="not the current trial"):
+        client.predict(credential, 1, "A", 900, api_name="/study_vote")  # skipping the practice trial
+    after_practice = client.predict(credential, 0, "B", 900, api_name="/study_vote")
+    assert "Trial 1 of 4" in after_practice[0] and after_practice[3] == 1
+    assert [v for v in store.votes(config.name) if v.participant_id == pid] == []  # practice is no vote
+    client.predict(credential, 1, "A", 900, api_name="/study_vote")
+    assert [v.position for v in store.votes(config.name) if v.participant_id == pid] == [1]

@@ -1,6 +1,7 @@
 """A crowdsourced study's flow without Gradio or models (session + store, on SQLite): recruitment
 links with platform ids, consent, practice, catch trials, time limits, three models; the owner's
-report (exclusions, both views) and exports. The same flow through the app's HTTP API is at the end."""
+report (exclusions, both views) and exports. The same flow through the app's HTTP API and a browser:
+tests/test_study_browser.py."""
 from __future__ import annotations
 
 import csv
@@ -45,9 +46,12 @@ def make_config(**overrides: object) -> StudyConfig:
 class FakeRender:
     """Distinct small byte strings per stimulus and map (no model needed)."""
 
+    def __init__(self, models: tuple[str, ...] = MODELS) -> None:
+        self.models = models
+
     def __call__(self, stimulus, target: str) -> RenderedStimulus:
-        maps = {m: f"{stimulus.id}/{m}".encode() for m in (*MODELS, "object", "background")}
-        meta = VoteMeta(target_class=target, outputs={m: ModelOutput(f"pred-{m}", 0.5, m * 4) for m in MODELS})
+        maps = {m: f"{stimulus.id}/{m}".encode() for m in (*self.models, "object", "background")}
+        meta = VoteMeta(target_class=target, outputs={m: ModelOutput(f"pred-{m}", 0.5, m * 4) for m in self.models})
         return RenderedStimulus(stimulus.id, 0, target, f"{stimulus.id}/image".encode(), maps, meta, None)
 
 
@@ -56,7 +60,7 @@ def study(tmp_path: Path):
     def start(**overrides: object) -> tuple[StudySession, object]:
         config = make_config(**overrides)
         stimuli = load_stimuli(config)
-        cache = StimulusCache(stimuli, stimulus_targets(config, stimuli), FakeRender())
+        cache = StimulusCache(stimuli, stimulus_targets(config, stimuli), FakeRender(config.models))
         store = open_store(f"sqlite:///{tmp_path / 'study.sqlite3'}")
         opened.append(store)
         store.ensure_study(config, stimuli)
@@ -140,6 +144,8 @@ def test_consent_is_required_by_the_store_and_practice_answers_are_not_votes(stu
         store.record_vote("crowd", view.participant_id, 0, "A")  # practice never becomes a vote
     with pytest.raises(VoteRejected, match="not the current trial"):
         session.vote(view.credential, 2, "A", 900)  # the study's trials wait for the practice
+    with pytest.raises(VoteRejected, match="answer practice trial 0 first"):
+        store.record_vote("crowd", view.participant_id, 2, "A")  # so does the store, whoever calls it
     view, duplicate = session.vote(view.credential, 0, "B", 900)
     assert not duplicate and "not recorded" in view.message and view.trial.progress_text.startswith("Practice trial 2")
     assert session.vote(view.credential, 0, "B", 900)[1]  # again: a no-op
@@ -210,6 +216,31 @@ def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, t
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths if p.suffix == ".png")
     exported = json.loads((tmp_path / "out" / "crowd-votes.json").read_text())
     assert sum(r["kind"] == "catch" for r in exported) == 10
+
+
+def test_the_results_name_the_models_as_people_read_them(study) -> None:
+    """Role titles for the known roles, the set's model title for another; in the text, tables and plots."""
+    from matplotlib.text import Text
+
+    from cbam_viz.study.report import figures
+
+    session, store = study(models=("baseline", "se", "cbam-v2"), practice_trials=0, catch_trials=0, consent="")
+    beats = {("baseline", "se"), ("se", "cbam-v2"), ("cbam-v2", "baseline")}  # a cycle: every model wins and loses
+    for _ in range(3):
+        answer_all(session, session.join(""), lambda t, kind: "A" if (t.model_a, t.model_b) in beats else "B")
+    titles = {"baseline": "ResNet-50 (torchvision)", "se": "SE-ResNet-50", "cbam-v2": "ResNet-50 + CBAM v2"}
+    report = build_report(store, "crowd", titles=titles)
+    assert report.names == {"baseline": "Baseline", "se": "SE", "cbam-v2": "ResNet-50 + CBAM v2"}
+    assert "Models compared: Baseline = ResNet-50 (torchvision); SE = SE-ResNet-50; ResNet-50 + CBAM v2." in report.markdown
+    assert report.analyses[0].ranking is not None and "Bradley-Terry ranking**: " in report.markdown
+    assert {row[2] for row in report.ranking[1]} == {"Baseline", "SE", "ResNet-50 + CBAM v2"}
+    assert {row[1] for row in report.pairwise[1]} == {"Baseline", "SE", "ResNet-50 + CBAM v2"}
+    charts = figures(report)
+    assert {"ranking", "preference", "images-baseline-vs-cbam-v2"} <= set(charts)
+    for name in ("ranking", "preference", "images-baseline-vs-cbam-v2"):
+        texts = " | ".join(t.get_text() for t in charts[name].findobj(Text))
+        assert "ResNet-50 + CBAM v2" in texts and "Baseline" in texts, (name, texts)
+        assert "cbam-v2" not in texts and "baseline" not in texts, (name, texts)
 
 
 def test_fast_votes_are_flagged_and_the_study_time_is_limited(study) -> None:

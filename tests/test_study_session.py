@@ -285,7 +285,7 @@ def test_report_and_exports(setup, tmp_path: Path) -> None:
         view = session.join(None)
         while view.trial is not None:
             view, _ = session.vote(view.credential, view.trial.position, "A", 100)
-    store.record_free_vote("s" * 8, "ab" * 32, "B", CBAM, pair="demo", method="gradcam")
+    store.record_free_vote("s" * 8, "ab" * 32, "B", CBAM, BASELINE, pair="demo", method="gradcam")
     report = build_report(store, "s1", session.cache.objective())
     assert report.stats.votes == 8 and report.stats.participants == 2
     assert report.per_image[0][-2:] == ["energy PG Baseline", "energy PG CBAM"]

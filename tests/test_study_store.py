@@ -163,20 +163,27 @@ def test_expertise_must_be_an_option_of_a_collecting_study(store) -> None:
 
 
 def test_free_votes(store) -> None:
-    first = store.record_free_vote("session1", SHA, "B", "baseline", pair="resnet50", method="gradcam")
+    vote = lambda session, answer, a, b, **kw: store.record_free_vote(  # noqa: E731
+        session, kw.pop("image_sha256", SHA), answer, a, b, pair="resnet50", method="gradcam", **kw)
+    first = vote("session1", "B", "baseline", "cbam")
     assert first.vote.stimulus_id == f"upload:{SHA}" and first.vote.chosen_model == CBAM
-    assert store.record_free_vote("session1", SHA, "B", "baseline", pair="resnet50", method="gradcam").duplicate
+    assert (first.vote.shown_as_a, first.vote.shown_as_b) == ("baseline", "cbam")
+    assert vote("session1", "B", "baseline", "cbam").duplicate
     with pytest.raises(VoteRejected, match="replay"):
-        store.record_free_vote("session1", SHA, "A", "baseline", pair="resnet50", method="gradcam")
+        vote("session1", "A", "baseline", "cbam")
     # shown again with the sides drawn the other way: "A" is now the CBAM map, the same choice
-    assert store.record_free_vote("session1", SHA, "A", "cbam", pair="resnet50", method="gradcam").duplicate
+    assert vote("session1", "A", "cbam", "baseline").duplicate
     with pytest.raises(VoteRejected, match="replay"):
-        store.record_free_vote("session1", SHA, "B", "cbam", pair="resnet50", method="gradcam")
-    for bad in ({"image_sha256": "ABC"}, {"shown_as_a": "left"}, {"answer": "maybe"}, {"session_id": ""}):
-        args = {"session_id": "session2", "image_sha256": SHA, "answer": "A", "shown_as_a": "cbam"} | bad
+        vote("session1", "B", "cbam", "baseline")
+    with pytest.raises(VoteRejected, match="already voted on this image .*baseline and cbam"):
+        vote("session1", "A", "se", "cbam")  # one vote per image, set and method, whichever two models
+    for bad in ({"image_sha256": "ABC"}, {"a": "left side"}, {"a": "cbam"}, {"a": ""}, {"answer": "maybe"},
+                {"session": ""}):
+        args = {"session": "session2", "answer": "A", "a": "se", "b": "cbam"} | bad
         with pytest.raises(VoteRejected):
-            store.record_free_vote(**args, pair="resnet50", method="gradcam")
-    store.record_free_vote("session2", SHA, "A", "cbam", pair="resnet50", method="gradcam")
+            vote(**args)
+    three = vote("session2", "A", "se", "cbam")
+    assert (three.vote.shown_as_a, three.vote.shown_as_b, three.vote.chosen_model) == ("se", "cbam", "se")
     assert [v.participant_id for v in store.free_votes("resnet50")] == ["session1", "session2"]
     assert store.free_votes("other") == [] and store.votes("pilot") == []
 
@@ -333,6 +340,51 @@ def test_a_schema_1_database_is_migrated_and_keeps_every_vote(db_url: str, tmp_p
         assert (after.kind, after.too_fast, after.is_repeat, after.expertise) == (
             "trial", False, before["is_repeat"], before["expertise"])
         assert after.created_at.isoformat() == before["created_at"]
+
+
+def _snapshot(url: str) -> dict[str, object]:
+    """Every table's columns (with types and nullability), indexes and rows, to compare two states of a database."""
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    try:
+        with engine.connect() as conn:
+            inspector = inspect(conn)
+            out: dict[str, object] = {}
+            for table in sorted(inspector.get_table_names()):
+                columns = [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)]
+                indexes = sorted((i["name"] or "", tuple(i["column_names"])) for i in inspector.get_indexes(table))
+                rows = sorted(map(repr, conn.execute(text(f"SELECT * FROM {table}")).all()))
+                out[table] = (columns, indexes, rows)
+            return out
+    finally:
+        engine.dispose()
+
+
+def test_a_failing_migration_leaves_the_schema_1_database_as_it_was(db_url: str, tmp_path: Path, monkeypatch) -> None:
+    """The whole schema 1 -> 2 migration runs, then a statement fails: nothing of it may remain
+    (SQLite included, where each DDL statement would otherwise commit on its own)."""
+    from sqlalchemy import text
+
+    from cbam_viz.study import schema
+
+    url = _schema1_database(db_url, tmp_path)
+    before = _snapshot(url)
+    assert "shown_as_b" not in str(before["votes"]) and "cbam_viz_schema" in before
+
+    def migrate_then_fail(conn) -> None:
+        schema._migrate_1_to_2(conn)
+        conn.execute(text("UPDATE votes SET no_such_column = 1"))
+
+    monkeypatch.setitem(schema.MIGRATIONS, 1, migrate_then_fail)
+    with pytest.raises(StudyError, match=r"from schema version 1 to 2 failed \(.*no_such_column.*\); the database "
+                                         r"was left unchanged") as error:
+        open_store(url)
+    assert "\n" not in str(error.value)
+    assert _snapshot(url) == before
+    monkeypatch.undo()
+    with open_store(url) as store:  # the real migration still works on it
+        assert _version(store) == 2 and len(store.votes("plain")) > 0
 
 
 def test_an_older_database_is_migrated_step_by_step_or_refused(tmp_path: Path, monkeypatch) -> None:

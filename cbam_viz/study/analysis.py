@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import permutations
@@ -218,15 +218,16 @@ class PowerPlan:
     def more_needed(self) -> int:
         return max(0, self.participants_needed - self.participants)
 
-    def text(self) -> str:
-        """One line for the Results tab."""
+    def text(self, names: Mapping[str, str] | None = None) -> str:
+        """One line for the Results tab (``names``: model -> display name)."""
         if not self.pairs:
             return "Power: no decisive votes yet."
+        names = names or {}
         worst = max(self.pairs, key=lambda p: p.participants_needed)
         return (f"To detect a {self.target:.0%} preference with {self.power:.0%} power (two-sided α = "
                 f"{self.alpha:g}) in every pair: about {self.participants_needed} participants "
                 f"({self.more_needed} more than the {self.participants} so far); hardest pair "
-                f"{worst.pair[0]} vs {worst.pair[1]}: {worst.votes_needed} independent votes, "
+                f"{names.get(worst.pair[0], worst.pair[0])} vs {names.get(worst.pair[1], worst.pair[1])}: {worst.votes_needed} independent votes, "
                 f"{worst.votes_per_participant:.1f} votes per participant, ICC {worst.icc:.2f}, "
                 f"design effect {worst.design_effect:.2f}.")
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .export import FORMATS, write_votes
-from .stats import compute_stats, summary_markdown
+from .report import build_report
 from .storage import open_store
 
 
@@ -27,15 +27,19 @@ def add_study_commands(subparsers: argparse._SubParsersAction) -> argparse.Argum
     export.add_argument("--out", required=True, help="output file ('-' for stdout)")
     export.set_defaults(func=_reporting_errors(_export))
 
-    summary = commands.add_parser("summary", help="print the statistics as Markdown")
+    summary = commands.add_parser("summary", help="print the statistics as Markdown (those of the Results tab)")
     _add_store_args(summary)
     objective = summary.add_mutually_exclusive_group()
     objective.add_argument("--objective", type=Path,
-                           help='JSON file {stimulus_id: {"baseline": score, "cbam": score}} '
+                           help='JSON file {stimulus_id: {"baseline": score, "cbam": score, ...}} '
                                 "to measure agreement with an objective score")
     objective.add_argument("--config", type=Path, metavar="CONFIG.toml",
-                           help="the study's config: computes the energy pointing game of both models on "
+                           help="the study's config: computes the energy pointing game of every compared model on "
                                 "every stimulus with ground truth (loads the pair) and reports agreement")
+    summary.add_argument("--both", action="store_true",
+                         help="also every figure with the participants who failed an attention check")
+    summary.add_argument("--target", type=_share, default=0.60, metavar="SHARE",
+                         help="the preference share the power line plans for (default 0.60)")
     summary.add_argument("--models-dir", type=Path, help="models folder with the manifest (default: models/)")
     summary.add_argument("--models", type=Path, metavar="MODELS.toml", help="your own models and sets, if the study uses them")
     summary.set_defaults(func=_reporting_errors(_summary))
@@ -47,6 +51,17 @@ def _add_store_args(parser: argparse.ArgumentParser) -> None:
                                      "(default: SQLite file in --data-dir)")
     parser.add_argument("--data-dir", default="data", help="folder of the default SQLite file")
     parser.add_argument("--study", required=True, help="study name")
+
+
+def _share(text: str) -> float:
+    """A preference share strictly between 0.5 and 1 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.5 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number between 0.5 and 1, got {text!r}")
+    return value
 
 
 def _reporting_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -76,10 +91,8 @@ def _summary(args: argparse.Namespace) -> int:
     if args.config:
         objective = objective_scores(args.config, args.models_dir, args.models)
     with open_store(args.db, args.data_dir) as store:
-        votes = store.votes(args.study)
-        config = store.study_config(args.study)
-    stats = compute_stats(votes, config.answers, objective, config.models)
-    print(summary_markdown(stats, title=f"Study {args.study!r}", names=config.names()), end="")
+        report = build_report(store, args.study, objective, both=args.both, target=args.target)
+    print(report.text, end="")
     return 0
 
 

@@ -158,11 +158,13 @@ class StudyConfig:
         data["recruitment"] = {**data["recruitment"], "params": list(self.recruitment.params)}
         return data
 
-    def names(self) -> dict[str, str]:
-        """How each compared model reads for people ({"se": "SE", "cbam": "CBAM"})."""
-        from ..models.sets import role_title
+    def names(self, titles: Mapping[str, str] | None = None) -> dict[str, str]:
+        """How each compared model reads for people: "Baseline", "SE", "CBAM" for those roles, else the
+        model's title in the set (`titles`: role -> title, e.g. `StudyRuntime.titles`), else the role."""
+        from ..models.sets import ROLE_TITLES
 
-        return {role: role_title(role) for role in self.models}
+        titles = titles or {}
+        return {role: ROLE_TITLES.get(role) or titles.get(role) or role for role in self.models}
 
     def question_for(self, target: str) -> str:
         """The question text for one trial."""

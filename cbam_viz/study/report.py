@@ -35,7 +35,7 @@ from .config import StudyConfig
 from .export import write_votes
 from .records import Participant, VoteRecord
 from .scheduler import CATCH, OBJECT, TRIAL
-from .stats import StudyStats, compute_stats, share_title, summary_markdown
+from .stats import GroupRow, StudyStats, compute_stats, share_title, summary_markdown
 from .storage import Store
 
 Table = tuple[list[str], list[list[object]]]
@@ -67,9 +67,15 @@ class Analysis:
 
 @dataclass(frozen=True)
 class ResultsReport:
+    """Everything the Results tab shows: ``markdown`` (headline figures, attention checks, ranking,
+    agreement, position bias, power; the tables are separate), ``text`` (the same with the Markdown
+    tables, for the command line), tables as (headers, rows), the votes and the analyses."""
+
     config: StudyConfig
+    names: dict[str, str]
     stats: StudyStats
     markdown: str
+    text: str
     answers: Table
     ranking: Table
     pairwise: Table
@@ -119,12 +125,13 @@ def analyse(comparisons: list[Comparison], models: Sequence[str], who: str, targ
 
 
 def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, float]] | None = None,
-                 both: bool = False, target: float = 0.60) -> ResultsReport:
+                 both: bool = False, target: float = 0.60, titles: Mapping[str, str] | None = None) -> ResultsReport:
     """Statistics of `study` without the participants who failed an attention check (`both`: and with
     everyone), agreement with `objective` where given, the power line for a `target` preference, and
-    the free votes cast on the same set from the Compare tab."""
+    the free votes cast on the same set from the Compare tab. ``titles``: the models' titles in the set
+    (role -> title; `StudyRuntime.titles`), named once at the top and used for roles without a title."""
     config = store.study_config(study)
-    models, names = config.models, config.names()
+    models, names = config.models, config.names(titles)
     votes = store.votes(study)
     catch = catch_results(votes)
     failed = {pid for pid, result in catch.items() if result.failed}
@@ -136,7 +143,7 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
     answers = (["answer (unblinded)", "votes"], [[label(k), v] for k, v in stats.chosen_counts.items()])
     share = share_title(models, names)
 
-    def table(rows, with_objective: bool) -> Table:
+    def table(rows: Sequence[GroupRow], with_objective: bool) -> Table:
         columns = list(stats.chosen_counts)
         headers = ["id", "votes", *(label(c) for c in columns), *([share] if share else [])]
         if with_objective:
@@ -153,18 +160,16 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
         return headers, out
 
     free_votes = store.free_votes(config.pair)
-    if free_votes:
-        free_stats = compute_stats(free_votes)
-        free_md = summary_markdown(free_stats, title=f"Votes on uploads (Compare tab, set {config.pair!r})",
-                                   names={"baseline": "Baseline", "cbam": "CBAM"})
-        free_md = _without_tables(free_md)  # the tables add nothing: uploads are known by digest only
-    else:
-        free_md = f"No votes on uploads for set {config.pair!r} yet."
-    markdown = _without_tables(summary_markdown(stats, title=f"Study {study!r}", names=names))
-    markdown += "\n" + _checks_markdown(config, votes, catch) + "\n" + "\n".join(
-        _analysis_markdown(a, names) for a in analyses)
+    free_md = _free_markdown(config, free_votes, names)
+    models_line = _models_markdown(models, names, titles)
+    full = summary_markdown(stats, title=f"Study {study!r}", names=names, position_bias=False,
+                            notes=[models_line] if models_line else [])
+    extra = "\n".join(filter(None, [_checks_markdown(config, votes, catch),
+                                    *(_analysis_markdown(a, names) for a in analyses)]))
+    head, tables, tail = full.partition("\n### Per image")
     return ResultsReport(
-        config=config, stats=stats, markdown=markdown, answers=answers,
+        config=config, names=names, stats=stats, markdown=_without_tables(full) + "\n" + extra,
+        text=head.rstrip("\n") + "\n" + extra + "\n" + tables + tail, answers=answers,
         ranking=_ranking_table(analyses, label), pairwise=_pairwise_table(analyses, label),
         expertise=_expertise_table(analyses[0], label),
         per_image=table(stats.per_image, bool(objective)), per_participant=table(stats.per_participant, False),
@@ -177,32 +182,40 @@ def export_stem(study: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", study) or "study"
 
 
-def plots(report: ResultsReport, thumbnails: Mapping[str, Any] | None = None) -> dict[str, bytes]:
-    """The Results tab's charts as PNG bytes, by name: the ranking, the pairwise preferences and, per
-    pair, a forest plot over images (with `thumbnails`: stimulus id -> image) for the participants who
-    passed the attention checks; position bias; votes over time (everyone); catch-trial pass rate."""
+def figures(report: ResultsReport, thumbnails: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The Results tab's charts (matplotlib Figures), by name: the ranking, the pairwise preferences and,
+    per pair, a forest plot over images (with `thumbnails`: stimulus id -> image) for the participants
+    who passed the attention checks; position bias; votes over time (everyone); catch-trial pass rate.
+    Models are labelled with ``report.names``."""
     from ..render import study_plots as sp
 
     a = report.analyses[0]
-    label = report.config.names()
+    names, models = report.names, report.config.models
     out = {}
     if a.ranking is not None:
-        out["ranking"] = sp.figure_png(sp.ranking_figure(a.ranking, label))
+        out["ranking"] = sp.ranking_figure(a.ranking, names=names)
     if a.comparisons:
-        out["preference"] = sp.figure_png(sp.preference_figure(a.pairs, label))
+        out["preference"] = sp.preference_figure(a.pairs, names=names)
         for row in a.pairs:
-            if report.config.models.index(row.model) < report.config.models.index(row.opponent):
+            if models.index(row.model) < models.index(row.opponent):
                 rows = per_stimulus(a.comparisons, row.model, row.opponent)
-                name = f"images-{label[row.model]}-vs-{label[row.opponent]}".replace(" ", "_")
-                out[name] = sp.figure_png(sp.forest_figure(rows, thumbnails, overall=row.preference, names=label))
-        out["position-bias"] = sp.figure_png(sp.position_bias_figure(a.position))
-    everyone = to_comparisons(report.votes, report.config.models)
+                name = export_stem(f"images-{row.model}-vs-{row.opponent}")
+                out[name] = sp.forest_figure(rows, thumbnails, overall=row.preference, names=names)
+        out["position-bias"] = sp.position_bias_figure(a.position)
+    everyone = to_comparisons(report.votes, models)
     if everyone:
-        out["votes-over-time"] = sp.figure_png(sp.votes_over_time_figure(everyone))
+        out["votes-over-time"] = sp.votes_over_time_figure(everyone)
     if report.catch:
         counts = {pid: (r.passed, r.passed + r.failed) for pid, r in report.catch.items()}
-        out["catch-trials"] = sp.figure_png(sp.catch_trial_figure(counts, excluded=report.failed))
+        out["catch-trials"] = sp.catch_trial_figure(counts, excluded=report.failed)
     return out
+
+
+def plots(report: ResultsReport, thumbnails: Mapping[str, Any] | None = None) -> dict[str, bytes]:
+    """`figures` as PNG bytes."""
+    from ..render.study_plots import figure_png
+
+    return {name: figure_png(fig) for name, fig in figures(report, thumbnails).items()}
 
 
 def write_plots(report: ResultsReport, folder: str | Path, thumbnails: Mapping[str, Any] | None = None) -> list[Path]:
@@ -329,7 +342,7 @@ def _analysis_markdown(a: Analysis, names: Mapping[str, str]) -> str:
     else:
         order = " > ".join(label(s.model) for s in a.ranking.strengths)
         lines.append(f"- **Bradley-Terry ranking**: {order} ({a.ranking.decisive} decisive votes, "
-                     f"{a.ranking.ties} ties left out; intervals clustered by {', '.join(a.ranking.clustered_by) or '-'}).")
+                     f"{a.ranking.ties} ties left out; " + _clustered_text(a.ranking.clustered_by) + ").")
     ag = a.agreement
     if ag.alpha is None:
         lines.append(f"- **Agreement between raters**: not measurable yet ({ag.units} images rated twice or more).")
@@ -338,13 +351,52 @@ def _analysis_markdown(a: Analysis, names: Mapping[str, str]) -> str:
         lines.append(f"- **Agreement between raters** (Krippendorff's alpha, nominal): {ag.alpha:.2f}"
                      + (f" (95% CI {ci})" if ci else "") + f" over {ag.units} image-pairs, {ag.raters} raters; "
                      f"{ag.percent:.0%} of pairs of ratings agree.")
-    p = a.position.overall
-    if p.n:
-        lines.append(f"- **Position bias** (chose the map shown as A): {p.successes}/{p.n} = {p.share:.1%}"
-                     + (f", clustered 95% CI {_interval(p.cluster_low, p.cluster_high, percent=True)}"
-                        if p.cluster_low is not None else "") + ".")
-    lines.append(f"- **Power**: {a.power.text()}")
+    lines.append(f"- **Position bias** (chose the map shown as A, of decisive votes; 50% = none): "
+                 f"{_share_text(a.position.overall)}")
+    lines.append(f"- **Power**: {a.power.text(names)}")
     return "\n".join(lines)
+
+
+def _clustered_text(factors: Sequence[str]) -> str:
+    """How the ranking's clustered intervals were computed, in words."""
+    if not factors:
+        return "no clustered intervals yet (one participant, one image)"
+    return "intervals clustered by " + " and ".join("image" if f == "stimulus" else f for f in factors)
+
+
+def _share_text(share: Share) -> str:
+    """A share with its per-vote (Wilson) and, where it exists, clustered interval and binomial p."""
+    p = share.per_vote
+    if p.n == 0:
+        return "no decisive votes yet."
+    clustered = _interval(share.cluster_low, share.cluster_high, percent=True)
+    return (f"{p.successes}/{p.n} = {p.share:.1%} (95% CI {_interval(p.ci_low, p.ci_high, percent=True)} with votes "
+            f"independent (Wilson)" + (f", {clustered} clustered by participant and image" if clustered else "")
+            + f"; binomial p = {p.p_value:.3g}).")
+
+
+def _models_markdown(models: Sequence[str], names: Mapping[str, str], titles: Mapping[str, str] | None) -> str:
+    """One line naming each compared model's title in the set (empty without titles)."""
+    if not titles:
+        return ""
+    return "Models compared: " + "; ".join(
+        f"{names.get(m, m)} = {titles[m]}" if titles.get(m) and titles[m] != names.get(m, m) else names.get(m, m)
+        for m in models) + "."
+
+
+def _free_markdown(config: StudyConfig, free_votes: Sequence[VoteRecord], names: Mapping[str, str]) -> str:
+    """The headline figures of the blind votes on uploads (Compare tab) for the study's set, over the
+    models they showed (the study's first, in its order)."""
+    if not free_votes:
+        return f"No votes on uploads for set {config.pair!r} yet."
+    from ..models.sets import role_title
+
+    shown = {m for v in free_votes for m in (v.shown_as_a, v.shown_as_b)}
+    models = [m for m in config.models if m in shown] + sorted(shown - set(config.models))
+    free_names = {m: names.get(m) or role_title(m) for m in models}
+    stats = compute_stats(free_votes, models=models)
+    return _without_tables(summary_markdown(stats, title=f"Votes on uploads (Compare tab, set {config.pair!r})",
+                                            names=free_names))  # the tables add nothing: uploads are known by digest only
 
 
 def _without_tables(markdown: str) -> str:

@@ -2,7 +2,7 @@
 and passed to the Study and Results tabs. Free of Gradio."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ConfigError, StudyConfig, load_stimuli
@@ -13,10 +13,19 @@ from .storage import Store
 
 @dataclass
 class StudyRuntime:
+    """A running study: its config, store, stimulus maps, participant session, and ``titles`` (the
+    compared models' titles in the set, by role)."""
+
     config: StudyConfig
     store: Store
     cache: StimulusCache
     session: StudySession
+    titles: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> dict[str, str]:
+        """How each compared model reads in the Results tab (`StudyConfig.names` with the set's titles)."""
+        return self.config.names(self.titles)
 
     def thumbnails(self) -> dict[str, Any]:
         """Every stimulus image as participants see it (PIL), by id, for the per-image plots."""
@@ -61,4 +70,6 @@ def build_runtime(ctx: Any, store: Store, config: StudyConfig, warm: bool = True
     store.ensure_study(config, stimuli)
     if warm:
         cache.warm()
-    return StudyRuntime(config, store, cache, StudySession(store, config, cache))
+    titles = {role: model_set.entries.get(role, {}).get("title") or model_set.models[role].info.title
+              for role in config.models}
+    return StudyRuntime(config, store, cache, StudySession(store, config, cache), titles)

@@ -17,7 +17,7 @@ from .config import Stimulus
 
 BASELINE = "baseline"
 CBAM = "cbam"
-MODELS = (BASELINE, CBAM)  # a study's default models, and the two the Compare tab's blind vote compares
+MODELS = (BASELINE, CBAM)  # a study's default models (and the blind vote's, see free.default_models)
 TRIAL, CATCH, PRACTICE = "trial", "catch", "practice"
 KINDS = (TRIAL, CATCH, PRACTICE)
 OBJECT, BACKGROUND = "object", "background"  # a catch trial's two maps

@@ -13,7 +13,8 @@ progress. `_migrate_1_to_2` turns a schema-1 database into that, slots into the 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy import (
@@ -33,6 +34,7 @@ from sqlalchemy import (
     inspect,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -151,25 +153,26 @@ class SchemaVersion(Base):
 
 def ensure_schema(engine: Engine) -> None:
     """Create the tables of a new database, or check (and migrate) the version of an existing one.
-    Raises StudyError for a database this release cannot use."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":  # concurrent CREATE TABLE IF NOT EXISTS can still clash
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
-        tables = set(inspect(conn).get_table_names())
-        if SchemaVersion.__tablename__ in tables:
-            version = conn.execute(text("SELECT version FROM cbam_viz_schema WHERE id = 1")).scalar()
-        else:
-            version = 1 if StudyRow.__tablename__ in tables else None  # unversioned = schema 1
-        if version is not None and version > SCHEMA_VERSION:
-            raise StudyError(f"the study database has schema version {version}, newer than this cbam-viz "
-                             f"understands ({SCHEMA_VERSION}): upgrade cbam-viz or use another database")
-        if version == SCHEMA_VERSION and SchemaVersion.__tablename__ in tables:
+    Creation and migration run in one transaction: a migration that fails leaves the database as it
+    was (SQLite too: DDL is transactional there once the transaction is opened explicitly). Raises
+    StudyError for a database this release cannot use, or whose migration failed."""
+    with engine.connect() as conn:
+        if _up_to_date(conn):
             return  # nothing to create or migrate: a read-only database or role works too
+    with _schema_transaction(engine) as conn:
+        if _up_to_date(conn):  # another process got there first
+            return
+        version = _stored_version(conn)
         while version is not None and version < SCHEMA_VERSION:
             if version not in MIGRATIONS:
                 raise StudyError(f"the study database has schema version {version} and no migration to "
                                  f"{SCHEMA_VERSION} exists: export its votes with an older release")
-            MIGRATIONS[version](conn)
+            try:
+                MIGRATIONS[version](conn)
+            except DBAPIError as exc:
+                reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+                raise StudyError(f"migrating the study database from schema version {version} to {version + 1} "
+                                 f"failed ({reason}); the database was left unchanged") from None
             version += 1
         for table in Base.metadata.sorted_tables:
             conn.execute(CreateTable(table, if_not_exists=True))
@@ -177,6 +180,45 @@ def ensure_schema(engine: Engine) -> None:
                 conn.execute(CreateIndex(index, if_not_exists=True))
         conn.execute(text("DELETE FROM cbam_viz_schema"))
         conn.execute(text("INSERT INTO cbam_viz_schema (id, version) VALUES (1, :v)"), {"v": SCHEMA_VERSION})
+
+
+def _stored_version(conn: Connection) -> int | None:
+    """The database's schema version: its version table's, 1 for tables from before that table existed,
+    None for an empty database. Raises StudyError for a version newer than this release's."""
+    tables = set(inspect(conn).get_table_names())
+    if SchemaVersion.__tablename__ in tables:
+        version = conn.execute(text("SELECT version FROM cbam_viz_schema WHERE id = 1")).scalar()
+    else:
+        version = 1 if StudyRow.__tablename__ in tables else None  # unversioned = schema 1
+    if version is not None and version > SCHEMA_VERSION:
+        raise StudyError(f"the study database has schema version {version}, newer than this cbam-viz "
+                         f"understands ({SCHEMA_VERSION}): upgrade cbam-viz or use another database")
+    return version
+
+
+def _up_to_date(conn: Connection) -> bool:
+    """Whether the database is stamped with this release's schema version (nothing to do)."""
+    return _stored_version(conn) == SCHEMA_VERSION and SchemaVersion.__tablename__ in inspect(conn).get_table_names()
+
+
+@contextmanager
+def _schema_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction for creating or migrating the schema, committed at the end, rolled back on error.
+    PostgreSQL: an advisory lock keeps concurrent processes apart (CREATE TABLE IF NOT EXISTS can
+    still clash). SQLite: Python's sqlite3 would run each DDL statement on its own (it opens a
+    transaction only before INSERT/UPDATE/DELETE), so the transaction is opened explicitly, IMMEDIATE
+    to take the write lock first (other processes wait for it, busy_timeout)."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
 
 
 def _migrate_1_to_2(conn: Connection) -> None:

@@ -177,27 +177,32 @@ def _agreement(decisive: Sequence[VoteRecord], objective: Mapping[str, Mapping[s
 # --- markdown -----------------------------------------------------------------------------
 
 
-def summary_markdown(stats: StudyStats, title: str = "Study summary", names: Mapping[str, str] | None = None) -> str:
+def summary_markdown(stats: StudyStats, title: str = "Study summary", names: Mapping[str, str] | None = None,
+                     position_bias: bool = True, notes: Sequence[str] = ()) -> str:
     """A Markdown report of `stats` (headline figures, then per-image and per-participant tables).
-    ``names``: how each model reads (`StudyConfig.names`)."""
+    ``names``: how each model reads (`StudyConfig.names`); ``position_bias=False`` leaves its line out
+    (for a report that gives it with a clustered interval, `report.build_report`); ``notes``: Markdown
+    lines under the vote count."""
     lines = [f"## {title}", "",
-             f"{stats.votes} votes from {stats.participants} participants (repeat trials excluded).", "",
+             f"{stats.votes} votes from {stats.participants} participants (repeat trials excluded).", *notes, "",
              "| answer | votes |", "|---|---|"]
     names = dict(names or {})
     lines += [f"| {names.get(k, k)} | {v} |" for k, v in stats.chosen_counts.items()]
     lines.append("")
     lines += [f"- **Prefers {names.get(p.second, p.second)}** (of decisive votes, vs {names.get(p.first, p.first)}): "
-              f"{_proportion(p.preference)}" for p in stats.preferences]
-    lines += [f"- **Position bias** (chose A, of decisive votes): {_proportion(stats.position_bias)}",
-              f"- **Consistency** on repeated trials: {_consistency_text(stats.consistency)}"]
+              f"{proportion_text(p.preference)}" for p in stats.preferences]
+    if position_bias:
+        lines.append(f"- **Position bias** (chose A, of decisive votes): {proportion_text(stats.position_bias)}")
+    lines.append(f"- **Consistency** on repeated trials: {_consistency_text(stats.consistency)}")
     if stats.objective_agreement is not None:
-        lines.append(f"- **Agrees with the objective score**: {_proportion(stats.objective_agreement)}")
+        lines.append(f"- **Agrees with the objective score**: {proportion_text(stats.objective_agreement)}")
     for heading, rows in (("Per image", stats.per_image), ("Per participant", stats.per_participant)):
         lines += ["", f"### {heading}", "", _group_table(rows, stats.models, names)]
     return "\n".join(lines) + "\n"
 
 
-def _proportion(p: Proportion) -> str:
+def proportion_text(p: Proportion) -> str:
+    """"7/10 = 70.0% (95% CI ..., binomial p = ...)", or "no decisive votes yet"."""
     if p.n == 0:
         return "no decisive votes yet"
     return (f"{p.successes}/{p.n} = {p.share:.1%} (95% CI {p.ci_low:.1%}–{p.ci_high:.1%}, "

@@ -31,7 +31,7 @@ from .records import (
     VoteRejected,
     unblind,
 )
-from .scheduler import MODELS, PRACTICE, TRIAL, Trial, build_trials
+from .scheduler import PRACTICE, TRIAL, Trial, build_trials
 from .schema import SHARED_FIELDS, Base, AssignmentRow, FreeVoteRow, ParticipantRow, StudyRow, VoteColumns, VoteRow, ensure_schema
 
 SQLITE_FILENAME = "study.sqlite3"
@@ -242,6 +242,11 @@ class Store:
                 raise VoteRejected(f"trial {position} is a practice trial: its answer is not a vote")
             config = _config(participant.study)
             _check_vote(answer, config.answers, response_ms, meta, image_sha256)
+            practice = s.scalar(select(func.count()).select_from(AssignmentRow).where(
+                AssignmentRow.participant_pk == participant.id, AssignmentRow.kind == PRACTICE))
+            if participant.practice_done < practice:
+                raise VoteRejected(f"answer practice trial {participant.practice_done} first: the study's "
+                                   "trials follow the practice trials")
             existing = s.scalar(select(VoteRow).where(VoteRow.study_id == participant.study_id,
                                                     VoteRow.participant_pk == participant.id,
                                                     VoteRow.position == position))
@@ -286,16 +291,19 @@ class Store:
 
         return self._run(op)
 
-    def record_free_vote(self, session_id: str, image_sha256: str, answer: str, shown_as_a: str, *,
+    def record_free_vote(self, session_id: str, image_sha256: str, answer: str, shown_as_a: str, shown_as_b: str, *,
                          pair: str, method: str, response_ms: int | None = None,
                          meta: VoteMeta = VoteMeta()) -> RecordedVote:
-        """Store a Compare-page vote on an uploaded image (identified by its SHA-256 only).
-        One vote per (pair, method, image, session): the same choice again (compared unblinded:
-        the sides may have been drawn anew) is a duplicate, a different one is rejected."""
+        """Store a Compare-page vote on an uploaded image (identified by its SHA-256 only) between the
+        models (roles of set `pair`) shown as A and B. One vote per (pair, method, image, session): the
+        same choice again (compared unblinded: the sides may have been drawn anew) is a duplicate; a
+        different one, or a vote on another two models of the set, is rejected."""
         _check_id("session id", session_id, VoteRejected)
-        if shown_as_a not in MODELS:
-            raise VoteRejected(f"shown_as_a must be one of {list(MODELS)}, got {shown_as_a!r}")
-        shown_as_b = next(m for m in MODELS if m != shown_as_a)
+        for side, model in (("A", shown_as_a), ("B", shown_as_b)):
+            if not isinstance(model, str) or not _ID_PATTERN.fullmatch(model):
+                raise VoteRejected(f"the model shown as {side} must be a role of the set, got {model!r}")
+        if shown_as_a == shown_as_b:
+            raise VoteRejected(f"a blind vote compares two different models, got {shown_as_a!r} twice")
         if not pair or not method:
             raise VoteRejected("pair and method must not be empty")
         if image_sha256 is None:
@@ -307,6 +315,9 @@ class Store:
                 FreeVoteRow.pair == pair, FreeVoteRow.method == method,
                 FreeVoteRow.image_sha256 == image_sha256, FreeVoteRow.session_id == session_id))
             if existing is not None:
+                if {existing.shown_as_a, existing.shown_as_b} != {shown_as_a, shown_as_b}:
+                    raise VoteRejected(f"you already voted on this image with this set and method (models "
+                                       f"{existing.shown_as_a} and {existing.shown_as_b}); one vote per image")
                 return _resubmission(_free_vote_record(existing), answer, shown_as_a, shown_as_b)
             vote = FreeVoteRow(session_id=session_id, pair=pair, method=method, image_sha256=image_sha256,
                              answer=answer, response_ms=response_ms, target_class=meta.target_class,

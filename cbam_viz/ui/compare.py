@@ -354,4 +354,4 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         lambda: gr.File(visible=True), None, files, api_visibility="private", queue=False)
     return {"image": image, "model_set": model_set, "method": method, "layer": layer, "target": target,
             "shared": shared, "block": block, "summary": summary, "views": views, "slider": slider,
-            "spatial": spatial, "channels": channels, "files": files}
+            "spatial": spatial, "channels": channels, "files": files, "left": left, "right": right}

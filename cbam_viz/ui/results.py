@@ -1,9 +1,10 @@
 """The Results tab: the study owner's statistics and unblinded exports, behind a password.
 
-The tab exists only when an admin password is set. Its one endpoint, ``study_results(password, both)``,
-returns nothing but an error unless the password matches, so the unblinded data never reaches
-a participant's browser or API client. ``both``: the statistics also with the participants who
-failed an attention check (left out by default).
+The tab exists only when an admin password is set. Its one endpoint, ``study_results(password, both,
+target)``, returns nothing but an error unless the password matches, so the unblinded data never
+reaches a participant's browser or API client. ``both``: the statistics also with the participants
+who failed an attention check (left out by default); ``target``: the preference share the power line
+plans for (default 60%).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .study import client_address, tab
 
 EXPORT_BYTES, EXPORT_TTL = 100 * 2**20, 3600  # unblinded exports: at most this many bytes, this long
 WRONG_PASSWORDS_PER_MINUTE = 5  # per client address; further attempts are refused at once
+DEFAULT_TARGET, MIN_TARGET, MAX_TARGET = 0.60, 0.51, 0.95  # the power line's preference share
 
 
 def check_password(given: Any, expected: str) -> bool:
@@ -42,8 +44,11 @@ def build_results_tab(runtime: StudyRuntime, admin_password: str | None):
         with gr.Row():
             password = gr.Textbox(label="Admin password", type="password", elem_id="results-password", scale=3)
             show = gr.Button("Show results", variant="primary", elem_id="results-show", scale=1)
-        show_both = gr.Checkbox(False, label="Also show every figure with the participants who failed an attention check",
-                           elem_id="results-both")
+        with gr.Row():
+            show_both = gr.Checkbox(False, label="Also show every figure with the participants who failed an "
+                                    "attention check", elem_id="results-both", scale=2)
+            power_target = gr.Slider(MIN_TARGET, MAX_TARGET, value=DEFAULT_TARGET, step=0.01, elem_id="results-target",
+                               label="Power line: preference share to detect (80% power)", scale=1)
         summary = gr.Markdown(elem_id="results-summary")
         answers = gr.Dataframe(label="Votes per option (unblinded)", interactive=False, elem_id="results-answers")
         ranking = gr.Dataframe(label="Ranking (Bradley-Terry strengths, log-odds; higher is preferred)",
@@ -62,7 +67,7 @@ def build_results_tab(runtime: StudyRuntime, admin_password: str | None):
         files = gr.File(label="Export: every vote, unblinded (CSV, JSON), participants, upload votes; plots (PNG)",
                         file_count="multiple", interactive=False, elem_id="results-files")
 
-    def results(password: Any, both: Any, request: gr.Request):
+    def results(password: Any, both: Any, target: Any, request: gr.Request):
         address = client_address(request)
         wait = failures.retry_after(address)
         if wait > 0:
@@ -70,7 +75,10 @@ def build_results_tab(runtime: StudyRuntime, admin_password: str | None):
         if not check_password(password, admin_password):
             failures.allow(address)
             raise gr.Error("Wrong admin password.")
-        report = build_report(store, config.name, runtime.objective(), both=bool(both))
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not MIN_TARGET <= target <= MAX_TARGET:
+            raise gr.Error(f"The preference share to detect must be a number from {MIN_TARGET} to {MAX_TARGET}.")
+        report = build_report(store, config.name, runtime.objective(), both=both is True, target=float(target),
+                              titles=runtime.titles)
         folder = exports.new()
         paths = write_exports(report, config.name, folder) + write_plots(report, folder, runtime.thumbnails())
         pngs = [(str(p), p.stem.removeprefix(export_stem(config.name) + "-")) for p in paths if p.suffix == ".png"]
@@ -82,7 +90,8 @@ def build_results_tab(runtime: StudyRuntime, admin_password: str | None):
     outputs = [summary, answers, ranking, pairwise, expertise, plots, per_image, per_participant, participants, free,
                files]
     # One event for both triggers: one endpoint (a second listener would be a second, "private" but
-    # still callable, endpoint).
-    gr.on([show.click, password.submit], results, inputs=[password, show_both], outputs=outputs, api_name="study_results",
-          concurrency_limit=2)
+    # still callable, endpoint). preprocess=False: the handler checks the raw values itself, so that a
+    # bad one gets its own message instead of Gradio's generic error.
+    gr.on([show.click, password.submit], results, inputs=[password, show_both, power_target], outputs=outputs,
+          api_name="study_results", concurrency_limit=2, preprocess=False)
     return {"password": password, "show": show, "summary": summary, "files": files, "plots": plots}

@@ -11,8 +11,9 @@ Public API endpoints (all that a participant's browser can call for the study):
   participant of the link's platform id or of a valid credential).
 - ``study_vote(credential, position, answer, response_ms)``: answer the trial at
   ``position``; the server knows which model was "A". Returns the next trial.
-- ``free_vote_show(image, pair, method)`` / ``free_vote(credential, answer, response_ms)``:
-  the blinded vote on one's own upload, the side held in server-side session state.
+- ``free_vote_show(image, pair, method, left, right)`` / ``free_vote(credential, answer, response_ms)``:
+  the blinded vote on one's own upload between two models of the set (``left``/``right``: the
+  Compare tab's slider models), the sides held in server-side session state.
 
 (Credentials: server-issued ids with a signature, see `cbam_viz.study.credentials`.)
 Every trial payload holds the image and the two maps inline, as ``data:`` URIs of PNGs whose
@@ -25,6 +26,7 @@ import base64
 import hashlib
 import html
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -252,9 +254,12 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
 
 def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.Component,
                     pair: gr.components.Component, method: gr.components.Component,
-                    upload_dir: Path | None = None, voters_per_hour: int = JOINS_PER_HOUR) -> dict[str, Any]:
+                    models: Sequence[gr.components.Component] = (), upload_dir: Path | None = None,
+                    voters_per_hour: int = JOINS_PER_HOUR) -> dict[str, Any]:
     """A blinded A/B vote on the Compare tab's current image, model set and method (inside the
-    Compare tab). The side is drawn per vote and kept in server-side session state; the vote is
+    Compare tab), between the two models chosen in the `models` components (the slider's left and
+    right model; else the baseline and CBAM, see `study.free.blind_pair`). The side is drawn per vote
+    and kept in server-side session state; the vote, naming both models, is
     stored in the study's database with the image's SHA-256, and the image itself only when
     ``upload_dir`` is given. Voter credentials are signed with the study's secret; new voters are
     limited to ``voters_per_hour`` per client address."""
@@ -264,8 +269,8 @@ def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.C
     new_voters = RateLimiter(voters_per_hour, 3600.0)
     with gr.Accordion("Blind vote: which map covers the object better?", open=False, elem_id="free-vote"):
         gr.Markdown(
-            "Shows this image's two maps as **A** and **B** in random order, without saying which model "
-            "made which, and records your choice for the study owner ("
+            "Shows the maps of the two models chosen for the slider as **A** and **B** in random order, "
+            "without saying which model made which, and records your choice for the study owner ("
             + ("the image is stored with your vote" if upload_dir else "only the image's SHA-256 digest is stored, never the image")
             + "). For an unbiased vote, decide before looking at the labelled maps.")
         show = gr.Button("Show the two maps blinded", elem_id="free-vote-show")
@@ -278,9 +283,9 @@ def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.C
         status = gr.Markdown(elem_id="free-vote-status")
         response_ms = gr.Number(value=None, visible="hidden", label="response time (ms)")
 
-    def prepare(image: Any, pair: str | None, method: str | None):
+    def prepare(image: Any, pair: str | None, method: str | None, left: str | None = None, right: str | None = None):
         try:
-            trial = votes.prepare(_as_pil(image), pair, method)
+            trial = votes.prepare(_as_pil(image), pair, method, (left, right))
         except (VoteRejected, ValueError, SetUnavailable) as exc:  # ImageError is a ValueError
             raise gr.Error(html.escape(str(exc))) from None
         maps = figures(("free-vote-a", "Map A", trial.map_a), ("free-vote-b", "Map B", trial.map_b))
@@ -299,7 +304,7 @@ def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.C
         note = "This vote had already been recorded." if recorded.duplicate else "Vote recorded, thank you."
         return credential, note
 
-    show.click(prepare, inputs=[image, pair, method], outputs=[pending, question, shown, answer, status],
+    show.click(prepare, inputs=[image, pair, method, *models], outputs=[pending, question, shown, answer, status],
                api_name="free_vote_show", show_progress="minimal").success(None, js=_MARK_SHOWN)
     vote_inputs = [voter, answer, response_ms]
     cast.click(cast_vote, inputs=[pending, *vote_inputs], outputs=[voter, status],
