@@ -105,7 +105,7 @@ def test_participant_completes_a_study_then_the_owner_reads_the_results(page: Pa
     page.locator("#results-password input").fill(PASSWORD)
     page.locator("#results-show").click()
     summary = page.locator("#results-summary")
-    expect(summary).to_contain_text("3 votes from 1 participants")
+    expect(summary).to_contain_text("3 votes from 1 participants", timeout=TIMEOUT_MS)  # statistics and plots take seconds
     expect(summary).to_contain_text("Prefers CBAM")
     expect(page.get_by_role("link", name=re.compile("KB")).first).to_be_visible()
     expect(page.get_by_role("cell", name="browser-study-votes.csv")).to_be_visible()

@@ -307,6 +307,8 @@ def test_the_worked_example_config_loads() -> None:
     config = load_config(Path(__file__).parents[1] / "studies" / "prolific.toml")
     assert config.recruitment.key_param == "PROLIFIC_PID" and config.consent and config.catch_trials >= 1
     assert len(config.models) == 3 and StudyConfig.from_dict(config.to_dict()) == config
+    shown = config.trials_per_participant + config.repeat_trial + config.catch_trials + config.practice_trials
+    assert f"You will see {shown} images" in config.consent  # the consent text tells the truth
 
 
 def test_folder_stimuli_with_boxes_allow_catch_trials(tmp_path: Path) -> None:
