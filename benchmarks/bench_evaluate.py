@@ -4,13 +4,15 @@ in one run, and the time that projects to ImageNet val (50,000 images).
 
 It writes the random weights and a models TOML to a temporary folder, generated 256 px images with
 their masks and a CSV of boxes (classes named after ImageNet classes), then runs the real command
-line twice per setting: `python -m cbam_viz evaluate ...` and `torchrun --nproc-per-node 2 -m cbam_viz
-evaluate ...` (gloo on loopback; OMP_NUM_THREADS=1 per process, as torchrun sets it). For each it
+line: `python -m cbam_viz evaluate ...` and `torchrun --nproc-per-node 2 -m cbam_viz evaluate ...`
+(gloo on loopback), with and without ROAD. For each it
 prints the wall time of the whole command (start-up, model loading, the process group included) and
-the steady rate the progress bars report (summed over ranks). The 50,000-image figure is a
-projection from that rate on this machine, not a measurement.
+the rate after start-up (images over the longest progress-bar time of any rank). One process runs
+with torch's default threads (one per core) and with one thread, torchrun with one thread per
+process (OMP_NUM_THREADS=1, as torchrun sets it). The 50,000-image figure is a projection from that
+rate on this machine, not a measurement.
 
-    .venv/bin/python -m benchmarks.bench_evaluate [--n 8] [--batch-size 4] [--device cpu|cuda]
+    .venv/bin/python -m benchmarks.bench_evaluate [--n 8] [--batch-size 2] [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from cbam_viz.service import random_imagenet_set
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL_IMAGES = 50_000
-RATE = re.compile(r"(\d+(?:\.\d+)?)(s/img|img/s)")
+ELAPSED = re.compile(r"\| \d+/\d+ \[([\d:]+)<")
 
 
 def _write_set(folder: Path) -> Path:
@@ -70,24 +72,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _steady_rate(stderr: str) -> float:
-    """Images/s from the last progress-bar reading of each rank, summed."""
-    rates: dict[str, float] = {}
+def _steady_rate(stderr: str, n: int) -> float:
+    """Images/s after start-up: ``n`` over the longest progress-bar time of any rank (its last reading)."""
+    elapsed: dict[str, float] = {}
     for line in re.split(r"[\r\n]", stderr):
-        if "evaluating" in line and (m := RATE.findall(line)):
-            value, unit = m[-1]
+        if "evaluating" in line and (m := ELAPSED.search(line)):
             rank = re.search(r"\[rank (\d+)/", line)
-            rates[rank.group(1) if rank else "0"] = float(value) if unit == "img/s" else 1 / float(value)
-    return sum(rates.values())
+            parts = [int(x) for x in m.group(1).split(":")]
+            elapsed[rank.group(1) if rank else "0"] = sum(v * 60 ** i for i, v in enumerate(reversed(parts)))
+    return n / max(max(elapsed.values()), 1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=8, help="images per run")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
+    with tempfile.TemporaryDirectory(prefix="bench-evaluate-") as folder:
+        _measure(args, Path(folder))
+
+
+def _measure(args: argparse.Namespace, tmp: Path) -> None:
     models = _write_set(tmp)
     boxes = _write_images(tmp / "images", args.n)
     command = ["-m", "cbam_viz", "evaluate", "--models", str(models), "--set", "rand50", "--images", str(tmp / "images"),
@@ -96,26 +102,29 @@ def main() -> None:
     print(f"device {args.device}, {os.cpu_count()} CPU cores, {args.n} images, batch {args.batch_size}, Grad-CAM, "
           "three ResNet-50s (random weights) at 224 px")
     results = {}
+    layouts = [(1, None), (1, 1), (2, 1)]  # processes, threads per process (None: torch's default, one per core)
     for road in (True, False):
-        for procs in (1, 2):
+        for procs, threads in layouts:
             launcher = [sys.executable] if procs == 1 else [
                 sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(procs),
                 "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
             extra = [] if road else ["--no-road"]
-            out = tmp / f"out-{procs}-{road}"
+            out = tmp / f"out-{procs}-{threads}-{road}"
             start = time.perf_counter()
             run = subprocess.run([*launcher, *command, *extra, "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                                 env={**env, "OMP_NUM_THREADS": "1"} if procs > 1 else env)
+                                 env={**env, "OMP_NUM_THREADS": str(threads)} if threads else env)
             wall = time.perf_counter() - start
             if run.returncode:
                 sys.exit(f"run failed ({procs} process(es)):\n{run.stderr[-2000:]}")
-            rate = _steady_rate(run.stderr)
-            results[(road, procs)] = rate
-            label = f"{'with' if road else 'without'} ROAD, {'1 process' if procs == 1 else f'torchrun x{procs}'}"
-            print(f"{label:32s} wall {wall:6.1f} s ({args.n / wall:.3f} images/s incl. start-up), steady {rate:.3f} images/s"
-                  f" -> ImageNet val projected {VAL_IMAGES / rate / 3600:.1f} h")
+            rate = results[(road, procs, threads)] = _steady_rate(run.stderr, args.n)
+            label = (f"{'with' if road else 'without'} ROAD, " + ("1 process" if procs == 1 else f"torchrun x{procs}")
+                     + f", {threads or torch.get_num_threads()} thread(s) each")
+            print(f"{label:44s} wall {wall:6.1f} s, after start-up {rate:.3f} images/s -> ImageNet val (50,000) "
+                  f"projected {VAL_IMAGES / rate / 3600:.1f} h", flush=True)
     for road in (True, False):
-        print(f"torchrun x2 / 1 process ({'with' if road else 'without'} ROAD): {results[(road, 2)] / results[(road, 1)]:.2f}x")
+        ratios = [results[(road, 2, 1)] / results[(road, procs, threads)] for procs, threads in layouts[:2]]
+        print(f"{'with' if road else 'without'} ROAD: torchrun x2 / 1 process = {ratios[0]:.2f}x (default threads), "
+              f"{ratios[1]:.2f}x (1 thread)")
     print("projections divide 50,000 by the steady rate measured here; on this machine they are not measurements")
 
 

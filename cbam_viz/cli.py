@@ -148,6 +148,8 @@ def cmd_samples(args: argparse.Namespace) -> None:
 def _annotation_format(args: argparse.Namespace) -> str:
     """``--format``, or guessed from ``--annotations``: .csv, .json (COCO), a folder of .xml (VOC) or with classes.csv (masks)."""
     path = Path(args.annotations)
+    if not path.exists():
+        raise CLIError(f"{path}: no such file or folder")
     if args.format:
         return args.format
     if path.suffix.lower() in (".csv", ".json", ".xml"):
