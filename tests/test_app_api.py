@@ -46,7 +46,7 @@ def client(app_url: str) -> Client:
 def sample_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Example 0 of the app's gallery (a generated circle): the app knows its ground truth."""
     path = tmp_path_factory.mktemp("good") / "circle.png"
-    render_sample(EXAMPLE_SEED, 0, 64).image.save(path)
+    render_sample(EXAMPLE_SEED, 0).image.save(path)
     return path
 
 
@@ -128,7 +128,7 @@ def test_layer_target_block_and_shared_scale(client: Client, sample_path: Path) 
 def test_export_has_every_array_and_the_ground_truth(client: Client, sample_path: Path) -> None:
     arrays = export(client, sample_path)
     assert arrays["image"].shape == (64, 64, 3) and arrays["mask"].shape == (64, 64)
-    np.testing.assert_array_equal(arrays["mask"], render_sample(EXAMPLE_SEED, 0, 64).mask)
+    np.testing.assert_array_equal(arrays["mask"], render_sample(EXAMPLE_SEED, 0).mask)
     assert {"baseline/cam", "cbam/cam", "cbam/channel_attention/layer4.1", "cbam/spatial_attention/layer1.0"} <= set(arrays)
 
 

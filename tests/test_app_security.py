@@ -71,7 +71,7 @@ def upload(url: str, name: str, content: bytes) -> str:
 def secret(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PNG on the server's disk that nobody uploaded."""
     path = tmp_path_factory.mktemp("server") / "secret.png"
-    render_sample(EXAMPLE_SEED, 3, 64).image.save(path)
+    render_sample(EXAMPLE_SEED, 3).image.save(path)
     return path
 
 
@@ -171,7 +171,7 @@ def test_file_names_are_escaped(app_url: str) -> None:
 
 
 def test_timing_reports_computing_and_cache_hits(app_url: str, tmp_path: Path) -> None:
-    render_sample(EXAMPLE_SEED, 5, 64).image.save(tmp_path / "timed.png")  # pixels no other test explains
+    render_sample(EXAMPLE_SEED, 5).image.save(tmp_path / "timed.png")  # pixels no other test explains
     path = upload(app_url, "timed.png", (tmp_path / "timed.png").read_bytes())
     first, again = (call(app_url, "compare", ENDPOINTS["compare"]({"path": path}))[1][0] for _ in range(2))
     assert re.search(r"computed in \d+\.\d\d s on cpu", first) and "cached" not in first
@@ -208,7 +208,7 @@ def test_concurrent_exports_are_complete_and_distinct(ctx: AppContext, tmp_path:
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
     image = tmp_path / "uploads" / "abc" / "circle.png"
     image.parent.mkdir(parents=True)
-    render_sample(EXAMPLE_SEED, 0, 64).image.save(image)
+    render_sample(EXAMPLE_SEED, 0).image.save(image)
     tab = CompareTab(ctx, write_examples(tmp_path / "examples", 1), BoundedFolder(tmp_path / "exports", 10**9, 3600),
                      Uploads(SimpleNamespace(upload_file_set={str(image)})))
     targets = [OWN, OWN, OWN, *CLASSES[:5]] * 2
