@@ -326,9 +326,15 @@ def test_cli_summary_reports_agreement_with_the_pointing_game(server: Server, pa
                       'display = "threshold"\n[stimuli]\nseed = 11\ncount = 8\n')
     db = server.store.engine.url.render_as_string(hide_password=False)
     assert main(["study", "summary", "--db", db, "--study", CONFIG.name, "--config", str(config),
-                 "--models-dir", str(models_dir)]) == 0
+                 "--models-dir", str(models_dir), "--target", "0.7"]) == 0
     out = capsys.readouterr().out
     assert "Agrees with the objective score" in out and "Prefers CBAM" in out
+    # the Results tab's report, with its tables
+    assert "Bradley-Terry ranking" in out and "To detect a 70% preference" in out and "### Per participant" in out
+    assert out.count("Position bias") == 1
+    with pytest.raises(SystemExit):
+        main(["study", "summary", "--db", db, "--study", CONFIG.name, "--target", "0.4"])
+    assert "must be a number between 0.5 and 1" in capsys.readouterr().err
 
 
 def test_upload_images_are_stored_only_when_the_owner_enables_it(models_dir: Path, tmp_path: Path) -> None:  # noqa: F811

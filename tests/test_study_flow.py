@@ -203,6 +203,9 @@ def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, t
     assert "1 of 5 participants failed at least one" in report.markdown and careless.participant_id in report.markdown
     both = build_report(store, "crowd", both=True)
     assert [a.who for a in both.analyses] == ["passed the attention checks", "everyone"]
+    # position bias once per group of participants, with its per-vote and (where it exists) clustered interval
+    assert report.markdown.count("Position bias") == 1 and both.markdown.count("Position bias") == 2
+    assert "with votes independent (Wilson)" in report.markdown
     assert len({c.participant for c in both.analyses[1].comparisons}) == 5
     assert {row[0] for row in both.ranking[1]} == {"passed the attention checks", "everyone"}
     row = next(r for r in report.participants[1] if r[0] == careless.participant_id)
@@ -228,8 +231,10 @@ def test_the_results_name_the_models_as_people_read_them(study) -> None:
     beats = {("baseline", "se"), ("se", "cbam-v2"), ("cbam-v2", "baseline")}  # a cycle: every model wins and loses
     for _ in range(3):
         answer_all(session, session.join(""), lambda t, kind: "A" if (t.model_a, t.model_b) in beats else "B")
+    store.record_free_vote("voter1", "ab" * 32, "B", "se", "cbam-v2", pair="three", method="gradcam")
     titles = {"baseline": "ResNet-50 (torchvision)", "se": "SE-ResNet-50", "cbam-v2": "ResNet-50 + CBAM v2"}
     report = build_report(store, "crowd", titles=titles)
+    assert "**Prefers ResNet-50 + CBAM v2** (of decisive votes, vs SE): 1/1" in report.free_markdown  # the blind vote's two
     assert report.names == {"baseline": "Baseline", "se": "SE", "cbam-v2": "ResNet-50 + CBAM v2"}
     assert "Models compared: Baseline = ResNet-50 (torchvision); SE = SE-ResNet-50; ResNet-50 + CBAM v2." in report.markdown
     assert report.analyses[0].ranking is not None and "Bradley-Terry ranking**: " in report.markdown

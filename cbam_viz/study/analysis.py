@@ -172,6 +172,8 @@ class ExpertiseGroup:
 
 @dataclass(frozen=True)
 class Count:
+    """``successes`` out of ``n`` for one ``key`` (e.g. a participant)."""
+
     key: str
     successes: int
     n: int

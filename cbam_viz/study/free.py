@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,14 +69,15 @@ class FreeTrial:
 
     @property
     def question(self) -> str:
+        """The question shown above the two maps."""
         return QUESTION.format(target=self.target_class)
 
 
 class FreeVotes:
     """Prepares and records free votes for an `AppContext` and a `Store`."""
 
-    def __init__(self, ctx: Any, store: Store, credentials: Credentials, clock=time.monotonic,
-                 upload_dir: str | Path | None = None):
+    def __init__(self, ctx: Any, store: Store, credentials: Credentials,
+                 clock: Callable[[], float] = time.monotonic, upload_dir: str | Path | None = None) -> None:
         self.ctx = ctx
         self.store = store
         self.credentials = credentials

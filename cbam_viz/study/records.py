@@ -109,16 +109,21 @@ class Participant:
 
 @dataclass(frozen=True)
 class Progress:
+    """Trials answered out of a participant's trials."""
+
     answered: int
     total: int
 
     @property
     def done(self) -> bool:
+        """Whether every trial is answered."""
         return self.answered >= self.total
 
 
 @dataclass(frozen=True)
 class NextTrial:
+    """A participant's first unanswered trial and their progress."""
+
     trial: Trial
     progress: Progress
 

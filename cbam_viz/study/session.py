@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .config import DEFAULT_ANSWERS, StudyConfig
@@ -51,6 +51,7 @@ class TrialView:
 
     @property
     def progress_text(self) -> str:
+        """"Trial 3 of 20", or "Practice trial 1 of 2 (not recorded)"."""
         if self.practice:
             return f"Practice trial {self.number} of {self.total} (not recorded)"
         return f"Trial {self.number} of {self.total}"
@@ -73,14 +74,17 @@ class StudyView:
 
     @property
     def started(self) -> bool:
+        """Whether the participant has joined (and has trials)."""
         return bool(self.participant_id) and self.total > 0
 
     @property
     def done(self) -> bool:
+        """Whether every trial is answered."""
         return self.started and self.trial is None
 
     @property
     def progress_text(self) -> str:
+        """The current trial's progress, "7 of 20 done" without one, "" before the start."""
         if self.trial is not None:
             return self.trial.progress_text
         return f"{self.answered} of {self.total} done" if self.started else ""
@@ -94,7 +98,8 @@ def answer_choices(answers: Sequence[str]) -> list[tuple[str, str]]:
 class StudySession:
     """Join, resume and vote for one study; thread-safe, shared by every participant."""
 
-    def __init__(self, store: Store, config: StudyConfig, cache: StimulusCache, clock=time.monotonic):
+    def __init__(self, store: Store, config: StudyConfig, cache: StimulusCache,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.config = config
         self.cache = cache

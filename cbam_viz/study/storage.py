@@ -81,6 +81,7 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        """Close every pooled database connection."""
         self.engine.dispose()
 
     # studies
@@ -200,6 +201,7 @@ class Store:
         return self._trial_state(study, participant_id)[0]
 
     def progress(self, study: str, participant_id: str) -> Progress:
+        """Trials answered (practice included) out of the participant's trials."""
         trials, answered = self._trial_state(study, participant_id)
         return Progress(len(answered), len(trials))
 

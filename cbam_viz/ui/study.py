@@ -25,13 +25,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from PIL import Image
 
+from ..images import ImageError, open_image
 from ..models.sets import SetUnavailable
 from ..service import AppContext
 from ..study.config import DEFAULT_ANSWERS
@@ -41,8 +42,6 @@ from ..study.limits import RateLimiter
 from ..study.runtime import StudyRuntime
 from ..study.session import NO_EXPERTISE, StudyView, answer_choices
 from ..study.records import StudyError, VoteRejected
-
-log = logging.getLogger(__name__)
 
 # Response time is measured in the browser from the moment the trial arrived to the click.
 _MARK_SHOWN = "() => { window.__cbamVizShown = performance.now(); }"
@@ -286,7 +285,7 @@ def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.C
     def prepare(image: Any, pair: str | None, method: str | None, left: str | None = None, right: str | None = None):
         try:
             trial = votes.prepare(_as_pil(image), pair, method, (left, right))
-        except (VoteRejected, ValueError, SetUnavailable) as exc:  # ImageError is a ValueError
+        except (VoteRejected, ImageError, SetUnavailable) as exc:  # user errors: their message; others stay in the log
             raise gr.Error(html.escape(str(exc))) from None
         maps = figures(("free-vote-a", "Map A", trial.map_a), ("free-vote-b", "Map B", trial.map_b))
         return trial, f"### {trial.question}", maps, gr.Radio(value=None), ""
@@ -314,18 +313,10 @@ def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.C
             "answer": answer, "status": status, "question": question}
 
 
-def _as_pil(img: Any):
-    """The Compare tab's image as PIL (it may hand over a PIL image, a path or an array)."""
+def _as_pil(img: Any) -> Image.Image | None:
+    """The Compare tab's image (a file path: its gr.Image has type="filepath") as PIL; None without one."""
     if img is None:
         return None
-    from PIL import Image
-
-    if isinstance(img, Image.Image):
-        return img.convert("RGB")
-    if isinstance(img, str):
-        from ..images import open_image
-
-        return open_image(img)
-    import numpy as np
-
-    return Image.fromarray(np.asarray(img).astype("uint8")).convert("RGB")
+    if not isinstance(img, str):
+        raise VoteRejected("upload an image first")
+    return open_image(img)
