@@ -101,16 +101,11 @@ def objective_scores(config_path: Path, models_dir: Path | None = None,
     """Energy pointing game of every compared model for each stimulus of the study that has ground truth."""
     from ..service import AppContext
     from .config import load_config
-    from .runtime import build_runtime
+    from .runtime import build_cache
 
     config = load_config(config_path)
     ctx = AppContext(sets=[config.pair], user_models=user_models, **({"models_dir": models_dir} if models_dir else {}))
-
-    class _NoStore:  # the objective needs no database
-        def ensure_study(self, *_args: object) -> None:
-            pass
-
-    return build_runtime(ctx, _NoStore(), config, warm=False).objective()  # type: ignore[arg-type]
+    return build_cache(ctx, config).objective()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,9 +40,9 @@ class StudyRuntime:
         return self.cache.objective()
 
 
-def build_runtime(ctx: Any, store: Store, config: StudyConfig, warm: bool = True) -> StudyRuntime:
-    """Check the study against the loaded model set (method, roles, every target class), register it in
-    the store, and start rendering every stimulus in the background. Raises ConfigError."""
+def build_cache(ctx: Any, config: StudyConfig) -> StimulusCache:
+    """Check the study against the loaded model set (method, roles, every target class, ground truth for
+    catch trials) and return its stimulus cache (nothing rendered yet). Raises ConfigError."""
     from ..explain.engine import METHODS
 
     if config.method not in METHODS:
@@ -67,9 +67,17 @@ def build_runtime(ctx: Any, store: Store, config: StudyConfig, warm: bool = True
     if config.catch_trials and not cache.catch_ids():
         raise ConfigError(f"study {config.name!r}: catch_trials need stimuli with ground truth (kind = 'demo', or "
                           "x0,y0,x1,y1 box columns in the stimuli CSV)")
-    store.ensure_study(config, stimuli)
+    return cache
+
+
+def build_runtime(ctx: Any, store: Store, config: StudyConfig, warm: bool = True) -> StudyRuntime:
+    """`build_cache`, then register the study in the store and start rendering every stimulus in the
+    background. Raises ConfigError."""
+    cache = build_cache(ctx, config)
+    store.ensure_study(config, list(cache.stimuli.values()))
     if warm:
         cache.warm()
+    model_set = ctx.model_set(config.pair)
     titles = {role: model_set.entries.get(role, {}).get("title") or model_set.models[role].info.title
               for role in config.models}
     return StudyRuntime(config, store, cache, StudySession(store, config, cache), titles)
