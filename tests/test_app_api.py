@@ -128,7 +128,9 @@ def test_layer_target_block_and_shared_scale(client: Client, sample_path: Path) 
 def test_export_has_every_array_and_the_ground_truth(client: Client, sample_path: Path) -> None:
     arrays = export(client, sample_path)
     assert arrays["image"].shape == (64, 64, 3) and arrays["mask"].shape == (64, 64)
-    np.testing.assert_array_equal(arrays["mask"], render_sample(EXAMPLE_SEED, 0).mask)
+    truth = render_sample(EXAMPLE_SEED, 0).mask  # 96 px; the export is at the models' 64 px input
+    expected = np.asarray(Image.fromarray(truth.astype(np.uint8) * 255).resize((64, 64), Image.BILINEAR)) >= 128
+    assert (arrays["mask"] & expected).sum() / (arrays["mask"] | expected).sum() > 0.9
     assert {"baseline/cam", "cbam/cam", "cbam/channel_attention/layer4.1", "cbam/spatial_attention/layer1.0"} <= set(arrays)
 
 

@@ -66,7 +66,8 @@ def test_compare_tab(page: Page) -> None:
     expect(summary).to_contain_text("pointing game")  # the example's ground truth is known
     expect_images(page, "#views", "#spatial", "#channels")
     expect(page.locator("#slider img")).to_have_count(2)
-    expect(page.locator("#views img")).to_have_count(2)  # one CAM per model of the set
+    expect(page.locator("#views img")).to_have_count(3)  # one CAM per model of the demo set: baseline, SE, CBAM
+    expect(page.locator("#top5")).to_contain_text("SE · ")
     expect(page.locator("#top5")).to_contain_text("CBAM · ")
 
     choose(page, "CAM method", "Grad-CAM++")

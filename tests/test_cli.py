@@ -18,22 +18,23 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def test_explain_writes_figure_and_arrays(tmp_path):
-    sample = render_sample(seed=9, index=4, size=64)
+    sample = render_sample(seed=9, index=4)
     sample.image.save(tmp_path / "star.png")
     result = run("explain", str(tmp_path / "star.png"), "--target", sample.class_name, "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     figure = Image.open(tmp_path / "out" / "star_gradcam.png")
     assert figure.width > 600 and figure.height > 300
     arrays = np.load(tmp_path / "out" / "star_gradcam.npz")
-    assert arrays["baseline/cam"].shape == arrays["cbam/cam"].shape == (64, 64)
-    assert int(arrays["baseline/target"]) == int(arrays["cbam/target"]) == CLASSES.index(sample.class_name)
+    assert arrays["baseline/cam"].shape == arrays["se/cam"].shape == arrays["cbam/cam"].shape == (96, 96)
+    assert int(arrays["baseline/target"]) == int(arrays["se/target"]) == int(arrays["cbam/target"]) == CLASSES.index(sample.class_name)
     assert len([k for k in arrays.files if k.startswith("cbam/spatial_attention/")]) == 8
-    assert not any(k.startswith("baseline/spatial_attention/") for k in arrays.files)
+    assert len([k for k in arrays.files if k.startswith("se/channel_attention/")]) == 8
+    assert not any(k.startswith(("baseline/spatial_attention/", "se/spatial_attention/")) for k in arrays.files)
     assert f"explained {sample.class_name}" in result.stdout
 
 
 def test_explain_with_checkpoint_files_and_method(tmp_path):
-    sample = render_sample(seed=9, index=5, size=64)
+    sample = render_sample(seed=9, index=5)
     sample.image.save(tmp_path / "x.jpg")
     models = ROOT / "models"
     result = run("explain", str(tmp_path / "x.jpg"), "--baseline", str(models / "demo-baseline.pt"),
