@@ -1,6 +1,5 @@
 """The static HTML report of `evaluate --report`, opened offline in a real Chromium: the summary
 renders, every image of the gallery loads, and nothing is fetched from anywhere."""
-from pathlib import Path
 
 import numpy as np
 import pytest

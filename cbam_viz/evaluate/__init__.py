@@ -12,4 +12,5 @@ from .summary import (ALPHA, BINARY, LABELS, METRICS, NO_VERDICT, Evaluation, Sc
                       markdown_table, summary_rows, surviving, write_outputs)
 
 __all__ = ["ALPHA", "BINARY", "EVAL_SEED", "LABELS", "METRICS", "NO_VERDICT", "Evaluation", "Score", "combine_placements",
-           "decide", "evaluate", "evaluate_folder", "markdown_table", "ordered_roles", "seen_seeds", "summary_rows", "surviving", "write_outputs"]
+           "decide", "evaluate", "evaluate_folder", "markdown_table", "ordered_roles", "seen_seeds", "summary_rows", "surviving",
+           "write_outputs"]

@@ -31,7 +31,8 @@ class Skipped(NamedTuple):
 
 
 def fill_boxes(boxes: Sequence[Box], shape: tuple[int, int]) -> np.ndarray:
-    """The union of boxes ``(x0, y0, x1, y1)`` (x1, y1 exclusive; fractional edges widen the box to whole pixels) as an HxW bool mask."""
+    """The union of boxes ``(x0, y0, x1, y1)`` (x1, y1 exclusive; fractional edges widen a box to whole
+    pixels) as an HxW bool mask."""
     region = np.zeros(shape, dtype=bool)
     for x0, y0, x1, y1 in boxes:
         region[max(int(np.floor(y0)), 0):int(np.ceil(y1)), max(int(np.floor(x0)), 0):int(np.ceil(x1))] = True
@@ -116,7 +117,8 @@ class FolderImages(Dataset):
         try:
             image = open_image(self.images_dir / a.file)
             if a.size is not None and a.size != image.size:
-                raise AnnotationError(f"the annotation is for a {a.size[0]}x{a.size[1]} image, the file is {image.width}x{image.height}")
+                raise AnnotationError(f"the annotation is for a {a.size[0]}x{a.size[1]} image, "
+                                      f"the file is {image.width}x{image.height}")
             mask = a.mask(image.width, image.height)
         except (ImageError, AnnotationError) as e:
             return Skipped(a.file, str(e))

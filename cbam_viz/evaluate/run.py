@@ -163,7 +163,8 @@ def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int =
     held_out = "" if seen_as else " that neither trained nor validated the set"
     data = {"generated": n, "generator": generator, "size": model_set.info.input_size}
     job = Job(batch_size, workers, shard or Shard(), out, report)
-    return _evaluate(model_set, dataset, methods, road, seed, job, [], data, seen_as=seen_as, source=f"generated images{held_out} ({generator} generator, dataset seed {seed})")
+    source = f"generated images{held_out} ({generator} generator, dataset seed {seed})"
+    return _evaluate(model_set, dataset, methods, road, seed, job, [], data, seen_as=seen_as, source=source)
 
 
 def evaluate_folder(model_set: ModelSet, images: Path, annotations: Path, fmt: str, methods: list[str],

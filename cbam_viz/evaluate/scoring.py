@@ -100,8 +100,9 @@ def score_batch(models: Mapping[str, nn.Module], targets: Sequence[Target], meth
                 scores += [Score(t.image, t.index, t.class_name, role, method, placement, ok, *_metrics(cam, t, feature_shape), rd)
                            for t, ok, cam, rd in zip(targets, correct, cams, roads)]
         for name, ref in references.items():
-            with_road = road and name == "centre"
-            roads = road_scores(x, np.repeat(ref[None], len(targets), axis=0), labels, model, seeds) if with_road else [None] * len(targets)
+            roads = [None] * len(targets)
+            if road and name == "centre":
+                roads = road_scores(x, np.repeat(ref[None], len(targets), axis=0), labels, model, seeds)
             scores += [Score(t.image, t.index, t.class_name, role, reference_source(name), "-", ok,
                              *_metrics(ref, t, feature_shapes[role]), rd) for t, ok, rd in zip(targets, correct, roads)]
     return scores, feature_shapes
