@@ -177,7 +177,7 @@ def test_png_with_the_shipped_demo_set_and_pair_alias(images: list[Path], tmp_pa
     out = tmp_path / "out" / "fig.png"
     assert main(["figure", str(images[0]), str(images[1]), "--pair", "demo", "--method", "layercam",
                  "--layer", "layer3.1", "--out", str(out)]) == 0
-    assert "2 images x 2 models of demo, LayerCAM" in capsys.readouterr().out
+    assert "2 images x 3 models of demo, LayerCAM" in capsys.readouterr().out
     picture = Image.open(out)
     assert picture.format == "PNG"
     # 300 dpi: three columns of PANEL inches, two rows
