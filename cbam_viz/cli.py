@@ -48,6 +48,18 @@ def _resolve_target(target: str | None, class_names: list[str]) -> int | None:
     return matches[0]
 
 
+def _check_layer(models: dict, layer: str | None) -> None:
+    """A one-line error unless ``layer`` (None: the default) is a residual block of every model."""
+    from .explain import target_layers
+
+    if layer is None:
+        return
+    for model in models.values():
+        names = target_layers(model)
+        if layer not in names:
+            raise CLIError(f"unknown layer {layer!r}; choose from {', '.join(names)}")
+
+
 def cmd_explain(args: argparse.Namespace) -> None:
     from .explain import METHODS, explain, to_arrays
     from .images import ImageError, open_image
@@ -61,6 +73,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if args.method not in METHODS:
         raise CLIError(f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
     models, source = _load_models(args)
+    _check_layer(models, args.layer)
     info = next(iter(models.values())).info
     class_names = info.class_names or [str(i) for i in range(info.num_classes)]
     results = explain(models, image, target=_resolve_target(args.target, class_names), method=args.method, target_layer=args.layer)
@@ -77,7 +90,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
-    from .explain import METHOD_NAMES, METHODS, explain_batch, target_layers
+    from .explain import METHOD_NAMES, METHODS, explain_batch
     from .images import ImageError, open_image
     from .models import display_crop
     from .render import GridRow, cam_grid, figure_format, save_grid
@@ -98,10 +111,8 @@ def cmd_figure(args: argparse.Namespace) -> None:
     if bad:
         raise CLIError("\n".join(bad))
     models, source = _load_models(args)
-    reference = next(iter(models.values()))
-    if args.layer is not None and args.layer not in target_layers(reference):
-        raise CLIError(f"unknown layer {args.layer!r}; choose from {', '.join(target_layers(reference))}")
-    info = reference.info
+    _check_layer(models, args.layer)
+    info = next(iter(models.values())).info
     class_names = info.class_names or [str(i) for i in range(info.num_classes)]
     results = explain_batch(models, images, method=args.method, target_layer=args.layer)
     rows = [GridRow(Path(path).name, np.asarray(display_crop(image, info, max_side=512)),

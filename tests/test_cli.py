@@ -52,6 +52,7 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
         (["explain", str(tmp_path / "missing.png"), "--out", str(tmp_path)], "missing.png: file not found"),
         (["explain", str(good), "--method", "magic", "--out", str(tmp_path)], "unknown method 'magic'"),
         (["explain", str(good), "--target", "unicorn", "--out", str(tmp_path)], "unknown target class 'unicorn'"),
+        (["explain", str(good), "--layer", "layer9.9", "--out", str(tmp_path)], "unknown layer 'layer9.9'; choose from layer1.0"),
         (["explain", str(good), "--baseline", str(good), "--out", str(tmp_path)], "give both --baseline and --cbam"),
         (["explain", str(good), "--baseline", str(good), "--cbam", str(good), "--out", str(tmp_path)], "good.png: not a PyTorch checkpoint"),
     ]
