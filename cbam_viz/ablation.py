@@ -27,7 +27,7 @@ import torch
 from .data import DIFFICULTIES, energy_pointing_game, mean_ci, pointing_game, render_sample
 from .explain import explain_batch
 from .models import load_checkpoint
-from .training import TRAIN_SEED, VAL_SEED, Recipe, accuracy, render_tensors, train
+from .training import Recipe, check_names, train, training_data
 
 EVAL_SEED = 3  # held-out images, as `evaluate` uses
 
@@ -83,13 +83,8 @@ def score(model: torch.nn.Module, recipe: Recipe, n: int, batch_size: int = 50) 
 def run_ablation(recipe: Recipe, out_dir: Path, n_eval: int = 1000, variants: Sequence[str] = tuple(VARIANTS),
                  device: str = "cpu") -> list[Row]:
     """Train (or reuse, when a finished checkpoint is there) every variant in ``out_dir``; score each."""
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown ablation variant(s) {unknown}; choose from {list(VARIANTS)}")
-    torch.manual_seed(recipe.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    data = render_tensors(TRAIN_SEED, recipe.train_size, recipe.size, recipe.difficulty)
-    val = render_tensors(VAL_SEED, recipe.val_size, recipe.size, recipe.difficulty)
+    check_names(variants, VARIANTS, "variant")
+    data, val = training_data(recipe)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in variants:

@@ -125,16 +125,15 @@ def cmd_figure(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .training import ROLES, Recipe, register_set, train_set
+    from .ablation import VARIANTS, run_ablation, write_table
+    from .training import ROLES, Recipe, check_names, register_set, train_set
 
     roles, variants = tuple(args.roles.split(",")), tuple(args.variants.split(","))
-    if args.ablation:
-        from .ablation import VARIANTS, run_ablation, write_table
-        unknown, known = [v for v in variants if v not in VARIANTS], VARIANTS
-    else:
-        unknown, known = [r for r in roles if r not in ROLES], ROLES
-    if unknown:
-        raise CLIError(f"unknown {'variant' if args.ablation else 'role'}(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    names, known, what = (variants, VARIANTS, "variant") if args.ablation else (roles, ROLES, "role")
+    try:  # before any image is rendered
+        check_names(names, known, what)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     recipe = Recipe(epochs=args.epochs, train_size=args.train_size, val_size=args.val_size, width=args.width,
                     depth=args.depth, size=args.size, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                     difficulty=args.difficulty)

@@ -11,6 +11,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -130,16 +131,27 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
     return metrics
 
 
+def check_names(names: Sequence[str], known: Iterable[str], what: str) -> None:
+    """ValueError naming every entry of ``names`` that is not in ``known`` (roles, ablation variants)."""
+    known = list(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+
+
+def training_data(recipe: Recipe) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Seed torch, make its algorithms deterministic, and render the recipe's training and validation images."""
+    torch.manual_seed(recipe.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return (render_tensors(TRAIN_SEED, recipe.train_size, recipe.size, recipe.difficulty),
+            render_tensors(VAL_SEED, recipe.val_size, recipe.size, recipe.difficulty))
+
+
 def train_set(recipe: Recipe, out_dir: Path, name: str = "demo", roles: tuple[str, ...] = tuple(ROLES),
               device: str = "cpu", resume: bool = False) -> dict[str, dict]:
     """Train every role (baseline, se, cbam) with the same recipe and data; returns metrics per role."""
-    unknown = [r for r in roles if r not in ROLES]
-    if unknown:
-        raise ValueError(f"unknown role(s) {unknown}; choose from {list(ROLES)}")
-    torch.manual_seed(recipe.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    data = render_tensors(TRAIN_SEED, recipe.train_size, recipe.size, recipe.difficulty)
-    val = render_tensors(VAL_SEED, recipe.val_size, recipe.size, recipe.difficulty)
+    check_names(roles, ROLES, "role")
+    data, val = training_data(recipe)
     command = "python -m cbam_viz " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
