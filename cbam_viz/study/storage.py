@@ -235,11 +235,7 @@ class Store:
         anything invalid, or a different answer to an answered trial, raises VoteRejected."""
 
         def op(s: Session) -> RecordedVote:
-            try:
-                participant = self._participant_row(s, study, participant_id)
-            except StudyError as exc:
-                raise VoteRejected(str(exc)) from None
-            assignment = _assignment(s, participant, position, stimulus_id)
+            participant, assignment = self._answered_trial(s, study, participant_id, position, stimulus_id)
             if assignment.kind == PRACTICE:
                 raise VoteRejected(f"trial {position} is a practice trial: its answer is not a vote")
             config = _config(participant.study)
@@ -273,11 +269,7 @@ class Store:
         True, as a duplicate). Raises VoteRejected for anything else."""
 
         def op(s: Session) -> bool:
-            try:
-                participant = self._participant_row(s, study, participant_id)
-            except StudyError as exc:
-                raise VoteRejected(str(exc)) from None
-            assignment = _assignment(s, participant, position, None)
+            participant, assignment = self._answered_trial(s, study, participant_id, position, None)
             if assignment.kind != PRACTICE:
                 raise VoteRejected(f"trial {position} is not a practice trial")
             config = _config(participant.study)
@@ -367,6 +359,15 @@ class Store:
         if row is None:
             raise StudyError(f"unknown study {name!r}")
         return row
+
+    def _answered_trial(self, s: Session, study: str, participant_id: str, position: object,
+                        stimulus_id: str | None) -> tuple[ParticipantRow, AssignmentRow]:
+        """The participant and the assignment an answer is for; VoteRejected when either is unknown."""
+        try:
+            participant = self._participant_row(s, study, participant_id)
+        except StudyError as exc:
+            raise VoteRejected(str(exc)) from None
+        return participant, _assignment(s, participant, position, stimulus_id)
 
     def _participant_row(self, s: Session, study: str, participant_id: str) -> ParticipantRow:
         study_row = self._study(s, study)
