@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--roles", default="baseline,se,cbam", help="comma-separated roles to train (default: baseline,se,cbam)")
     p.add_argument("--size", type=int, default=96, help="image size in pixels (default: 96)")
-    p.add_argument("--difficulty", choices=["easy", "hard"], default="hard", help="generator difficulty (default: hard)")
+    p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="hard", help="generator difficulty (default: hard)")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--train-size", type=int, default=20_000)
     p.add_argument("--val-size", type=int, default=2_000)
@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=96)
-    p.add_argument("--difficulty", choices=["easy", "hard"], default="hard")
+    p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="hard")
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("weights", help="published ImageNet weights: where they come from, and downloading them")

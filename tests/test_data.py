@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cbam_viz.data import (CLASSES, DIFFICULTIES, EASY, HARD, MEAN, NUM_CLASSES, STD, Difficulty, SynthShapes,
+from cbam_viz.data import (CLASSES, DIFFICULTIES, EASY, HARD, MEAN, MEDIUM, NUM_CLASSES, STD, Difficulty, SynthShapes,
                            default_transform, render_sample, write_samples)
 
 
@@ -117,7 +117,7 @@ def test_difficulty_knobs_are_validated():
     for bad in ({"decoys": (3, 1)}, {"occlusion": 1.5}, {"scale": (0.3, 0.2)}, {"distractors": (-1, 2)}):
         with pytest.raises(ValueError):
             Difficulty(**bad)
-    assert DIFFICULTIES["hard"] is HARD and DIFFICULTIES["easy"] is EASY
+    assert DIFFICULTIES["hard"] is HARD and DIFFICULTIES["medium"] is MEDIUM and DIFFICULTIES["easy"] is EASY
 
 
 def test_dataset_returns_normalised_tensors():
