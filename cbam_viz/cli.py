@@ -126,7 +126,7 @@ def cmd_figure(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from .ablation import VARIANTS, run_ablation, write_table
-    from .training import ROLES, Recipe, check_names, register_set, train_set
+    from .training import ROLES, Recipe, check_names, register_set, train_replicates
 
     roles, variants = tuple(args.roles.split(",")), tuple(args.variants.split(","))
     names, known, what = (variants, VARIANTS, "variant") if args.ablation else (roles, ROLES, "role")
@@ -134,6 +134,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         check_names(names, known, what)
     except ValueError as e:
         raise CLIError(str(e)) from None
+    if args.seeds < 1 or (args.ablation and args.seeds != 1):
+        raise CLIError("--seeds must be at least 1 (and is not available with --ablation)")
     recipe = Recipe(epochs=args.epochs, train_size=args.train_size, val_size=args.val_size, width=args.width,
                     depth=args.depth, size=args.size, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                     difficulty=args.difficulty)
@@ -142,10 +144,12 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"wrote {write_table(rows, recipe, args.eval_n, Path(args.table), full=Recipe())}")
         return
     out = Path(args.out_dir or "models")
-    results = train_set(recipe, out, args.name, roles, args.device, args.resume)
-    print(f"wrote {register_set(results, out, args.name)}")
-    for role, metrics in results.items():
-        print(f"{role:8s} held-out accuracy {metrics['val_accuracy']:.2%} ({metrics['train_seconds']:.0f} s)")
+    trained = train_replicates(recipe, out, args.name, args.seeds, roles, args.device, args.resume)
+    for replicate, results in trained.items():
+        register_set(results, out, replicate, replicates=([r for r in trained if r != args.name] or None) if replicate == args.name else None)
+        for role, metrics in results.items():
+            print(f"{replicate:12s} {role:8s} held-out accuracy {metrics['val_accuracy']:.2%} ({metrics['train_seconds']:.0f} s)")
+    print(f"wrote {out / 'manifest.json'}")
 
 
 def cmd_samples(args: argparse.Namespace) -> None:
@@ -175,8 +179,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .data.annotations import AnnotationError
     from .evaluate import evaluate, evaluate_folder, markdown_table, summary_rows
     from .evaluate.distributed import start, stop
+    from .evaluate.sweep import parse_layers, sweep, sweep_markdown, sweep_rows, write_sweep
     from .explain import METHODS
-    from .models.sets import SetUnavailable, load_set
+    from .models.sets import SetUnavailable, load_set, replicate_names
 
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
@@ -188,26 +193,47 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise CLIError("give both --images DIR and --annotations PATH, or neither (then generated images are scored)")
     fmt = _annotation_format(args) if args.annotations else None
     shard = start(args.device)  # under torchrun: this process's rank; alone: rank 0 of 1
-    try:
-        model_set = load_set(args.set, device=shard.device(args.device), user=_user_models(args))
-        options = dict(batch_size=args.batch_size, road=not args.no_road, workers=args.workers, shard=shard, out=Path(args.out),
-                       report=args.report)
+    user = _user_models(args)
+    options = dict(batch_size=args.batch_size, road=not args.no_road, workers=args.workers, shard=shard, out=Path(args.out),
+                   report=args.report)
+
+    def load(name: str):
+        return load_set(name, device=shard.device(args.device), user=user)
+
+    def run(model_set, layer: str | None):
         if fmt:
-            evaluation = evaluate_folder(model_set, Path(args.images), Path(args.annotations), fmt, methods, args.seed, **options)
+            return evaluate_folder(model_set, Path(args.images), Path(args.annotations), fmt, methods, args.seed,
+                                   layer=layer, **options)
+        return evaluate(model_set, methods, args.n, args.seed, allow_seen_seed=args.allow_training_seed, layer=layer, **options)
+
+    try:
+        names = [args.set] if args.no_replicates else replicate_names(args.set, user=user)
+        first = load(names[0])
+        layers = parse_layers(args.layers, first)
+        if len(names) == 1 and len(layers) == 1:
+            evaluations = [run(first, layers[0])]
+            result = None
         else:
-            evaluation = evaluate(model_set, methods, args.n, args.seed, allow_seen_seed=args.allow_training_seed, **options)
+            result = sweep(names, layers, load, run)
+            evaluations = [e for by_layer in (result.runs.values() if result else []) for e in by_layer.values()]
     except (SetUnavailable, AnnotationError, ValueError) as e:
         raise CLIError(str(e)) from None
     finally:
         stop(shard)
-    if evaluation is None:  # another rank than 0: rank 0 reports
+    if not evaluations or evaluations[0] is None:  # another rank than 0: rank 0 reports
         return
+    evaluation = evaluations[0]
     if evaluation.seen_as:
         print(f"warning: dataset seed {args.seed} is the set's {evaluation.seen_as} seed; the report says so", file=sys.stderr)
     if evaluation.skipped:
         print(f"skipped {len(evaluation.skipped)} image(s) or annotation(s); see the report", file=sys.stderr)
-    print(markdown_table(evaluation, summary_rows(evaluation)))
-    for path in evaluation.files:
+    files = [path for e in evaluations for path in e.files]
+    if result is None:
+        print(markdown_table(evaluation, summary_rows(evaluation)))
+    else:
+        print(sweep_markdown(result, sweep_rows(result)))
+        files += write_sweep(result, Path(args.out))
+    for path in files:
         print(f"wrote {path}")
 
 
@@ -267,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1, help="train K replicates of the set with seeds SEED..SEED+K-1 (same data and "
+                                                       "recipe); the first keeps --name, the others are NAME-seed<s> (default: 1)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
     p.set_defaults(func=cmd_train)
@@ -288,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=1, help="processes loading images (0: load in the main process; default: 1)")
     p.add_argument("--no-road", action="store_true", help="skip the ROAD score (the slowest metric)")
+    p.add_argument("--layers", metavar="L1,L2|all|stages",
+                   help="target layers: block names (layer3.1,...), all (every block) or stages (the last block of each "
+                        "stage); more than one writes <set>_sweep.md/.csv/.png/.html (default: the last block)")
+    p.add_argument("--no-replicates", action="store_true",
+                   help="evaluate only this set, not the replicate sets (other training seeds) its manifest lists")
     p.add_argument("--report", action="store_true", help="also write <set>_report.html: the summary and a gallery of the "
                                                          "images where the models disagree most (opens offline)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

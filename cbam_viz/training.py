@@ -12,7 +12,7 @@ import shlex
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -148,10 +148,11 @@ def training_data(recipe: Recipe) -> tuple[tuple[torch.Tensor, torch.Tensor], tu
 
 
 def train_set(recipe: Recipe, out_dir: Path, name: str = "demo", roles: tuple[str, ...] = tuple(ROLES),
-              device: str = "cpu", resume: bool = False) -> dict[str, dict]:
-    """Train every role (baseline, se, cbam) with the same recipe and data; returns metrics per role."""
+              device: str = "cpu", resume: bool = False, rendered: tuple | None = None) -> dict[str, dict]:
+    """Train every role (baseline, se, cbam) with the same recipe and data (``rendered``: the
+    recipe's :func:`training_data`, rendered here when None); returns metrics per role."""
     check_names(roles, ROLES, "role")
-    data, val = training_data(recipe)
+    data, val = rendered or training_data(recipe)
     command = "python -m cbam_viz " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -162,8 +163,31 @@ def train_set(recipe: Recipe, out_dir: Path, name: str = "demo", roles: tuple[st
     return results
 
 
-def register_set(results: dict[str, dict], out_dir: Path, name: str = "demo") -> Path:
-    """Describe the trained models as set ``name`` in ``out_dir/manifest.json`` (file, SHA-256, recipe, accuracy)."""
+def replicate_name(name: str, seed: int, first_seed: int) -> str:
+    """The set name of one training seed of a replicated set: ``name`` for the first seed, else ``name-seed<seed>``."""
+    return name if seed == first_seed else f"{name}-seed{seed}"
+
+
+def train_replicates(recipe: Recipe, out_dir: Path, name: str, seeds: int, roles: tuple[str, ...] = tuple(ROLES),
+                     device: str = "cpu", resume: bool = False) -> dict[str, dict[str, dict]]:
+    """Train the set ``seeds`` times with seeds ``recipe.seed``, ``recipe.seed + 1``, ... (the same
+    rendered images, recipe and roles; the seed sets the initial weights and the batch order);
+    returns the metrics per role of each replicate set (:func:`replicate_name`)."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    check_names(roles, ROLES, "role")
+    rendered = training_data(recipe)
+    out = {}
+    for seed in range(recipe.seed, recipe.seed + seeds):
+        replicate = replicate_name(name, seed, recipe.seed)
+        out[replicate] = train_set(replace(recipe, seed=seed), out_dir, replicate, roles, device, resume, rendered)
+    return out
+
+
+def register_set(results: dict[str, dict], out_dir: Path, name: str = "demo", replicates: Sequence[str] | None = None) -> Path:
+    """Describe the trained models as set ``name`` in ``out_dir/manifest.json`` (file, SHA-256, recipe,
+    accuracy); ``replicates``: the sets of the same models trained with other seeds (kept when None).
+    A set already in the manifest keeps its place; a new one goes last."""
     from .models import load_checkpoint, sha256
     from .models.sets import read_manifest
 
@@ -185,9 +209,11 @@ def register_set(results: dict[str, dict], out_dir: Path, name: str = "demo") ->
         }
     recipe = next(iter(results.values()))["recipe"]
     described = ", ".join(role_title(r) for r in results)
-    manifest["sets"] = {name: {"models": {role: f"{name}-{role}" for role in results},
-                               "description": f"ResNet-{recipe['depth']}-style {described}, trained by the project on "
-                                              f"generated shapes ({recipe['difficulty']} generator, {recipe['size']} px)"},
-                        **{k: v for k, v in manifest["sets"].items() if k != name}}
+    old = manifest["sets"].get(name, {})
+    replicates = list(replicates) if replicates is not None else old.get("replicates", [])
+    manifest["sets"][name] = {"models": {role: f"{name}-{role}" for role in results},
+                              "description": f"ResNet-{recipe['depth']}-style {described}, trained by the project on "
+                                             f"generated shapes ({recipe['difficulty']} generator, {recipe['size']} px, training seed {recipe['seed']})",
+                              **({"replicates": replicates} if replicates else {})}
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path

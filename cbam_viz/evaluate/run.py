@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..data import CLASSES, DIFFICULTIES
+from ..explain import default_target_layer, target_layers
 from ..models.sets import ModelSet
 from ..training import TRAIN_SEED, VAL_SEED
 from .datasets import GeneratedImages, Skipped, folder_dataset
@@ -59,10 +60,11 @@ class Job:
 
 
 def score_dataset(models: dict, dataset: Dataset, methods: Sequence[str], road: bool, seed: int, job: Job,
-                  desc: str, partial: PartialFile | None = None) -> list[dict[str, Any]] | None:
+                  desc: str, partial: PartialFile | None = None, layer: str | None = None) -> list[dict[str, Any]] | None:
     """Score this rank's batches of ``dataset`` (items are :class:`Target` or :class:`Skipped`;
     batches of consecutive items, loaded by ``job.workers`` processes) with a progress bar in images/s;
-    batches already in ``partial`` are not recomputed, new ones are appended to it. Returns every
+    batches already in ``partial`` are not recomputed, new ones are appended to it; CAMs at ``layer``
+    (None: each model's last block). Returns every
     rank's finished batches (``batch``, ``scores``, ``skipped``, ``shapes``) in batch order on rank 0, None elsewhere."""
     size, shard = job.batch_size, job.shard
     batches = [list(range(s, min(len(dataset), s + size))) for s in range(0, len(dataset), size)]
@@ -77,7 +79,7 @@ def score_dataset(models: dict, dataset: Dataset, methods: Sequence[str], road: 
     with tqdm(total=sum(len(batches[b]) for b in mine), initial=finished, desc=label, unit="img", file=sys.stderr) as bar:
         for b, items in zip(todo, loader):
             targets = [t for t in items if isinstance(t, Target)]
-            rows, shapes = score_batch(models, targets, methods, road, seed) if targets else ([], {})
+            rows, shapes = score_batch(models, targets, methods, road, seed, layer) if targets else ([], {})
             done[b] = {"batch": b, "scores": [list(r) for r in rows], "shapes": shapes,
                        "skipped": [list(t) for t in items if isinstance(t, Skipped)]}
             if partial:
@@ -95,27 +97,41 @@ def generator_of(model_set: ModelSet) -> str:
 
 
 def _settings(model_set: ModelSet, roles: list[str], methods: Sequence[str], road: bool, seed: int, job: Job,
-              data: dict[str, Any]) -> dict[str, Any]:
+              data: dict[str, Any], layer: str) -> dict[str, Any]:
     """What decides a run's per-image results: a partial file of other settings is not resumed."""
     models = {r: model_set.entries.get(r, {}).get("sha256") or model_set.entries.get(r, {}).get("file")
               or model_set.models[r].info.title for r in roles}
     return json.loads(json.dumps({"set": model_set.name, "models": models, "methods": list(methods), "road": road,
-                                  "seed": seed, "batch_size": job.batch_size, "data": data}))
+                                  "seed": seed, "batch_size": job.batch_size, "data": data, "layer": layer}))
+
+
+def resolve_layer(model_set: ModelSet, layer: str | None) -> tuple[str, bool]:
+    """The target layer (None: the last block) and whether it is a non-default one (then it is part of
+    the output names); ValueError unless it is a residual block of every model."""
+    models = list(model_set.models.values())
+    default = default_target_layer(models[0])
+    layer = layer or default
+    for role, model in model_set.models.items():
+        if layer not in target_layers(model):
+            raise ValueError(f"unknown layer {layer!r} for model {role!r}; choose from {', '.join(target_layers(model))}")
+    return layer, layer != default
 
 
 def _evaluate(model_set: ModelSet, images: Dataset, methods: list[str], road: bool, seed: int, job: Job,
-              skipped: list[Skipped], data: dict[str, Any], dataset: str = "", **fields) -> Evaluation | None:
+              skipped: list[Skipped], data: dict[str, Any], dataset: str = "", layer: str | None = None,
+              **fields) -> Evaluation | None:
     """Score ``images`` and arrange the results (rank 0; None on the other ranks); with ``job.out``,
     resume from and append to this rank's partial file, write the outputs there and then remove it."""
     roles, note = ordered_roles(model_set)
     info = model_set.models[roles[0]].info
-    stem = output_stem(model_set.name, dataset)
+    layer, named = resolve_layer(model_set, layer)
+    stem = output_stem(model_set.name, dataset, layer if named else "")
     partial = None
     if job.out is not None:
         path = job.out / f"{stem}_partial-{job.shard.rank}of{job.shard.world}.jsonl"
-        partial = PartialFile(path, _settings(model_set, roles, methods, road, seed, job, data))
+        partial = PartialFile(path, _settings(model_set, roles, methods, road, seed, job, data, layer))
     batches = score_dataset({r: model_set.models[r] for r in roles}, images, methods, road, seed, job,
-                            f"evaluating {model_set.name} ({', '.join(methods)})", partial)
+                            f"evaluating {model_set.name} at {layer} ({', '.join(methods)})", partial, layer)
     evaluation = None
     if batches is not None:
         scores = [Score(*row) for batch in batches for row in batch["scores"]]
@@ -127,7 +143,8 @@ def _evaluate(model_set: ModelSet, images: Dataset, methods: list[str], road: bo
                              + (f"; first: {problems[0].image}: {problems[0].reason}" if problems else "") + ")")
         evaluation = Evaluation.from_scores(scores, roles, methods, road, name=model_set.name, seed=seed, dataset=dataset,
                                             image_shape=(info.input_size, info.input_size), feature_shapes=shapes,
-                                            skipped=[tuple(s) for s in skipped + failed], reference_note=note, **fields)
+                                            skipped=[tuple(s) for s in skipped + failed], reference_note=note, layer=layer,
+                                            layer_in_name=named, **fields)
         if job.out is not None:
             evaluation.files = write_outputs(evaluation, job.out)
             if job.report:
@@ -140,7 +157,7 @@ def _evaluate(model_set: ModelSet, images: Dataset, methods: list[str], road: bo
 
 def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int = EVAL_SEED, batch_size: int = 64,
              road: bool = True, allow_seen_seed: bool = False, workers: int = 0, shard: Shard | None = None,
-             out: Path | None = None, report: bool = False) -> Evaluation | None:
+             out: Path | None = None, report: bool = False, layer: str | None = None) -> Evaluation | None:
     """Run every method of every model of the set on ``n`` generated images (of the generator the set
     was trained on); the target is the ground-truth class.
 
@@ -149,6 +166,7 @@ def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int =
     it in ``seen_as``. With ``out``, the outputs (and with ``report`` the HTML report) are written
     there and an interrupted run resumes from its partial file; ``shard``: this process's rank under
     torchrun (:func:`cbam_viz.evaluate.distributed.start`), which returns the result on rank 0 only.
+    ``layer``: the CAMs' target layer (None: the last block; another one is part of the output names).
     """
     for role, model in model_set.models.items():
         if model.info.class_names != list(CLASSES):
@@ -164,18 +182,20 @@ def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int =
     data = {"generated": n, "generator": generator, "size": model_set.info.input_size}
     job = Job(batch_size, workers, shard or Shard(), out, report)
     source = f"generated images{held_out} ({generator} generator, dataset seed {seed})"
-    return _evaluate(model_set, dataset, methods, road, seed, job, [], data, seen_as=seen_as, source=source)
+    return _evaluate(model_set, dataset, methods, road, seed, job, [], data, layer=layer, seen_as=seen_as, source=source)
 
 
 def evaluate_folder(model_set: ModelSet, images: Path, annotations: Path, fmt: str, methods: list[str],
                     seed: int = EVAL_SEED, batch_size: int = 64, road: bool = True, workers: int = 0,
-                    shard: Shard | None = None, out: Path | None = None, report: bool = False) -> Evaluation | None:
+                    shard: Shard | None = None, out: Path | None = None, report: bool = False,
+                    layer: str | None = None) -> Evaluation | None:
     """Run every method of every model of the set on a folder of annotated images (``fmt``: one of
     :data:`cbam_viz.data.annotations.FORMATS`); the target is the annotated class. ``seed`` seeds
-    ROAD's noise; ``shard``, ``out`` and ``report`` as for :func:`evaluate`. Raises AnnotationError
+    ROAD's noise; ``shard``, ``out``, ``report`` and ``layer`` as for :func:`evaluate`. Raises AnnotationError
     for annotations that cannot be read at all."""
     dataset, skipped = folder_dataset(images, fmt, annotations, model_set.class_names, model_set.info)
     source = f"annotated images of `{images}` ({fmt} annotations `{annotations}`)"
     data = {"images": str(images.resolve()), "annotations": str(annotations.resolve()), "format": fmt, "items": len(dataset)}
     job = Job(batch_size, workers, shard or Shard(), out, report)
-    return _evaluate(model_set, dataset, methods, road, seed, job, skipped, data, dataset=images.resolve().name, source=source)
+    return _evaluate(model_set, dataset, methods, road, seed, job, skipped, data, dataset=images.resolve().name,
+                     layer=layer, source=source)

@@ -78,8 +78,9 @@ def model_input(pixels: torch.Tensor, model: nn.Module) -> torch.Tensor:
 
 
 def score_batch(models: Mapping[str, nn.Module], targets: Sequence[Target], methods: Sequence[str], road: bool,
-                seed: int) -> tuple[list[Score], dict[str, tuple[int, int]]]:
-    """Every score of every model on ``targets`` (same-size images); returns the rows and each model's feature-map size."""
+                seed: int, layer: str | None = None) -> tuple[list[Score], dict[str, tuple[int, int]]]:
+    """Every score of every model on ``targets`` (same-size images) with CAMs at ``layer`` (None: the
+    last block); returns the rows and each model's feature-map size."""
     shape = targets[0].mask.shape
     labels = [t.label for t in targets]
     seeds = [int(np.random.SeedSequence([seed, t.index]).generate_state(1)[0]) for t in targets]
@@ -91,7 +92,7 @@ def score_batch(models: Mapping[str, nn.Module], targets: Sequence[Target], meth
         x = model_input(pixels, model)
         correct: list[bool] = []
         for method in methods:
-            results = explain_batch({role: model}, x, targets=labels, method=method)[role]
+            results = explain_batch({role: model}, x, targets=labels, method=method, target_layer=layer)[role]
             feature_shape = feature_shapes[role] = results[0].raw_cam.shape
             correct = correct or [r.prediction == t.label for r, t in zip(results, targets)]
             for placement in PLACEMENTS:

@@ -48,9 +48,10 @@ class Score(NamedTuple):
     road: float | None
 
 
-def output_stem(name: str, dataset: str = "") -> str:
-    """The output files' common prefix: ``<set>``, or ``<set>_<images folder>`` for a folder of images."""
-    return f"{name}_{dataset}" if dataset else name
+def output_stem(name: str, dataset: str = "", layer: str = "") -> str:
+    """The output files' common prefix: ``<set>``, then ``_<images folder>`` for a folder of images
+    and ``_<layer>`` for a target layer other than the last block."""
+    return "_".join(part for part in (name, dataset, layer) if part)
 
 
 def reference_source(name: str) -> str:
@@ -85,6 +86,8 @@ class Evaluation:
     indices: list[int] | None = None
     reference_note: str = ""
     dataset: str = ""  # the images folder's name ("" for generated images): part of the output file names
+    layer: str = ""  # the CAMs' target layer
+    layer_in_name: bool = False  # a layer other than the last block: part of the output file names
     files: list[Path] = field(default_factory=list)  # the outputs, once written
 
     def __post_init__(self) -> None:
@@ -97,7 +100,7 @@ class Evaluation:
 
     @property
     def stem(self) -> str:
-        return output_stem(self.name, self.dataset)
+        return output_stem(self.name, self.dataset, self.layer if self.layer_in_name else "")
 
     @property
     def reference_role(self) -> str:
@@ -218,6 +221,11 @@ def summary_rows(evaluation: Evaluation) -> list[dict]:
     placement: the reference's and the model's means with 95% intervals, model-free reference means,
     the difference (model - reference) with its interval, p, Holm-adjusted p over all rows, the
     row's ``call`` and the ``verdict`` shared by the placements of a method, metric and model."""
+    return judge(tested_rows(evaluation))
+
+
+def tested_rows(evaluation: Evaluation) -> list[dict]:
+    """The rows of :func:`summary_rows` before the Holm correction (no ``p_holm``, ``call``, ``verdict``)."""
     ref = evaluation.reference_role
     no_reference = {f"{name}_{key}": "" for name in REFERENCE_MAPS for key in ("baseline", "model")}
     rows = [_row("all methods", "accuracy", "-", role, ref, evaluation.accuracy[ref], evaluation.accuracy[role], no_reference)
@@ -229,14 +237,20 @@ def summary_rows(evaluation: Evaluation) -> list[dict]:
                 for placement in PLACEMENTS:
                     by_role = by_placement[placement]
                     rows.append(_row(method, metric, placement, role, ref, by_role[ref][metric], by_role[role][metric], references))
+    return rows
+
+
+def judge(rows: list[dict], group: Sequence[str] = ("method", "metric", "model")) -> list[dict]:
+    """Holm-adjust the p of every row together (one family), then each row's ``call`` and the
+    ``verdict`` shared by the rows (placements) with equal ``group`` keys. Updates and returns ``rows``."""
     for row, p_adjusted in zip(rows, holm([r["p"] for r in rows])):
-        row.update({"p_holm": float(p_adjusted),
-                    "call": decide(p_adjusted, row["diff_lo"], row["diff_hi"], role_title(row["model"]), role_title(ref))})
-    groups: dict[tuple[str, str, str], list[str]] = {}
+        row.update({"p_holm": float(p_adjusted), "call": decide(p_adjusted, row["diff_lo"], row["diff_hi"],
+                                                                role_title(row["model"]), role_title(row["reference"]))})
+    groups: dict[tuple, list[str]] = {}
     for row in rows:
-        groups.setdefault((row["method"], row["metric"], row["model"]), []).append(row["call"])
+        groups.setdefault(tuple(row[k] for k in group), []).append(row["call"])
     for row in rows:
-        row["verdict"] = combine_placements(groups[(row["method"], row["metric"], row["model"])])
+        row["verdict"] = combine_placements(groups[tuple(row[k] for k in group)])
     return rows
 
 
@@ -269,7 +283,8 @@ def markdown_table(evaluation: Evaluation, rows: list[dict]) -> str:
     fh, fw = evaluation.feature_shape
     ref = role_title(evaluation.reference_role)
     lines = [f"Model set `{evaluation.name}` ({', '.join(role_title(r) for r in evaluation.roles)}), {evaluation.n} "
-             f"{evaluation.source}, {h}x{w} px, target = annotated class, target layer map {fh}x{fw} ({h / fh:g} px cells), "
+             f"{evaluation.source}, {h}x{w} px, target = annotated class, target layer "
+             f"{evaluation.layer + ' ' if evaluation.layer else ''}map {fh}x{fw} ({h / fh:g} px cells), "
              f"pointing tolerance {evaluation.tolerance:g} px. Every model is compared with {ref}. Mean [95% interval: "
              f"Wilson for proportions, bootstrap otherwise]; difference = model - {ref} [95% interval: Newcombe for "
              "proportions, bootstrap otherwise], p from exact McNemar (proportions) or a sign-flip permutation test of "

@@ -15,6 +15,7 @@
     [sets.skin]
     models = { baseline = "skin-resnet", cbam = "skin-resnet-cbam" }   # 2-4 models, in display order
     description = "our dermoscopy models"
+    replicates = ["skin-seed1", "skin-seed2"]   # optional: sets of the same models trained with other seeds
 
 `read_models_config` returns manifest-shaped entries (kind "user") that `sets.load_set` loads beside the
 shipped manifest; every error names the file, the entry and the key.
@@ -159,4 +160,9 @@ def _set(path: Path, name: str, spec: dict[str, Any], models: dict[str, dict[str
         if any(m[key] != chosen[0][key] for m in chosen):
             raise ModelsConfigError(f"{where}, key 'models': its models differ in {key}; a set's models must share "
                                     "depth (the target layers), classes and preprocessing")
-    return {"models": dict(roles), "description": str(spec.get("description", f"your models ({path.name})"))}
+    replicates = spec.get("replicates", [])
+    if not isinstance(replicates, list) or not all(isinstance(r, str) for r in replicates):
+        raise ModelsConfigError(f"{where}, key 'replicates': must be a list of set names (the same models trained "
+                                "with other seeds), e.g. [\"skin-seed1\", \"skin-seed2\"]")
+    return {"models": dict(roles), "description": str(spec.get("description", f"your models ({path.name})")),
+            **({"replicates": replicates} if replicates else {})}

@@ -143,6 +143,23 @@ def set_names(models_dir: Path = MODELS_DIR, user: dict[str, Any] | None = None)
     return list(combined_manifest(models_dir, user)["sets"])
 
 
+def replicate_names(name: str, models_dir: Path = MODELS_DIR, user: dict[str, Any] | None = None) -> list[str]:
+    """``name`` and the sets its manifest entry lists as ``replicates``: the same models trained with
+    other seeds (``train --seeds``); SetUnavailable for an unknown set or replicate."""
+    sets = combined_manifest(models_dir, user)["sets"]
+    if name not in sets:
+        raise SetUnavailable(f"unknown model set {name!r}; known sets: {', '.join(sets)}")
+    names = [name, *sets[name].get("replicates", [])]
+    unknown = [n for n in names if n not in sets]
+    if unknown:
+        raise SetUnavailable(f"model set {name!r} lists unknown replicate set(s) {', '.join(unknown)}")
+    different = [n for n in names if list(sets[n]["models"]) != list(sets[name]["models"])]
+    if different:
+        raise SetUnavailable(f"replicate set {different[0]!r} of {name!r} has other roles "
+                             f"({', '.join(sets[different[0]]['models'])}); replicates need the same roles in the same order")
+    return names
+
+
 def load_set(name: str, models_dir: Path = MODELS_DIR, device: str | None = None,
              user: dict[str, Any] | None = None) -> ModelSet:
     """Load every model of a set (of the manifest, or of ``user``, a models file's content); raises
