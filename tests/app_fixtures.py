@@ -35,8 +35,9 @@ def write_models(folder: Path, trained_demo: bool = False) -> Path:
     else:
         write_demo_models(folder)
         manifest = json.loads((folder / "manifest.json").read_text())
+    replicas = set(real["sets"]["demo"].get("replicates", []))
     for name, spec in real["sets"].items():
-        if name != "demo":
+        if name != "demo" and name not in replicas:
             manifest["sets"][name] = spec
             for model_id in spec["models"].values():
                 entry = real["models"][model_id]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from PIL import Image
 
 from cbam_viz.data import CLASSES, render_sample
 from cbam_viz.explain import METHODS
+import cbam_viz.ui.compare as compare_ui
 from cbam_viz.ui.compare import EXAMPLE_SEED, OWN
 from cbam_viz.service import AppContext, random_imagenet_set
 
@@ -267,3 +269,19 @@ def test_the_demo_set_says_a_photo_is_outside_what_it_knows(client: Client, tmp_
     assert "The models agree" not in summary and "The models disagree" not in summary
     views = gallery(compare(client, photo)[VIEWS])
     assert all(v.shape[:2] == (600, 512) for v in views.values())  # drawn on the photo at its own resolution
+
+
+def test_ground_truth_scores_link_to_the_sets_layer_sweep(client: Client, app_url: str, sample_path: Path,
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    summary = compare(client, sample_path)[SUMMARY]
+    assert "(target layer layer4.1)" in summary and "evaluate --layers all" in summary  # no sweep page yet
+    page = tmp_path / "demo_sweep.html"
+    page.write_text("<!doctype html><title>demo sweep</title><p>every layer</p>")
+    (tmp_path / "demo_per_image.csv").write_text("not served\n")
+    monkeypatch.setattr(compare_ui, "RESULTS_DIR", tmp_path)
+    summary = compare(client, sample_path, layer="layer3.0")[SUMMARY]
+    link = re.search(r"\[the layer and seed sweep of `demo`\]\((/gradio_api/file=[^)]+)\)", summary)
+    assert link and "(target layer layer3.0)" in summary
+    assert httpx.get(app_url.rstrip("/") + link.group(1), timeout=30).text.endswith("<p>every layer</p>")
+    other = link.group(1).replace("demo_sweep.html", "demo_per_image.csv")
+    assert httpx.get(app_url.rstrip("/") + other, timeout=30).status_code >= 400  # only the page is served

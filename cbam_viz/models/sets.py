@@ -140,7 +140,11 @@ def combined_manifest(models_dir: Path = MODELS_DIR, user: dict[str, Any] | None
 
 
 def set_names(models_dir: Path = MODELS_DIR, user: dict[str, Any] | None = None) -> list[str]:
-    return list(combined_manifest(models_dir, user)["sets"])
+    """Every set, less the replicate sets (other training seeds) that another set lists: they are for
+    ``evaluate``, and load by name only."""
+    sets = combined_manifest(models_dir, user)["sets"]
+    replicas = {r for spec in sets.values() for r in spec.get("replicates", [])}
+    return [name for name in sets if name not in replicas]
 
 
 def replicate_names(name: str, models_dir: Path = MODELS_DIR, user: dict[str, Any] | None = None) -> list[str]:

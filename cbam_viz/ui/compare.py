@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
 import shutil
 from functools import lru_cache
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import gradio as gr
 import numpy as np
@@ -45,6 +47,21 @@ MAX_TEXT = 200  # longest accepted option value (set, method, layer, class, bloc
 # An export's files stay at most this long and the folder within this size (Gradio serves its own copies).
 EXPORT_TTL = 3600
 EXPORT_BYTES = 200 * 2**20
+# Where `python -m cbam_viz evaluate --layers ...` writes <set>_sweep.html by default (the project's results/).
+RESULTS_DIR = Path(os.environ.get("CBAM_VIZ_RESULTS") or Path(__file__).resolve().parents[2] / "results")
+_served_pages: set[Path] = set()
+
+
+def sweep_link(set_name: str, results: Path | None = None) -> str | None:
+    """A Markdown link to the set's layer and seed sweep page (``<set>_sweep.html`` in ``results``,
+    default :data:`RESULTS_DIR`), served by Gradio as a static file; None when the set has none."""
+    page = ((results or RESULTS_DIR) / f"{set_name}_sweep.html").resolve()
+    if not page.is_file():
+        return None
+    if page not in _served_pages:
+        gr.set_static_paths([page])  # this one file, not the folder
+        _served_pages.add(page)
+    return f"[the layer and seed sweep of `{set_name}`](/gradio_api/file={quote(str(page))})"
 
 
 class BadRequest(ValueError):
@@ -230,7 +247,13 @@ class CompareTab:
         if min(width, height) < size:
             summary.append(f"*The image ({width}×{height}) is smaller than the model input ({size} px); it was enlarged.*")
         if r.mask is not None:
-            summary += ["\n**Localization against the ground-truth mask**\n", panels.localization(r.results, r.titles, r.mask)]
+            summary += [f"\n**Localization against the ground-truth mask** (target layer {layer})\n",
+                        panels.localization(r.results, r.titles, r.mask)]
+            link = sweep_link(r.model_set.name)
+            summary.append(f"\n*These scores are for one image at one layer. Every layer, on held-out images and "
+                           f"for each training seed: {link}.*" if link else
+                           "\n*These scores are for one image at one layer; `python -m cbam_viz evaluate --layers all` "
+                           "scores every layer on held-out images.*")
         spatial = [(r.titles[role], panels.attention_grid(view, x.blocks, x.spatial_attention, r.mask, shared))
                    for role, x in r.results.items() if x.spatial_attention]
         channel = [(r.titles[role], panels.channel_heatmap(x.blocks, x.channel_attention))
