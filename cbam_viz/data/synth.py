@@ -5,7 +5,7 @@ distractor marks that belong to no class. How hard an image is comes from the
 knobs of :class:`Difficulty`: ``MEDIUM`` adds smaller decoy shapes of other
 classes, marks that share the target's colour or texture and come close to it,
 an occluder over part of the target, and full rotation; ``HARD`` (the default,
-used to train the demo set) has more and bigger decoys (up to 0.9x the target),
+used to train the demo set) has more and bigger decoys (up to 0.85x the target),
 more marks, smaller targets and more and heavier occlusion; ``EASY`` is the
 first, single-object generator. The target is painted
 through an "L" mask image, and ``Sample.mask`` is exactly the set of its pixels
@@ -145,8 +145,8 @@ class Difficulty:
 
 
 MEDIUM = Difficulty()
-HARD = Difficulty(distractors=(8, 16), decoys=(2, 4), decoy_scale=(0.6, 0.9), occlusion=0.7, min_visible=0.45,
-                  scale=(0.13, 0.28))
+HARD = Difficulty(distractors=(8, 14), decoys=(2, 4), decoy_scale=(0.55, 0.85), occlusion=0.65, min_visible=0.5,
+                  scale=(0.14, 0.3))
 EASY = Difficulty(distractors=(3, 6), decoys=(0, 0), shared_colour=0.0, texture=0.0, occlusion=0.0,
                   scale=(0.2, 0.33), rotation=math.pi / 6, halo=1 / 20)
 DIFFICULTIES: dict[str, Difficulty] = {"easy": EASY, "medium": MEDIUM, "hard": HARD}
