@@ -161,3 +161,11 @@ def test_the_verdict_across_seeds_on_data_with_a_known_answer():
     text = sweep_markdown(result, rows)
     assert "| layer4.1 | · | SE better" not in text and "| layer4.1 | · | seed-dependent | · | · | CBAM better | · |" in text
     assert json.dumps(rows)  # plain values: the CSV and the app can read them
+
+
+def test_a_run_at_another_layer_names_its_files_and_report_by_the_layer(three, tmp_path):
+    evaluation = evaluate(three, ["gradcam"], n=4, seed=5, batch_size=4, road=False, layer="layer2.1", out=tmp_path, report=True)
+    assert sorted(p.name for p in evaluation.files) == ["tiny3_layer2.1_per_image.csv", "tiny3_layer2.1_report.html",
+                                                        "tiny3_layer2.1_summary.csv", "tiny3_layer2.1_summary.md"]
+    assert "CAMs at layer2.1." in (tmp_path / "tiny3_layer2.1_report.html").read_text()
+    assert "target layer layer2.1 map 12x12" in (tmp_path / "tiny3_layer2.1_summary.md").read_text()

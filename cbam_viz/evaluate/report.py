@@ -67,7 +67,8 @@ def _gallery(evaluation: Evaluation, models: Mapping[str, nn.Module], dataset: D
     labels = [t.label for t in targets]
     batch = torch.stack([t.pixels for t in targets])
     pixels = batch.permute(0, 2, 3, 1).numpy()
-    results = {role: explain_batch({role: models[role]}, model_input(batch, models[role]), targets=labels, method=method)[role]
+    results = {role: explain_batch({role: models[role]}, model_input(batch, models[role]), targets=labels, method=method,
+                                   target_layer=evaluation.layer or None)[role]
                for role in evaluation.roles}
     out = []
     for k, (i, t) in enumerate(zip(order, targets)):
@@ -120,7 +121,8 @@ def write_report(evaluation: Evaluation, models: Mapping[str, nn.Module], datase
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Localization: {html.escape(evaluation.stem)}"
              f"</title><style>{STYLE}</style></head><body>",
              f"<h1>Localization of set <code>{html.escape(evaluation.name)}</code></h1>",
-             f"<p class='note'>{evaluation.n} {_text(evaluation.source)}, {h}x{w} px as the models see them; models: {names}. "
+             f"<p class='note'>{evaluation.n} {_text(evaluation.source)}, {h}x{w} px as the models see them; models: {names}; "
+             f"CAMs at {html.escape(evaluation.layer or 'the last block')}. "
              f"Every model is compared with {html.escape(role_title(evaluation.reference_role))}: paired tests (exact McNemar "
              "for proportions, sign-flip permutation otherwise), Holm-adjusted over every row; a verdict needs the adjusted "
              "p &lt; 0.05, an interval that excludes 0, and both CAM placements to agree.</p>"]
