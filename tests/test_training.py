@@ -10,7 +10,7 @@ from cbam_viz.data import CLASSES, energy_pointing_game, pointing_game, render_s
 from cbam_viz.evaluate import evaluate, markdown_table, summary_rows, write_outputs
 from cbam_viz.explain import explain_batch
 from cbam_viz.models import load_checkpoint
-from cbam_viz.models.sets import MODELS_DIR, SetUnavailable, load_set, read_manifest
+from cbam_viz.models.sets import MODELS_DIR, SetUnavailable, load_set, read_manifest, replicate_names, set_names
 from cbam_viz.training import Recipe, register_set, train_set
 
 TINY = Recipe(width=8, size=64, train_size=256, val_size=64, epochs=2, batch_size=64, lr=0.05, seed=7)
@@ -142,3 +142,15 @@ def test_shipped_demo_set_reaches_the_claimed_accuracy():
         assert abs(measured - claimed) <= 3 * stderr + 0.005, f"{role}: {measured:.3f} on fresh images, manifest claims {claimed:.3f}"
         assert claimed > 0.5  # the set is worth shipping
     assert json.loads((MODELS_DIR / "manifest.json").read_text())["sets"]["demo"]["models"]["cbam"] == "demo-cbam"
+
+
+def test_shipped_replicates_share_the_recipe_and_differ_only_in_seed():
+    manifest = read_manifest(MODELS_DIR)
+    names = replicate_names("demo")
+    assert len(names) >= 3 and set_names()[:1] == ["demo"] and not set(names[1:]) & set(set_names())
+    entries = [manifest["models"][f"{name}-{role}"] for name in names for role in ("baseline", "se", "cbam")]
+    assert len({e["seed"] for e in entries}) == len(names)
+    for key in ("generator", "input_size", "train_dataset_seed", "heldout_dataset_seed", "training_command"):
+        assert len({json.dumps(e[key]) for e in entries}) == 1, key
+    for name in names[1:]:
+        load_set(name, device="cpu")  # present and matching its SHA-256
