@@ -90,6 +90,8 @@ def sweep(names: Sequence[str], layers: Sequence[str | None], load: Callable[[st
             evaluation = run(model_set, layer)
             if evaluation is not None:
                 runs.setdefault(name, {})[evaluation.layer] = evaluation
+    if len(set(seeds.values())) < len(seeds):  # sets without (distinct) training seeds: number them
+        seeds = {name: position for position, name in enumerate(names)}
     return Sweep(names[0], seeds, runs) if runs else None
 
 
