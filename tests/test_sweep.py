@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from cbam_viz.evaluate import Evaluation, evaluate
-from cbam_viz.evaluate.sweep import (DEPENDS_ON_SEED, Sweep, across_seeds, parse_layers, sweep, sweep_markdown,
-                                     sweep_rows, write_sweep)
+from cbam_viz.evaluate.sweep import (DEPENDS_ON_LAYER, DEPENDS_ON_SEED, Sweep, across_layers, across_seeds, parse_layers,
+                                     sweep, sweep_markdown, sweep_rows, write_sweep)
 from cbam_viz.models.config import ModelsConfigError, read_models_config
 from cbam_viz.models.sets import SetUnavailable, load_set, read_manifest, replicate_names
 from cbam_viz.training import Recipe, register_set, train_replicates, train_set
@@ -123,7 +123,15 @@ def test_across_seeds_a_side_wins_only_when_it_wins_in_every_seed():
     assert across_seeds(["depends on placement"] * 2) == "depends on placement"
 
 
-def _seed_run(se_shift: float, cbam_shift: float, seed: int) -> Evaluation:
+def test_across_layers_names_a_verdict_that_flips_with_the_layer():
+    assert across_layers(["CBAM better"] * 4) == "CBAM better"
+    assert across_layers(["CBAM better", "no clear difference", "Baseline better"]) == DEPENDS_ON_LAYER
+    assert across_layers(["CBAM better", DEPENDS_ON_SEED]) == DEPENDS_ON_LAYER
+    assert across_layers([DEPENDS_ON_SEED, "no clear difference"]) == DEPENDS_ON_SEED
+    assert across_layers(["no clear difference", "depends on placement"]) == "no clear difference"
+
+
+def _seed_run(se_shift: float, cbam_shift: float, seed: int, layer: str = "layer4.1") -> Evaluation:
     """Per-image values of one training seed with known differences from the baseline: energy +``se_shift``
     (SE) and +``cbam_shift`` (CBAM) under both placements; pointing and IoU equal to the baseline."""
     n = 200
@@ -140,26 +148,29 @@ def _seed_run(se_shift: float, cbam_shift: float, seed: int) -> Evaluation:
     roles = ["baseline", "se", "cbam"]
     return Evaluation(f"seed{seed}", roles, [str(i) for i in range(n)], ["circle"] * n, 3, (64, 64), {r: (4, 4) for r in roles},
                       {r: hits for r in roles}, {"gradcam": {"half-pixel": by_role, "receptive-field": by_role}},
-                      {name: {r: flat for r in roles} for name in ("uniform", "centre")}, layer="layer4.1")
+                      {name: {r: flat for r in roles} for name in ("uniform", "centre")}, layer=layer)
 
 
 def test_the_verdict_across_seeds_on_data_with_a_known_answer():
-    """CBAM: +0.05 energy in every seed (wins); SE: +0.05 in two seeds, 0 in the third (depends on the seed);
-    pointing game and IoU: no difference anywhere."""
+    """At layer4.1, CBAM: +0.05 energy in every seed (wins); SE: +0.05 in two seeds, 0 in the third (depends
+    on the seed). At layer3.1 no difference, and none in the pointing game and IoU anywhere."""
     shifts = {0: (0.05, 0.05), 1: (0.05, 0.04), 2: (0.0, 0.06)}
     result = Sweep("demo", {f"r{s}": s for s in shifts},
-                   {f"r{s}": {"layer4.1": _seed_run(se, cbam, s)} for s, (se, cbam) in shifts.items()})
+                   {f"r{s}": {"layer3.1": _seed_run(0, 0, s, "layer3.1"), "layer4.1": _seed_run(se, cbam, s)}
+                    for s, (se, cbam) in shifts.items()})
     rows = sweep_rows(result)
-    verdict = {(r["model"], r["metric"], r["placement"]): r["verdict"] for r in rows}
+    verdict = {(r["model"], r["metric"], r["placement"]): r["verdict"] for r in rows if r["layer"] in ("layer4.1", "-")}
+    assert {r["verdict"] for r in rows if r["layer"] == "layer3.1"} == {"no clear difference"}
     assert verdict[("cbam", "energy pointing game", "half-pixel")] == "CBAM better"
     assert verdict[("se", "energy pointing game", "receptive-field")] == DEPENDS_ON_SEED
     for model in ("se", "cbam"):
         assert verdict[(model, "IoU@0.5", "half-pixel")] == verdict[(model, "pointing game", "half-pixel")] == "no clear difference"
-    se = next(r for r in rows if r["model"] == "se" and r["metric"] == "energy pointing game")
+    se = next(r for r in rows if r["model"] == "se" and r["metric"] == "energy pointing game" and r["layer"] == "layer4.1")
     assert se["diff_mean"] == pytest.approx(0.1 / 3) and se["diff_sd"] == pytest.approx(np.std([0.05, 0.05, 0.0], ddof=1))
     assert [se[f"seed{s}_verdict"] for s in shifts] == ["SE better", "SE better", "no clear difference"]
     text = sweep_markdown(result, rows)
-    assert "| layer4.1 | · | SE better" not in text and "| layer4.1 | · | seed-dependent | · | · | CBAM better | · |" in text
+    assert "| layer4.1 | · | seed-dependent | · | · | CBAM better | · |" in text and "| layer3.1 | · | · | · | · | · | · |" in text
+    assert "| **every layer** | **·** | **seed-dependent** | **·** | **·** | **layer-dependent** | **·** |" in text
     assert json.dumps(rows)  # plain values: the CSV and the app can read them
 
 

@@ -28,6 +28,7 @@ from ..render.sweep_plot import depth_plot
 from .summary import LABELS, NO_VERDICT, Evaluation, judge, output_stem, tested_rows
 
 DEPENDS_ON_SEED = "depends on the seed"
+DEPENDS_ON_LAYER = "depends on the layer"
 DEPENDS_ON_PLACEMENT = "depends on placement"
 PLOTTED_PLACEMENT = PLACEMENTS[0]
 ACCURACY = LABELS["accuracy"]
@@ -105,6 +106,17 @@ def across_seeds(verdicts: Sequence[str]) -> str:
     return DEPENDS_ON_SEED
 
 
+def across_layers(verdicts: Sequence[str]) -> str:
+    """The verdict over target layers (each already across seeds): their common verdict; "depends on
+    the layer" when some layer has a winner and others do not agree; else "depends on the seed" when
+    some layer does; else "no clear difference"."""
+    if len(set(verdicts)) == 1:
+        return verdicts[0]
+    if any(v.endswith(" better") for v in verdicts):
+        return DEPENDS_ON_LAYER
+    return DEPENDS_ON_SEED if DEPENDS_ON_SEED in verdicts else NO_VERDICT
+
+
 def sweep_rows(result: Sweep) -> list[dict]:
     """One row per layer, method, metric, compared model and placement (accuracy once, layer "-"):
     each seed's difference, interval, Holm-adjusted p (family: all of that seed's rows) and verdict,
@@ -140,7 +152,8 @@ def _sd(row: dict) -> str:
 
 
 def _short(verdict: str) -> str:
-    return {NO_VERDICT: "·", DEPENDS_ON_SEED: "seed-dependent", DEPENDS_ON_PLACEMENT: "placement-dependent"}.get(verdict, verdict)
+    return {NO_VERDICT: "·", DEPENDS_ON_SEED: "seed-dependent", DEPENDS_ON_PLACEMENT: "placement-dependent",
+            DEPENDS_ON_LAYER: "layer-dependent"}.get(verdict, verdict)
 
 
 def sweep_markdown(result: Sweep, rows: list[dict]) -> str:
@@ -178,6 +191,10 @@ def sweep_markdown(result: Sweep, rows: list[dict]) -> str:
         for layer in result.layers:
             lines.append(f"| {layer} | " + " | ".join(_short(verdicts[(layer, method, m, model)])
                                                      for model in compared for m in metrics) + " |")
+        if len(result.layers) > 1:
+            lines.append("| **every layer** | " + " | ".join(
+                f"**{_short(across_layers([verdicts[(layer, method, m, model)] for layer in result.layers]))}**"
+                for model in compared for m in metrics) + " |")
         lines.append("")
     lines += [f"| layer | method | metric | placement | model | {ref} | model | " + " | ".join(f"{s}: diff [95%]" for s in seeds)
               + " | mean diff | SD | seed verdicts | across seeds |", "|---" * (11 + len(seeds)) + "|"]
