@@ -1,4 +1,4 @@
-"""Print how many generated images per second one core renders, easy vs hard generator.
+"""Print how many generated images per second one core renders, per generator level (easy, medium, hard).
 
 Usage: .venv/bin/python -m benchmarks.bench_dataset [--n 500] [--size 96]
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from cbam_viz.data import EASY, HARD, SynthShapes, render_sample
+from cbam_viz.data import DIFFICULTIES, SynthShapes, render_sample
 
 
 def _rate(fn, n: int) -> float:
@@ -23,12 +23,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=96)
     args = parser.parse_args()
     rates = {}
-    for name, level in (("easy", EASY), ("hard", HARD)):
+    for name, level in DIFFICULTIES.items():
         rates[name] = _rate(lambda i: render_sample(0, i, args.size, difficulty=level), args.n)
         print(f"render_sample {name} {args.size}px: {rates[name]:7.0f} images/s")
     dataset = SynthShapes(seed=0, length=args.n, size=args.size)
     print(f"dataset[i]    hard {args.size}px: {_rate(dataset.__getitem__, args.n):7.0f} images/s")
-    print(f"hard / easy render rate: {rates['hard'] / rates['easy']:.2f}x")
+    for name in ("medium", "hard"):
+        print(f"{name} / easy render rate: {rates[name] / rates['easy']:.2f}x")
 
 
 if __name__ == "__main__":
