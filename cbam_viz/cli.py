@@ -146,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     out = Path(args.out_dir or "models")
     trained = train_replicates(recipe, out, args.name, args.seeds, roles, args.device, args.resume)
     for replicate, results in trained.items():
-        register_set(results, out, replicate, replicates=([r for r in trained if r != args.name] or None) if replicate == args.name else None)
+        register_set(results, out, replicate, replicates=[r for r in trained if r != args.name] if replicate == args.name else None)
         for role, metrics in results.items():
             print(f"{replicate:12s} {role:8s} held-out accuracy {metrics['val_accuracy']:.2%} ({metrics['train_seconds']:.0f} s)")
     print(f"wrote {out / 'manifest.json'}")
@@ -197,8 +197,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     options = dict(batch_size=args.batch_size, road=not args.no_road, workers=args.workers, shard=shard, out=Path(args.out),
                    report=args.report)
 
+    loaded: dict = {}
+
     def load(name: str):
-        return load_set(name, device=shard.device(args.device), user=user)
+        return loaded.pop(name, None) or load_set(name, device=shard.device(args.device), user=user)
 
     def run(model_set, layer: str | None):
         if fmt:
@@ -208,10 +210,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     try:
         names = [args.set] if args.no_replicates else replicate_names(args.set, user=user)
-        first = load(names[0])
+        first = loaded[names[0]] = load(names[0])
         layers = parse_layers(args.layers, first)
         if len(names) == 1 and len(layers) == 1:
-            evaluations = [run(first, layers[0])]
+            evaluations = [run(loaded.pop(names[0]), layers[0])]
             result = None
         else:
             result = sweep(names, layers, load, run)
@@ -318,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-road", action="store_true", help="skip the ROAD score (the slowest metric)")
     p.add_argument("--layers", metavar="L1,L2|all|stages",
                    help="target layers: block names (layer3.1,...), all (every block) or stages (the last block of each "
-                        "stage); more than one writes <set>_sweep.md/.csv/.png/.html (default: the last block)")
+                        "stage) (default: the last block); with more than one layer or a replicated set, also "
+                        "<set>_sweep.md/.csv/.png/.html (<set>_<folder>_sweep.* with --images)")
     p.add_argument("--no-replicates", action="store_true",
                    help="evaluate only this set, not the replicate sets (other training seeds) its manifest lists")
     p.add_argument("--report", action="store_true", help="also write <set>_report.html: the summary and a gallery of the "

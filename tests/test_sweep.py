@@ -93,7 +93,7 @@ def test_replicates_train_with_other_seeds_on_the_same_data(tmp_path):
     register_set(trained["demo"], tmp_path, "demo")
     assert read_manifest(tmp_path)["sets"]["demo"]["replicates"] == ["demo-seed4"]
     result = sweep(replicate_names("demo", tmp_path), ["layer3.1", None], lambda n: load_set(n, tmp_path, device="cpu"), _run)
-    assert result.seeds == {"demo": 3, "demo-seed4": 4} and result.layers == ["layer3.1", "layer4.1"]
+    assert result.labels == {"demo": "seed3", "demo-seed4": "seed4"} and result.layers == ["layer3.1", "layer4.1"]
     assert "seed3: diff [95%] | seed4: diff [95%]" in sweep_markdown(result, sweep_rows(result))
 
 
@@ -155,7 +155,7 @@ def test_the_verdict_across_seeds_on_data_with_a_known_answer():
     """At layer4.1, CBAM: +0.05 energy in every seed (wins); SE: +0.05 in two seeds, 0 in the third (depends
     on the seed). At layer3.1 no difference, and none in the pointing game and IoU anywhere."""
     shifts = {0: (0.05, 0.05), 1: (0.05, 0.04), 2: (0.0, 0.06)}
-    result = Sweep("demo", {f"r{s}": s for s in shifts},
+    result = Sweep("demo", {f"r{s}": f"seed{s}" for s in shifts},
                    {f"r{s}": {"layer3.1": _seed_run(0, 0, s, "layer3.1"), "layer4.1": _seed_run(se, cbam, s)}
                     for s, (se, cbam) in shifts.items()})
     rows = sweep_rows(result)
@@ -180,3 +180,21 @@ def test_a_run_at_another_layer_names_its_files_and_report_by_the_layer(three, t
                                                         "tiny3_layer2.1_summary.csv", "tiny3_layer2.1_summary.md"]
     assert "CAMs at layer2.1." in (tmp_path / "tiny3_layer2.1_report.html").read_text()
     assert "target layer layer2.1 map 12x12" in (tmp_path / "tiny3_layer2.1_summary.md").read_text()
+
+
+def test_replicates_must_differ_only_in_the_seed(tmp_path):
+    def entry(generator: str, seed: int) -> dict:
+        return {"kind": "shipped", "file": "x.pt", "sha256": "0", "generator": generator, "input_size": 96, "seed": seed,
+                "class_names": ["a", "b"], "architecture": {"depth": 18, "attention": None, "options": {}}}
+
+    models = {"a-baseline": entry("hard", 0), "a-cbam": entry("hard", 0), "b-baseline": entry("hard", 1),
+              "b-cbam": entry("medium", 1)}
+    sets = {"a": {"models": {"baseline": "a-baseline", "cbam": "a-cbam"}, "replicates": ["b"]},
+            "b": {"models": {"baseline": "b-baseline", "cbam": "b-cbam"}}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": models, "sets": sets}))
+    with pytest.raises(SetUnavailable, match="its cbam model differs in generator"):
+        replicate_names("a", tmp_path)
+    sets["a"]["replicates"] = ["b", "a"]
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": models, "sets": sets}))
+    with pytest.raises(SetUnavailable, match="twice, or itself"):
+        replicate_names("a", tmp_path)

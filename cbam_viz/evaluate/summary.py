@@ -27,6 +27,7 @@ BINARY = {"pointing"}
 LABELS = {"accuracy": "top-1 accuracy", "pointing": "pointing game", "energy": "energy pointing game",
           "iou": "IoU@0.5", "road": "ROAD MoRF drop"}
 NO_VERDICT = "no clear difference"
+DEPENDS_ON_PLACEMENT = "depends on placement"
 SKIPS_SHOWN = 20  # the Markdown report lists this many skipped images; the skip CSV has them all
 COLUMNS = ("image", "index", "class", "model", "method", "placement", "accuracy", *METRICS)
 
@@ -191,7 +192,7 @@ def decide(p_adjusted: float, ci_low: float, ci_high: float, model: str = "CBAM"
 
 def combine_placements(calls: Sequence[str]) -> str:
     """The verdict over placements: their common call, else "depends on placement"."""
-    return calls[0] if len(set(calls)) == 1 else "depends on placement"
+    return calls[0] if len(set(calls)) == 1 else DEPENDS_ON_PLACEMENT
 
 
 def _reference_means(evaluation: Evaluation, metric: str, role: str) -> dict[str, float | str]:
@@ -259,7 +260,7 @@ def surviving(rows: Sequence[dict]) -> list[str]:
     seen, lines = set(), []
     for r in rows:
         key = (r["model"], r["method"], r["metric"])
-        if key not in seen and r["verdict"] not in (NO_VERDICT, "depends on placement"):
+        if key not in seen and r["verdict"] not in (NO_VERDICT, DEPENDS_ON_PLACEMENT):
             seen.add(key)
             lines.append(f"{role_title(r['model'])} vs {role_title(r['reference'])}, {r['method']}, {r['metric']}: "
                          f"{r['verdict']} ({r['diff']:+.3f})")

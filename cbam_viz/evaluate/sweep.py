@@ -1,12 +1,13 @@
 """Verdicts that survive scrutiny: one evaluation per target layer and per training seed of a set.
 
 A *replicated* set lists, in the manifest, sets with the same recipe and data but other training
-seeds (``python -m cbam_viz train --seeds K``). :func:`sweep` evaluates every replicate at every
+seeds (``python -m cbam_viz train --seeds K``); each is labelled by its training seed (``seed3``), or
+``run1``, ``run2``, ... when a replicate has no (distinct) seed on record. :func:`sweep` evaluates every replicate at every
 target layer; :func:`sweep_rows` puts the paired tests of all those runs in one table. Within a seed,
 Holm's correction runs over every row of every layer (one family per seed). Across seeds the rule
 is deliberately strict (:func:`across_seeds`): a side wins only when it wins, after Holm and under
 both placements, in *every* seed; when some seeds call a winner and others do not, the verdict is
-"depends on the seed". Between-seed spread is the standard deviation of the per-seed differences.
+"depends on the seed"; seeds that all say the same keep that (also "depends on placement"). Between-seed spread is the standard deviation of the per-seed differences.
 """
 from __future__ import annotations
 
@@ -25,11 +26,10 @@ from ..explain import target_layers
 from ..models.sets import ModelSet, role_title
 from ..render.study_plots import figure_png
 from ..render.sweep_plot import depth_plot
-from .summary import LABELS, NO_VERDICT, Evaluation, judge, output_stem, tested_rows
+from .summary import DEPENDS_ON_PLACEMENT, LABELS, NO_VERDICT, Evaluation, judge, output_stem, tested_rows
 
 DEPENDS_ON_SEED = "depends on the seed"
 DEPENDS_ON_LAYER = "depends on the layer"
-DEPENDS_ON_PLACEMENT = "depends on placement"
 PLOTTED_PLACEMENT = PLACEMENTS[0]
 ACCURACY = LABELS["accuracy"]
 
@@ -54,10 +54,10 @@ def parse_layers(spec: str | None, model_set: ModelSet) -> list[str | None]:
 @dataclass
 class Sweep:
     """Evaluations of one set at several target layers and for several training seeds:
-    ``runs[replicate][layer]``; ``seeds[replicate]`` is its training seed (or its position)."""
+    ``runs[replicate][layer]``; ``labels[replicate]``: "seed<training seed>", or "run<position>"."""
 
     name: str
-    seeds: dict[str, int]
+    labels: dict[str, str]
     runs: dict[str, dict[str, Evaluation]]
 
     @property
@@ -83,17 +83,17 @@ def sweep(names: Sequence[str], layers: Sequence[str | None], load: Callable[[st
     """``run`` every replicate set (``names``, loaded one at a time by ``load``) at every layer; None
     on ranks other than 0 under torchrun."""
     runs: dict[str, dict[str, Evaluation]] = {}
-    seeds: dict[str, int] = {}
-    for position, name in enumerate(names):
+    seeds: dict[str, int | None] = {}
+    for name in names:
         model_set = load(name)
-        seeds[name] = next(iter(model_set.entries.values()), {}).get("seed", position)
+        seeds[name] = next(iter(model_set.entries.values()), {}).get("seed")
         for layer in layers:
             evaluation = run(model_set, layer)
             if evaluation is not None:
                 runs.setdefault(name, {})[evaluation.layer] = evaluation
-    if len(set(seeds.values())) < len(seeds):  # sets without (distinct) training seeds: number them
-        seeds = {name: position for position, name in enumerate(names)}
-    return Sweep(names[0], seeds, runs) if runs else None
+    known = None not in seeds.values() and len(set(seeds.values())) == len(seeds)
+    labels = {name: f"seed{seeds[name]}" if known else f"run{position + 1}" for position, name in enumerate(names)}
+    return Sweep(names[0], labels, runs) if runs else None
 
 
 def across_seeds(verdicts: Sequence[str]) -> str:
@@ -140,7 +140,7 @@ def sweep_rows(result: Sweep) -> list[dict]:
                "diff_sd": float(diffs.std(ddof=1)) if len(diffs) > 1 else None,
                "verdict": across_seeds([r["verdict"] for r in seeds])}
         for rep, r in zip(result.replicates, seeds):
-            tag = f"seed{result.seeds[rep]}"
+            tag = result.labels[rep]
             row.update({f"{tag}_diff": r["diff"], f"{tag}_lo": r["diff_lo"], f"{tag}_hi": r["diff_hi"],
                         f"{tag}_p_holm": r["p_holm"], f"{tag}_verdict": r["verdict"]})
         out.append(row)
@@ -160,9 +160,11 @@ def sweep_markdown(result: Sweep, rows: list[dict]) -> str:
     """The sweep report: how it was made, a grid of verdicts across seeds (layer x metric, per model
     and method), then every row with each seed's difference."""
     first = result.first
-    seeds = [f"seed{result.seeds[r]}" for r in result.replicates]
+    seeds = [result.labels[r] for r in result.replicates]
     ref = role_title(first.reference_role)
     compared = [role_title(r) for r in first.compared]
+    warning = ([f"**Warning: dataset seed {first.seed} is the set's {first.seen_as} seed; these images were used to build "
+                "the models, so this is not a held-out evaluation.**", ""] if first.seen_as else [])
     lines = [f"Layer and seed sweep of set `{result.name}` ({', '.join(role_title(r) for r in first.roles)}): "
              f"{len(result.layers)} target layer(s) x {len(seeds)} training seed(s) ({', '.join(seeds)}; replicate sets "
              f"{', '.join(f'`{r}`' for r in result.replicates)}), {first.n} {first.source}. Every model is compared with "
@@ -170,7 +172,7 @@ def sweep_markdown(result: Sweep, rows: list[dict]) -> str:
              "95% intervals); Holm's correction runs over all rows of one seed (every layer, method, metric, model and "
              "placement). A seed's verdict needs both placements to agree. **Across seeds a side wins only if it wins "
              f"in every seed**; when some seeds call a winner and others do not, the verdict is \"{DEPENDS_ON_SEED}\". "
-             "SD: the between-seed standard deviation of the difference.", ""]
+             "SD: the between-seed standard deviation of the difference.", "", *warning]
     accuracy = [r for r in rows if r["metric"] == ACCURACY]
     if accuracy:
         lines += ["| top-1 accuracy | " + " | ".join(seeds) + " | mean | between-seed SD | verdict across seeds |",
@@ -196,7 +198,7 @@ def sweep_markdown(result: Sweep, rows: list[dict]) -> str:
                 f"**{_short(across_layers([verdicts[(layer, method, m, model)] for layer in result.layers]))}**"
                 for model in compared for m in metrics) + " |")
         lines.append("")
-    lines += [f"| layer | method | metric | placement | model | {ref} | model | " + " | ".join(f"{s}: diff [95%]" for s in seeds)
+    lines += [f"| layer | method | metric | placement | model | {ref} mean | model mean | " + " | ".join(f"{s}: diff [95%]" for s in seeds)
               + " | mean diff | SD | seed verdicts | across seeds |", "|---" * (11 + len(seeds)) + "|"]
     for r in cams:
         cells = [f"{r[f'{s}_diff']:+.3f} [{r[f'{s}_lo']:+.3f}, {r[f'{s}_hi']:+.3f}]" for s in seeds]
@@ -222,8 +224,7 @@ def write_sweep(result: Sweep, out_dir: Path) -> list[Path]:
 
     rows = sweep_rows(result)
     out_dir.mkdir(parents=True, exist_ok=True)
-    base = out_dir / result.stem
-    paths = [base.with_suffix(".csv"), base.with_suffix(".md"), base.with_suffix(".png"), base.with_suffix(".html")]
+    paths = [out_dir / f"{result.stem}.{suffix}" for suffix in ("csv", "md", "png", "html")]
     with open(paths[0], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -240,7 +241,7 @@ def write_sweep(result: Sweep, out_dir: Path) -> list[Path]:
 
 
 def _html(name: str, markdown: str, png: bytes) -> str:
-    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)  # names from a models file stay text
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)}: layer and seed sweep</title>"
             "<style>body{font:14px/1.45 system-ui,sans-serif;margin:24px;max-width:1500px}table{border-collapse:collapse;"
             "font-size:12.5px;margin:8px 0 20px}th,td{border:1px solid #ccc;padding:3px 6px}th{background:#f2f2f2}"

@@ -147,20 +147,37 @@ def set_names(models_dir: Path = MODELS_DIR, user: dict[str, Any] | None = None)
     return [name for name in sets if name not in replicas]
 
 
+def _shared_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """What replicates of a model must share: generator, input size, classes, depth."""
+    depth = entry.get("depth", entry.get("architecture", {}).get("depth"))
+    return {"generator": entry.get("generator"), "input size": entry.get("input_size"),
+            "classes": entry.get("class_names"), "depth": depth}
+
+
 def replicate_names(name: str, models_dir: Path = MODELS_DIR, user: dict[str, Any] | None = None) -> list[str]:
     """``name`` and the sets its manifest entry lists as ``replicates``: the same models trained with
-    other seeds (``train --seeds``); SetUnavailable for an unknown set or replicate."""
-    sets = combined_manifest(models_dir, user)["sets"]
+    other seeds (``train --seeds``); SetUnavailable for an unknown, repeated or mismatched replicate
+    (other roles or role order, generator, input size, classes or depth)."""
+    manifest = combined_manifest(models_dir, user)
+    sets = manifest["sets"]
     if name not in sets:
         raise SetUnavailable(f"unknown model set {name!r}; known sets: {', '.join(sets)}")
     names = [name, *sets[name].get("replicates", [])]
     unknown = [n for n in names if n not in sets]
     if unknown:
         raise SetUnavailable(f"model set {name!r} lists unknown replicate set(s) {', '.join(unknown)}")
-    different = [n for n in names if list(sets[n]["models"]) != list(sets[name]["models"])]
-    if different:
-        raise SetUnavailable(f"replicate set {different[0]!r} of {name!r} has other roles "
-                             f"({', '.join(sets[different[0]]['models'])}); replicates need the same roles in the same order")
+    if len(set(names)) < len(names):
+        raise SetUnavailable(f"model set {name!r} lists a replicate twice, or itself")
+    for other in names[1:]:
+        if list(sets[other]["models"]) != list(sets[name]["models"]):
+            raise SetUnavailable(f"replicate set {other!r} of {name!r} has other roles ({', '.join(sets[other]['models'])}); "
+                                 "replicates need the same roles in the same order")
+        for role, model_id in sets[name]["models"].items():
+            mine, theirs = _shared_fields(manifest["models"][model_id]), _shared_fields(manifest["models"][sets[other]["models"][role]])
+            differ = [key for key in mine if mine[key] != theirs[key]]
+            if differ:
+                raise SetUnavailable(f"replicate set {other!r} of {name!r}: its {role} model differs in {differ[0]}; "
+                                     "replicates differ only in the training seed")
     return names
 
 

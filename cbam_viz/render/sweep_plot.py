@@ -17,7 +17,7 @@ def depth_plot(layers: Sequence[str], panels: Mapping[str, Mapping[str, Mapping[
     methods = list(panels)
     metrics = list(next(iter(panels.values())))
     fig = Figure(figsize=(3.4 * len(metrics) + 1.2, 2.9 * len(methods) + 0.6), dpi=100, layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(methods), len(metrics), squeeze=False))
+    axes = fig.subplots(len(methods), len(metrics), squeeze=False)
     x = np.arange(len(layers))
     for i, method in enumerate(methods):
         for j, metric in enumerate(metrics):

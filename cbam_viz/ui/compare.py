@@ -55,6 +55,8 @@ _served_pages: set[Path] = set()
 def sweep_link(set_name: str, results: Path | None = None) -> str | None:
     """A Markdown link to the set's layer and seed sweep page (``<set>_sweep.html`` in ``results``,
     default :data:`RESULTS_DIR`), served by Gradio as a static file; None when the set has none."""
+    if Path(set_name).name != set_name:  # a set name from a models file that is a path: no page
+        return None
     page = ((results or RESULTS_DIR) / f"{set_name}_sweep.html").resolve()
     if not page.is_file():
         return None
