@@ -233,8 +233,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if result is None:
         print(markdown_table(evaluation, summary_rows(evaluation)))
     else:
-        print(sweep_markdown(result, sweep_rows(result)))
-        files += write_sweep(result, Path(args.out))
+        rows = sweep_rows(result)
+        print(sweep_markdown(result, rows))
+        files += write_sweep(result, Path(args.out), rows)
     for path in files:
         print(f"wrote {path}")
 
