@@ -273,8 +273,11 @@ def test_the_demo_set_says_a_photo_is_outside_what_it_knows(client: Client, tmp_
 
 def test_ground_truth_scores_link_to_the_sets_layer_sweep(client: Client, app_url: str, sample_path: Path,
                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(compare_ui, "RESULTS_DIR", empty)
     summary = compare(client, sample_path)[SUMMARY]
-    assert "(target layer layer4.1)" in summary and "evaluate --layers all" in summary  # no sweep page yet
+    assert "(target layer layer4.1)" in summary and "evaluate --layers all" in summary  # no sweep page there
     page = tmp_path / "demo_sweep.html"
     page.write_text("<!doctype html><title>demo sweep</title><p>every layer</p>")
     (tmp_path / "demo_per_image.csv").write_text("not served\n")
