@@ -122,7 +122,7 @@ def test_no_payload_identifies_the_models_before_the_vote(server: Server) -> Non
     server.assert_blinded(data)
     credential = json.loads(data)[0]
     pid = participant_of(credential)
-    assert len(json.loads(data)) == 7
+    assert len(json.loads(data)) == 8  # the credential, then the view and the cleared answer
     trials = server.store.trials(CONFIG.name, pid)
     repeat = next(t for t in trials if t.is_repeat)
     first = next(t for t in trials if t.stimulus_id == repeat.stimulus_id and not t.is_repeat)

@@ -128,3 +128,4 @@ def test_evaluate_scores_a_seen_seed_only_when_asked_and_says_so(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "warning: dataset seed 1 is the set's training seed" in result.stderr
     assert "**Warning: dataset seed 1 is the set's training seed" in (tmp_path / "demo_summary.md").read_text()
+    assert "**Warning: dataset seed 1 is the set's training seed" in (tmp_path / "demo_sweep.md").read_text()  # replicates

@@ -218,11 +218,10 @@ def curves(result: Sweep, method: str, metric: str, placement: str = PLOTTED_PLA
     return out
 
 
-def write_sweep(result: Sweep, out_dir: Path) -> list[Path]:
-    """``<set>_sweep.csv`` (every row), ``.md`` (the report), ``.png`` (metric vs depth per model) and
-    ``.html`` (the report and the plot in one offline page)."""
-
-    rows = sweep_rows(result)
+def write_sweep(result: Sweep, out_dir: Path, rows: list[dict] | None = None) -> list[Path]:
+    """``<set>_sweep.csv`` (every row of ``rows``, default :func:`sweep_rows`), ``.md`` (the report),
+    ``.png`` (metric vs depth per model) and ``.html`` (the report and the plot in one offline page)."""
+    rows = rows if rows is not None else sweep_rows(result)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{result.stem}.{suffix}" for suffix in ("csv", "md", "png", "html")]
     with open(paths[0], "w", newline="") as f:

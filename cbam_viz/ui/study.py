@@ -53,8 +53,7 @@ _LAYOUT = """(progress, position, redirect) => {
   const trial = position !== null && position !== undefined && position !== "";
   if (redirect) setTimeout(() => { window.location.href = redirect; }, REDIRECT_MS);
   return [{"__type__": "update", "visible": !progress},
-          {"__type__": "update", "visible": trial},
-          null];
+          {"__type__": "update", "visible": trial}];
 }"""
 REDIRECT_MS = 3000
 # The page URL's query (a recruitment link's platform ids) into argument {i}.
@@ -192,7 +191,9 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
 
     # Every study response is these plain values, no layout updates (Gradio rebuilds a component per
     # update, per request): the layout follows in the browser, from the progress and position.
-    view_outputs = [progress, question, shown, position, status, redirect]
+    # The answer is cleared in the same response that shows the next trial (a later layout step would
+    # wipe an answer picked in between).
+    view_outputs = [progress, question, shown, position, status, redirect, answer]
 
     def render(view: StudyView) -> tuple:
         trial = view.trial
@@ -200,10 +201,10 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
         if trial is None:
             done = view.completion
             return (progress_md, "", "", None, end_markdown(view) if view.done else "",
-                    done.url if view.done and done is not None and done.redirect else "")
+                    done.url if view.done and done is not None and done.redirect else "", None)
         maps = figures(("study-image", "Image", trial.image), ("study-map-a", "Map A", trial.map_a),
                        ("study-map-b", "Map B", trial.map_b))
-        return progress_md, f"### {trial.question}", maps, trial.position, view.message, ""
+        return progress_md, f"### {trial.question}", maps, trial.position, view.message, "", None
 
     def resume(credential: str | None, link: str | None):
         # the credential goes back to the browser only when a recruitment link found another participant
@@ -211,7 +212,9 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
         # before the BrowserState has restored it, and must not overwrite it)
         view = session.resume(credential, link)
         keep = view.credential if view.credential and view.credential != credential else gr.skip()
-        return keep, *render(view)
+        # the answer stays: this runs twice on a page load (load, then the restored id), and an answer
+        # picked between the two must survive
+        return keep, *render(view)[:-1], gr.skip()
 
     def join(credential: str | None, expertise: str | None, consent: bool, link: str | None, request: gr.Request):
         known = session.credentials.verify(credential) is not None or session.returning(link)
@@ -233,7 +236,7 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
         return render(view)
 
     common = dict(concurrency_limit=STUDY_CONCURRENCY, concurrency_id="cbam_viz_study", show_progress="hidden")
-    layout = dict(fn=None, inputs=[progress, position, redirect], outputs=[start_box, trial_box, answer],
+    layout = dict(fn=None, inputs=[progress, position, redirect], outputs=[start_box, trial_box],
                   js=_LAYOUT.replace("REDIRECT_MS", str(REDIRECT_MS)))
     # The id is restored from localStorage when the BrowserState mounts (with the tab, after the page
     # load event), which fires its change event; "always_last" runs the latest trigger last.
