@@ -171,10 +171,11 @@ def test_a_platform_link_walks_consent_practice_trials_and_ends_with_the_complet
     fresh.goto(url + LINK)
     expect(fresh.locator("#study-progress")).to_contain_text("Trial 2 of 4")
     expect(fresh.locator("#study-start")).to_be_hidden()
-    for _ in range(3):
+    for trial in (2, 3, 4):  # each answer once its trial is shown (an earlier click would race the previous vote)
+        expect(fresh.locator("#study-progress")).to_contain_text(f"Trial {trial} of 4", timeout=TIMEOUT_MS)
         answer(fresh, "A")
     status = fresh.locator("#study-status")
-    expect(status).to_contain_text("All trials done")
+    expect(status).to_contain_text("All trials done", timeout=TIMEOUT_MS)
     expect(status).to_contain_text("Your completion code: CODE-7Q2")
     expect(fresh.get_by_role("link", name="Return to the study platform")).to_have_attribute(
         "href", url + "?done=CODE-7Q2")
