@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..data import CLASSES, DIFFICULTIES
-from ..explain import default_target_layer, target_layers
+from ..explain import check_target_layer, default_target_layer
 from ..models.sets import ModelSet
 from ..training import TRAIN_SEED, VAL_SEED
 from .datasets import GeneratedImages, Skipped, folder_dataset
@@ -108,12 +108,9 @@ def _settings(model_set: ModelSet, roles: list[str], methods: Sequence[str], roa
 def resolve_layer(model_set: ModelSet, layer: str | None) -> tuple[str, bool]:
     """The target layer (None: the last block) and whether it is a non-default one (then it is part of
     the output names); ValueError unless it is a residual block of every model."""
-    models = list(model_set.models.values())
-    default = default_target_layer(models[0])
+    default = default_target_layer(next(iter(model_set.models.values())))
     layer = layer or default
-    for role, model in model_set.models.items():
-        if layer not in target_layers(model):
-            raise ValueError(f"unknown layer {layer!r} for model {role!r}; choose from {', '.join(target_layers(model))}")
+    check_target_layer(model_set.models, layer)
     return layer, layer != default
 
 

@@ -100,6 +100,14 @@ def target_layers(model: nn.Module) -> list[str]:
     return names
 
 
+def check_target_layer(models: Mapping[str, nn.Module], layer: str) -> None:
+    """ValueError naming the choices unless ``layer`` is a residual block of every model."""
+    for model in models.values():
+        names = target_layers(model)
+        if layer not in names:
+            raise ValueError(f"unknown layer {layer!r}; choose from {', '.join(names)}")
+
+
 def _eval_model(model: nn.Module) -> nn.Module:
     """``model`` itself when every module is in eval mode, else an eval-mode copy (the caller's
     model, which other threads may be using, is never switched)."""
