@@ -90,6 +90,7 @@ class Evaluation:
     layer: str = ""  # the CAMs' target layer
     layer_in_name: bool = False  # a layer other than the last block: part of the output file names
     files: list[Path] = field(default_factory=list)  # the outputs, once written
+    _tested: list[dict] | None = field(default=None, init=False, repr=False, compare=False)  # see tested_rows
 
     def __post_init__(self) -> None:
         if self.indices is None:
@@ -226,7 +227,15 @@ def summary_rows(evaluation: Evaluation) -> list[dict]:
 
 
 def tested_rows(evaluation: Evaluation) -> list[dict]:
-    """The rows of :func:`summary_rows` before the Holm correction (no ``p_holm``, ``call``, ``verdict``)."""
+    """The rows of :func:`summary_rows` before the Holm correction (no ``p_holm``, ``call``, ``verdict``):
+    fresh copies of rows computed once per evaluation (the intervals and tests are seeded, so a second
+    computation would give the same numbers; the outputs, the report, the CLI and a sweep all need them)."""
+    if evaluation._tested is None:
+        evaluation._tested = _tested_rows(evaluation)
+    return [dict(row) for row in evaluation._tested]
+
+
+def _tested_rows(evaluation: Evaluation) -> list[dict]:
     ref = evaluation.reference_role
     no_reference = {f"{name}_{key}": "" for name in REFERENCE_MAPS for key in ("baseline", "model")}
     rows = [_row("all methods", "accuracy", "-", role, ref, evaluation.accuracy[ref], evaluation.accuracy[role], no_reference)
