@@ -50,14 +50,14 @@ def _resolve_target(target: str | None, class_names: list[str]) -> int | None:
 
 def _check_layer(models: dict, layer: str | None) -> None:
     """A one-line error unless ``layer`` (None: the default) is a residual block of every model."""
-    from .explain import target_layers
+    from .explain import check_target_layer
 
     if layer is None:
         return
-    for model in models.values():
-        names = target_layers(model)
-        if layer not in names:
-            raise CLIError(f"unknown layer {layer!r}; choose from {', '.join(names)}")
+    try:
+        check_target_layer(models, layer)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -197,10 +197,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     options = dict(batch_size=args.batch_size, road=not args.no_road, workers=args.workers, shard=shard, out=Path(args.out),
                    report=args.report)
 
-    loaded: dict = {}
-
     def load(name: str):
-        return loaded.pop(name, None) or load_set(name, device=shard.device(args.device), user=user)
+        return load_set(name, device=shard.device(args.device), user=user)
 
     def run(model_set, layer: str | None):
         if fmt:
@@ -210,13 +208,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     try:
         names = [args.set] if args.no_replicates else replicate_names(args.set, user=user)
-        first = loaded[names[0]] = load(names[0])
+        first = load(names[0])
         layers = parse_layers(args.layers, first)
         if len(names) == 1 and len(layers) == 1:
-            evaluations = [run(loaded.pop(names[0]), layers[0])]
+            evaluations = [run(first, layers[0])]
             result = None
         else:
-            result = sweep(names, layers, load, run)
+            result = sweep(names, layers, lambda name: first if name == names[0] else load(name), run)
             evaluations = [e for by_layer in (result.runs.values() if result else []) for e in by_layer.values()]
     except (SetUnavailable, AnnotationError, ValueError) as e:
         raise CLIError(str(e)) from None
