@@ -7,9 +7,9 @@ classes, marks that share the target's colour or texture and come close to it,
 an occluder over part of the target, and full rotation; ``HARD`` (the default,
 used to train the demo set) has more and bigger decoys (up to 0.85x the target),
 more marks, smaller targets and more and heavier occlusion; ``EASY`` is the
-first, single-object generator. The target is painted
-through an "L" mask image, and ``Sample.mask`` is exactly the set of its pixels
-left visible (an occluder's pixels are not in it).
+first, single-object generator. The target is painted through an "L" mask
+image, and ``Sample.mask`` is exactly the set of its pixels left visible (an
+occluder's pixels are not in it).
 
 Box convention (shared with :mod:`cbam_viz.data.metrics`): ``(x0, y0, x1, y1)``
 with ``x0, y0`` inclusive and ``x1, y1`` exclusive, i.e. the box is

@@ -1,13 +1,15 @@
 """Verdicts that survive scrutiny: one evaluation per target layer and per training seed of a set.
 
 A *replicated* set lists, in the manifest, sets with the same recipe and data but other training
-seeds (``python -m cbam_viz train --seeds K``); each is labelled by its training seed (``seed3``), or
-``run1``, ``run2``, ... when a replicate has no (distinct) seed on record. :func:`sweep` evaluates every replicate at every
-target layer; :func:`sweep_rows` puts the paired tests of all those runs in one table. Within a seed,
-Holm's correction runs over every row of every layer (one family per seed). Across seeds the rule
-is deliberately strict (:func:`across_seeds`): a side wins only when it wins, after Holm and under
-both placements, in *every* seed; when some seeds call a winner and others do not, the verdict is
-"depends on the seed"; seeds that all say the same keep that (also "depends on placement"). Between-seed spread is the standard deviation of the per-seed differences.
+seeds (``python -m cbam_viz train --seeds K``); each is labelled by its training seed (``seed3``),
+or ``run1``, ``run2``, ... when a replicate has no (distinct) seed on record. :func:`sweep`
+evaluates every replicate at every target layer; :func:`sweep_rows` puts the paired tests of all
+those runs in one table. Within a seed, Holm's correction runs over every row of every layer (one
+family per seed). Across seeds the rule is deliberately strict (:func:`across_seeds`): a side wins
+only when it wins, after Holm and under both placements, in *every* seed; when some seeds call a
+winner and others do not, the verdict is "depends on the seed"; seeds that all say the same keep
+that (also "depends on placement"). Between-seed spread is the standard deviation of the per-seed
+differences.
 """
 from __future__ import annotations
 

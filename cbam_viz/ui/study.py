@@ -195,16 +195,17 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
     # wipe an answer picked in between).
     view_outputs = [progress, question, shown, position, status, redirect, answer]
 
-    def render(view: StudyView) -> tuple:
+    def render(view: StudyView, answer_value: Any = None) -> tuple:
+        """``view_outputs`` for ``view``; the answer is cleared unless ``answer_value`` says otherwise."""
         trial = view.trial
         progress_md = f"**{view.progress_text}**" if view.started else ""
         if trial is None:
             done = view.completion
             return (progress_md, "", "", None, end_markdown(view) if view.done else "",
-                    done.url if view.done and done is not None and done.redirect else "", None)
+                    done.url if view.done and done is not None and done.redirect else "", answer_value)
         maps = figures(("study-image", "Image", trial.image), ("study-map-a", "Map A", trial.map_a),
                        ("study-map-b", "Map B", trial.map_b))
-        return progress_md, f"### {trial.question}", maps, trial.position, view.message, "", None
+        return progress_md, f"### {trial.question}", maps, trial.position, view.message, "", answer_value
 
     def resume(credential: str | None, link: str | None):
         # the credential goes back to the browser only when a recruitment link found another participant
@@ -214,7 +215,7 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
         keep = view.credential if view.credential and view.credential != credential else gr.skip()
         # the answer stays: this runs twice on a page load (load, then the restored id), and an answer
         # picked between the two must survive
-        return keep, *render(view)[:-1], gr.skip()
+        return keep, *render(view, gr.skip())
 
     def join(credential: str | None, expertise: str | None, consent: bool, link: str | None, request: gr.Request):
         known = session.credentials.verify(credential) is not None or session.returning(link)
