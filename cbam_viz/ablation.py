@@ -18,7 +18,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -84,14 +84,14 @@ def run_ablation(recipe: Recipe, out_dir: Path, n_eval: int = 1000, variants: Se
                  device: str = "cpu") -> list[Row]:
     """Train (or reuse, when a finished checkpoint is there) every variant in ``out_dir``; score each."""
     check_names(variants, VARIANTS, "variant")
-    data, val = training_data(recipe)
+    data, val, _ = training_data(replace(recipe, test_size=0))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in variants:
         v = VARIANTS[name]
         path = out_dir / f"ablation-{name}.pt"
         began = time.perf_counter()
-        metrics = train(recipe, v.attention, path, data, val, device, resume=True, options=dict(v.options), title=f" {v.title}")
+        metrics = train(recipe, v.attention, path, data, val, device=device, resume=True, options=dict(v.options), title=f" {v.title}")
         print(f"{name}: trained in {metrics['train_seconds']:.0f} s; scoring {n_eval} held-out images", file=sys.stderr)
         scores = score(load_checkpoint(path), recipe, n_eval)
         rows.append(Row(name, v.title, **scores, train_seconds=metrics["train_seconds"]))
@@ -109,11 +109,12 @@ def markdown(rows: Sequence[Row], recipe: Recipe, n_eval: int, full: Recipe | No
     by_name = {r.variant: r for r in rows}
     lines = ["# CBAM ablations on the generated task", "",
              f"ResNet-{recipe.depth}/w{recipe.width}, {recipe.difficulty} generator at {recipe.size} px; every variant trained "
-             f"with one recipe, seed {recipe.seed} and batch order: {recipe.train_size} images x {recipe.epochs} epochs, "
-             f"batch {recipe.batch_size}, lr {recipe.lr}."]
-    if full is not None and (full.train_size, full.epochs) != (recipe.train_size, recipe.epochs):
-        lines.append(f"This is a reduced budget ({recipe.train_size * recipe.epochs:,} training images seen, the demo set "
-                     f"saw {full.train_size * full.epochs:,}), so absolute numbers are lower than the demo set's.")
+             f"with one recipe, seed {recipe.seed} and batch order: {recipe.train_size} images x {recipe.epochs} epochs "
+             f"({recipe.schedule} schedule), batch {recipe.batch_size}, lr {recipe.lr}, {recipe.init} initialisation."]
+    if full is not None and (full.train_size, full.epochs, full.schedule) != (recipe.train_size, recipe.epochs, recipe.schedule):
+        lines.append(f"This is a reduced budget ({recipe.train_size * recipe.epochs:,} training images seen; the demo set "
+                     f"trains on {full.train_size:,} images until its held-out accuracy stops improving), so absolute "
+                     f"numbers are lower than the demo set's.")
     lines += [f"Scores on {n_eval} held-out images (dataset seed {EVAL_SEED}), Grad-CAM at the last block of layer4, "
               "target = the true class; 95% intervals (Wilson for accuracy and pointing game, bootstrap for energy). "
               "Overlapping intervals mean this budget cannot tell the variants apart.", ""]

@@ -126,7 +126,7 @@ def cmd_figure(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from .ablation import VARIANTS, run_ablation, write_table
-    from .training import ROLES, Recipe, check_names, register_set, train_replicates
+    from .training import ROLES, Recipe, check_names, register_set, train_replicates, write_curves
 
     roles, variants = tuple(args.roles.split(",")), tuple(args.variants.split(","))
     names, known, what = (variants, VARIANTS, "variant") if args.ablation else (roles, ROLES, "role")
@@ -136,20 +136,25 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise CLIError(str(e)) from None
     if args.seeds < 1 or (args.ablation and args.seeds != 1):
         raise CLIError("--seeds must be at least 1 (and is not available with --ablation)")
-    recipe = Recipe(epochs=args.epochs, train_size=args.train_size, val_size=args.val_size, width=args.width,
+    schedule = "onecycle" if args.ablation else args.schedule
+    epochs = args.epochs or (40 if schedule == "plateau" else 4)
+    recipe = Recipe(epochs=epochs, train_size=args.train_size, val_size=args.val_size, width=args.width,
                     depth=args.depth, size=args.size, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                    difficulty=args.difficulty)
+                    difficulty=args.difficulty, schedule=schedule, patience=args.patience, min_delta=args.min_delta,
+                    lr_drops=args.lr_drops, init=args.init)
     if args.ablation:
         rows = run_ablation(recipe, Path(args.out_dir or "runs/ablation"), args.eval_n, variants, args.device)
         print(f"wrote {write_table(rows, recipe, args.eval_n, Path(args.table), full=Recipe())}")
         return
     out = Path(args.out_dir or "models")
-    trained = train_replicates(recipe, out, args.name, args.seeds, roles, args.device, args.resume)
+    trained = train_replicates(recipe, out, args.name, args.seeds, roles, args.device, args.resume,
+                               Path(args.state_dir) if args.state_dir else None)
     for replicate, results in trained.items():
         register_set(results, out, replicate, replicates=[r for r in trained if r != args.name] if replicate == args.name else None)
         for role, metrics in results.items():
-            print(f"{replicate:12s} {role:8s} held-out accuracy {metrics['val_accuracy']:.2%} ({metrics['train_seconds']:.0f} s)")
-    print(f"wrote {out / 'manifest.json'}")
+            print(f"{replicate:12s} {role:8s} held-out accuracy {metrics['val_accuracy']:.2%} (epoch {metrics['best_epoch']} of "
+                  f"{metrics['epochs']}), test accuracy {metrics['test_accuracy']:.2%} ({metrics['train_seconds']:.0f} s)")
+    print(f"wrote {out / 'manifest.json'} and " + " and ".join(map(str, write_curves(trained, Path(args.curves)))))
 
 
 def cmd_samples(args: argparse.Namespace) -> None:
@@ -288,7 +293,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roles", default="baseline,se,cbam", help="comma-separated roles to train (default: baseline,se,cbam)")
     p.add_argument("--size", type=int, default=96, help="image size in pixels (default: 96)")
     p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="hard", help="generator difficulty (default: hard)")
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--schedule", choices=["plateau", "onecycle"], default="plateau",
+                   help="plateau (default): train until held-out accuracy stops improving (see --patience), dropping the "
+                        "learning rate 10x at each plateau (--lr-drops); onecycle: a fixed --epochs (the ablation's)")
+    p.add_argument("--epochs", type=int, help="plateau: the most epochs (default 40); onecycle: the number of epochs (default 4)")
+    p.add_argument("--patience", type=int, default=3, help="plateau: epochs without a gain of --min-delta (default: 3)")
+    p.add_argument("--min-delta", type=float, default=0.005, help="plateau: the gain in best held-out accuracy that counts "
+                                                                  "(default: 0.005 = 0.5 points)")
+    p.add_argument("--lr-drops", type=int, default=2, help="plateau: learning-rate drops before the last plateau (default: 2)")
+    p.add_argument("--init", choices=["authors", "torchvision"], default="authors",
+                   help="authors (default): CBAM's spatial gates start at 0.5 (BN weight 0, as in the authors' code); "
+                        "torchvision: every BN weight starts at 1")
+    p.add_argument("--state-dir", help="resumable per-epoch state (default: $CBAM_VIZ_TRAIN_STATE or ~/.cache/cbam-viz/train)")
+    p.add_argument("--curves", default="results/demo_training.csv",
+                   help="training curves per model and seed: this CSV and a PNG beside it (default: results/demo_training.csv)")
     p.add_argument("--train-size", type=int, default=20_000)
     p.add_argument("--val-size", type=int, default=2_000)
     p.add_argument("--batch-size", type=int, default=128)
@@ -297,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, help="train K replicates of the set with seeds SEED..SEED+K-1 (same data and "
                                                        "recipe); the first keeps --name, the others are NAME-seed<s> (default: 1)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--resume", action="store_true", help="continue from the last finished epoch")
+    p.add_argument("--resume", action="store_true", help="continue exactly from the last finished epoch; keep "
+                                                        "models already trained with this recipe")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="localization benchmark of every model of a set against its baseline, on held-out "

@@ -1,13 +1,22 @@
 """Train the demo set: a baseline, an SE and a CBAM ResNet with one recipe, one seed, one dataset.
 
 Every model sees the same pre-rendered images in the same order (the shuffle and the flips are
-seeded per epoch and step), so the only difference between them is the attention module. Training is resumable:
-after every epoch a ``.state.pt`` file next to the output holds model, optimizer, scheduler
-and epoch; ``resume=True`` continues from it.
+seeded per epoch and step), so the only difference between them is the attention module.
+
+Two schedules. ``"plateau"`` (the demo set's): one warm-up epoch, then a constant learning rate
+divided by 10 each time the held-out accuracy reaches a plateau (:func:`plateaued`), at most
+``lr_drops`` times; the next plateau ends training, and the epoch with the best held-out accuracy
+is kept. ``"onecycle"``: a fixed number of epochs under a one-cycle schedule (the ablation's short budget).
+
+Training is resumable exactly: after every epoch a state file (outside the repository, in
+``state_dir``) holds model, optimizer, schedule, history and the best weights so far; ``resume=True``
+continues from it, and an interrupted + resumed run equals an uninterrupted one bit for bit.
 """
 from __future__ import annotations
 
+import csv
 import json
+import os
 import shlex
 import sys
 import time
@@ -21,12 +30,21 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .data import CLASSES, DIFFICULTIES, MEAN, STD, render_sample
+from .fileio import atomic_write
 from .models import ResNet, build_resnet, save_checkpoint
+from .models.attention import authors_init
 from .models.sets import role_title
 
-TRAIN_SEED, VAL_SEED = 1, 2  # dataset seeds: training images, held-out images
+TRAIN_SEED, VAL_SEED, TEST_SEED = 1, 2, 3  # dataset seeds: training, held-out (model selection), test (`evaluate`'s)
+SCHEDULES = ("plateau", "onecycle")
+INITS = ("authors", "torchvision")
 # What each role of the demo set is: build_resnet's attention argument and its options.
 ROLES: dict[str, tuple[str | None, dict]] = {"baseline": (None, {}), "se": ("se", {}), "cbam": ("cbam", {})}
+
+
+def default_state_dir() -> Path:
+    """Where resumable training state lives: ``$CBAM_VIZ_TRAIN_STATE``, else ``~/.cache/cbam-viz/train``."""
+    return Path(os.environ.get("CBAM_VIZ_TRAIN_STATE") or Path.home() / ".cache" / "cbam-viz" / "train")
 
 
 @dataclass
@@ -36,16 +54,26 @@ class Recipe:
     size: int = 96
     train_size: int = 20_000
     val_size: int = 2_000
-    epochs: int = 4
+    test_size: int = 2_000
+    epochs: int = 40  # "plateau": the most epochs; "onecycle": the length
     batch_size: int = 128
     lr: float = 0.1
     weight_decay: float = 5e-4
     seed: int = 0
     difficulty: str = "hard"
+    schedule: str = "plateau"
+    patience: int = 3  # plateau: epochs without a gain of min_delta in the best held-out accuracy
+    min_delta: float = 0.005
+    lr_drops: int = 2
+    init: str = "authors"  # "authors": every spatial gate's BN weight starts at 0 (gates at 0.5); "torchvision": at 1
 
     def __post_init__(self) -> None:
-        if self.difficulty not in DIFFICULTIES:
-            raise ValueError(f"difficulty must be one of {list(DIFFICULTIES)}, got {self.difficulty!r}")
+        for value, allowed, what in ((self.difficulty, DIFFICULTIES, "difficulty"), (self.schedule, SCHEDULES, "schedule"),
+                                     (self.init, INITS, "init")):
+            if value not in allowed:
+                raise ValueError(f"{what} must be one of {list(allowed)}, got {value!r}")
+        if self.epochs < 1 or self.patience < 1:
+            raise ValueError("epochs and patience must be at least 1")
 
 
 def render_tensors(seed: int, n: int, size: int, difficulty: str = "hard") -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,9 +89,11 @@ def render_tensors(seed: int, n: int, size: int, difficulty: str = "hard") -> tu
 
 
 def build_demo_model(recipe: Recipe, attention: str | None, options: dict | None = None, title: str | None = None) -> ResNet:
-    """A freshly initialised model (seeded by the recipe) that knows the generated classes."""
+    """A freshly initialised model (seeded by the recipe, ``recipe.init`` applied) that knows the generated classes."""
     torch.manual_seed(recipe.seed)
     model = build_resnet(recipe.depth, attention, num_classes=len(CLASSES), width=recipe.width, stem="small", **(options or {}))
+    if recipe.init == "authors":
+        authors_init(model)
     info = model.info
     info.class_names, info.input_size, info.resize, info.mean, info.std = list(CLASSES), recipe.size, None, MEAN, STD
     suffix = title or (f" + {role_title(attention)}" if attention else "")
@@ -73,61 +103,158 @@ def build_demo_model(recipe: Recipe, attention: str | None, options: dict | None
 
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    return float(correct_mask(model, x, y, batch_size).float().mean())
+
+
+@torch.no_grad()
+def correct_mask(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Per image: whether ``model`` (in eval mode) classifies it correctly."""
     model.eval()
     device = next(model.parameters()).device
-    correct = sum(int((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum())
-                  for i in range(0, len(x), batch_size))
-    return correct / len(x)
+    return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]
+                      for i in range(0, len(x), batch_size)])
 
 
-def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tuple,
-          device: str = "cpu", resume: bool = False, options: dict | None = None, title: str | None = None) -> dict:
-    """Train one model (``attention`` and CBAM ``options`` as for ``build_resnet``); write the checkpoint
-    to ``out``; return its metrics."""
-    if resume and out.is_file() and not out.with_suffix(".state.pt").is_file():
-        print(f"{out.name} is already trained; keeping it", file=sys.stderr)
-        return torch.load(out, weights_only=True)["metrics"]
+def plateaued(accuracies: Sequence[float], patience: int, min_delta: float) -> bool:
+    """True when the best of ``accuracies`` has not risen by ``min_delta`` over the last ``patience`` epochs
+    (``accuracies``: held-out accuracy per epoch since the last learning-rate change)."""
+    if len(accuracies) <= patience:
+        return False
+    return max(accuracies) - max(accuracies[:-patience]) < min_delta
+
+
+class _Schedule:
+    """The learning rate per step. ``"plateau"``: linear warm-up over the first epoch, then ``lr``
+    divided by 10 per drop; ``"onecycle"``: torch's OneCycleLR over ``recipe.epochs``."""
+
+    def __init__(self, recipe: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+        self.recipe, self.optimizer, self.steps_per_epoch = recipe, optimizer, steps_per_epoch
+        self.onecycle = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch,
+                                                             pct_start=0.2) if recipe.schedule == "onecycle" else None)
+        self.drops, self.since = 0, 0  # learning-rate drops so far; epoch after which the last one happened
+
+    def set_lr(self, epoch: int, step: int) -> None:
+        if self.onecycle is None:
+            warm = min(1.0, (epoch * self.steps_per_epoch + step + 1) / self.steps_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.recipe.lr * warm * 0.1 ** self.drops
+
+    def after_step(self) -> None:
+        if self.onecycle is not None:
+            self.onecycle.step()
+
+    def after_epoch(self, history: list[dict]) -> bool:
+        """Update the schedule from the history; True when training should stop."""
+        r = self.recipe
+        if self.onecycle is not None or len(history) >= r.epochs:
+            return len(history) >= r.epochs
+        if not plateaued([h["val_accuracy"] for h in history[self.since:]], r.patience, r.min_delta):
+            return False
+        if self.drops == r.lr_drops:
+            return True
+        self.drops, self.since = self.drops + 1, len(history)
+        return False
+
+    def state_dict(self) -> dict:
+        return {"drops": self.drops, "since": self.since, **({"onecycle": self.onecycle.state_dict()} if self.onecycle else {})}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.drops, self.since = state["drops"], state["since"]
+        if self.onecycle is not None:
+            self.onecycle.load_state_dict(state["onecycle"])
+
+
+def _train_epoch(model, optimizer, schedule: _Schedule, recipe: Recipe, epoch: int, x, y, device: str, desc: str) -> tuple[float, float]:
+    """One epoch in the recipe's batch order; returns mean training loss and accuracy."""
+    model.train()
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(recipe.seed * 1000 + epoch))
+    steps = len(x) // recipe.batch_size
+    seen = correct = 0
+    loss_sum = 0.0
+    bar = tqdm(range(steps), desc=desc, file=sys.stderr)
+    for step in bar:
+        idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+        xb, yb = x[idx].to(device), y[idx].to(device)
+        flip = torch.rand(len(idx), generator=torch.Generator().manual_seed(epoch * 100_000 + step)) < 0.5
+        xb = torch.where(flip.to(device)[:, None, None, None], xb.flip(3), xb)  # the shapes' classes are mirror-invariant
+        schedule.set_lr(epoch, step)
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.after_step()
+        seen += len(idx)
+        correct += int((logits.argmax(1) == yb).sum())
+        loss_sum += loss.item() * len(idx)
+        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.3f}")
+    return loss_sum / seen, correct / seen
+
+
+def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tuple, test: tuple | None = None,
+          device: str = "cpu", resume: bool = False, options: dict | None = None, title: str | None = None,
+          state_dir: Path | None = None) -> dict:
+    """Train one model (``attention`` and CBAM ``options`` as for ``build_resnet``) under the recipe's
+    schedule; write the best held-out epoch's weights to ``out``; return its metrics, with the
+    accuracy on ``test`` (images no step of training or selection saw) when given."""
+    state_path = (state_dir or default_state_dir()) / f"{out.stem}.state.pt"
+    if resume and out.is_file() and not state_path.is_file():
+        metrics = torch.load(out, weights_only=True).get("metrics", {})
+        if metrics.get("recipe") == asdict(recipe):
+            print(f"{out.name} is already trained with this recipe; keeping it", file=sys.stderr)
+            return metrics
     x, y = data
     model = build_demo_model(recipe, attention, options, title).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay, nesterov=True)
-    steps = recipe.epochs * (len(x) // recipe.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=steps, pct_start=0.2)
-    state_path, start = out.with_suffix(".state.pt"), 0
+    schedule = _Schedule(recipe, optimizer, len(x) // recipe.batch_size)
+    history: list[dict] = []
+    best: dict = {"epoch": 0, "accuracy": -1.0, "state": None}
+    done = False
     if resume and state_path.is_file():
         state = torch.load(state_path, weights_only=True)
+        if state["recipe"] != asdict(recipe) or state["attention"] != attention:
+            raise ValueError(f"{state_path} was written by another recipe or model; delete it to start over")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start = state["epoch"]
-        print(f"resuming {out.name} after epoch {start}", file=sys.stderr)
-    began = time.perf_counter()
-    for epoch in range(start, recipe.epochs):
-        model.train()
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(recipe.seed * 1000 + epoch))
-        bar = tqdm(range(len(x) // recipe.batch_size), desc=f"{out.stem} epoch {epoch + 1}/{recipe.epochs}", file=sys.stderr)
-        seen = correct = 0
-        for step in bar:
-            idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-            xb, yb = x[idx].to(device), y[idx].to(device)
-            flip = torch.rand(len(idx), generator=torch.Generator().manual_seed(epoch * 100_000 + step)) < 0.5
-            xb = torch.where(flip.to(device)[:, None, None, None], xb.flip(3), xb)  # the shapes' classes are mirror-invariant
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            seen += len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.3f}")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch + 1}, state_path)
-    val_acc = accuracy(model, *val)
-    metrics = {"val_accuracy": val_acc, "val_size": len(val[0]), "val_seed": VAL_SEED, "train_seed": TRAIN_SEED,
-               "train_seconds": round(time.perf_counter() - began, 1), "recipe": asdict(recipe)}
+        schedule.load_state_dict(state["schedule"])
+        history, best, done = state["history"], state["best"], state["done"]
+        print(f"resuming {out.name} after epoch {len(history)}", file=sys.stderr)
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    while not done:
+        epoch = len(history)
+        began = time.perf_counter()
+        loss, train_acc = _train_epoch(model, optimizer, schedule, recipe, epoch, x, y, device,
+                                       f"{out.stem} epoch {epoch + 1}/{recipe.epochs}")
+        val_acc = accuracy(model, *val)
+        history.append({"epoch": epoch + 1, "lr": recipe.lr * 0.1 ** schedule.drops if recipe.schedule == "plateau"
+                        else optimizer.param_groups[0]["lr"], "train_loss": loss, "train_accuracy": train_acc,
+                        "val_accuracy": val_acc, "seconds": round(time.perf_counter() - began, 1)})
+        if val_acc > best["accuracy"]:
+            best = {"epoch": epoch + 1, "accuracy": val_acc, "state": _copy_state(model)}
+        done = schedule.after_epoch(history)
+        print(f"{out.stem} epoch {epoch + 1}: loss {loss:.4f}, held-out {val_acc:.2%} (best {best['accuracy']:.2%} "
+              f"at {best['epoch']}){' - done' if done else ''}", file=sys.stderr)
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                 "history": history, "best": best, "done": done, "recipe": asdict(recipe), "attention": attention}
+        atomic_write(state_path, lambda f: torch.save(state, f))
+    model.load_state_dict(best["state"])
+    metrics = {"val_accuracy": best["accuracy"], "val_size": len(val[0]), "val_seed": VAL_SEED, "train_seed": TRAIN_SEED,
+               "best_epoch": best["epoch"], "epochs": len(history), "lr_drops": schedule.drops,
+               "plateau": recipe.schedule == "plateau" and plateaued([h["val_accuracy"] for h in history[schedule.since:]],
+                                                                     recipe.patience, recipe.min_delta),
+               "train_seconds": round(sum(h["seconds"] for h in history), 1), "history": history, "recipe": asdict(recipe)}
+    if test is not None:
+        hits = correct_mask(model, *test)
+        metrics.update(test_accuracy=float(hits.float().mean()), test_size=len(hits), test_seed=TEST_SEED,
+                       test_correct=hits.tolist())
     save_checkpoint(model.cpu(), out, metrics=metrics)
     state_path.unlink(missing_ok=True)
-    print(f"{out.name}: held-out accuracy {val_acc:.2%} on {len(val[0])} images", file=sys.stderr)
+    print(f"{out.name}: best held-out accuracy {best['accuracy']:.2%} at epoch {best['epoch']} of {len(history)}"
+          + (f"; test accuracy {metrics['test_accuracy']:.2%}" if test is not None else ""), file=sys.stderr)
     return metrics
 
 
@@ -139,26 +266,29 @@ def check_names(names: Sequence[str], known: Iterable[str], what: str) -> None:
         raise ValueError(f"unknown {what}(s) {', '.join(unknown)}; choose from {', '.join(known)}")
 
 
-def training_data(recipe: Recipe) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Seed torch, make its algorithms deterministic, and render the recipe's training and validation images."""
+def training_data(recipe: Recipe) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """Seed torch, make its algorithms deterministic, and render the recipe's training, held-out
+    (model selection) and test images."""
     torch.manual_seed(recipe.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    return (render_tensors(TRAIN_SEED, recipe.train_size, recipe.size, recipe.difficulty),
-            render_tensors(VAL_SEED, recipe.val_size, recipe.size, recipe.difficulty))
+    return tuple(render_tensors(seed, n, recipe.size, recipe.difficulty) for seed, n in
+                 ((TRAIN_SEED, recipe.train_size), (VAL_SEED, recipe.val_size), (TEST_SEED, recipe.test_size)))
 
 
 def train_set(recipe: Recipe, out_dir: Path, name: str = "demo", roles: tuple[str, ...] = tuple(ROLES),
-              device: str = "cpu", resume: bool = False, rendered: tuple | None = None) -> dict[str, dict]:
+              device: str = "cpu", resume: bool = False, rendered: tuple | None = None,
+              state_dir: Path | None = None) -> dict[str, dict]:
     """Train every role (baseline, se, cbam) with the same recipe and data (``rendered``: the
     recipe's :func:`training_data`, rendered here when None); returns metrics per role."""
     check_names(roles, ROLES, "role")
-    data, val = rendered or training_data(recipe)
-    command = "python -m cbam_viz " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
+    data, val, test = rendered or training_data(recipe)
+    command = "bash run.sh cli " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for role in roles:
         attention, options = ROLES[role]
-        metrics = train(recipe, attention, out_dir / f"{name}-{role}.pt", data, val, device, resume, options)
+        metrics = train(recipe, attention, out_dir / f"{name}-{role}.pt", data, val, test, device, resume, options,
+                        state_dir=state_dir)
         results[role] = {**metrics, "command": command, "file": f"{name}-{role}.pt"}
     return results
 
@@ -169,7 +299,7 @@ def replicate_name(name: str, seed: int, first_seed: int) -> str:
 
 
 def train_replicates(recipe: Recipe, out_dir: Path, name: str, seeds: int, roles: tuple[str, ...] = tuple(ROLES),
-                     device: str = "cpu", resume: bool = False) -> dict[str, dict[str, dict]]:
+                     device: str = "cpu", resume: bool = False, state_dir: Path | None = None) -> dict[str, dict[str, dict]]:
     """Train the set ``seeds`` times with seeds ``recipe.seed``, ``recipe.seed + 1``, ... (the same
     rendered images, recipe and roles; the seed sets the initial weights and the batch order);
     returns the metrics per role of each replicate set (:func:`replicate_name`)."""
@@ -180,14 +310,33 @@ def train_replicates(recipe: Recipe, out_dir: Path, name: str, seeds: int, roles
     out = {}
     for seed in range(recipe.seed, recipe.seed + seeds):
         replicate = replicate_name(name, seed, recipe.seed)
-        out[replicate] = train_set(replace(recipe, seed=seed), out_dir, replicate, roles, device, resume, rendered)
+        out[replicate] = train_set(replace(recipe, seed=seed), out_dir, replicate, roles, device, resume, rendered, state_dir)
     return out
+
+
+CURVE_FIELDS = ("set", "role", "seed", "epoch", "lr", "train_loss", "train_accuracy", "val_accuracy", "seconds")
+
+
+def write_curves(trained: dict[str, dict[str, dict]], csv_path: Path) -> tuple[Path, Path]:
+    """Per model and seed, held-out accuracy and training loss per epoch: ``csv_path`` and a PNG beside it."""
+    from .render.training_plot import plot_curves
+
+    rows = [{"set": replicate, "role": role, "seed": metrics["recipe"]["seed"], **{k: h[k] for k in CURVE_FIELDS[3:]}}
+            for replicate, results in trained.items() for role, metrics in results.items() for h in metrics["history"]]
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, CURVE_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    best = {(replicate, role): metrics["best_epoch"] for replicate, results in trained.items() for role, metrics in results.items()}
+    return csv_path, plot_curves(rows, best, csv_path.with_suffix(".png"))
 
 
 def register_set(results: dict[str, dict], out_dir: Path, name: str = "demo", replicates: Sequence[str] | None = None) -> Path:
     """Describe the trained models as set ``name`` in ``out_dir/manifest.json`` (file, SHA-256, recipe,
     accuracy); ``replicates``: the sets of the same models trained with other seeds (kept when None).
     A set already in the manifest keeps its place; a new one goes last."""
+    from .data.metrics import wilson_interval
     from .models import load_checkpoint, sha256
     from .models.sets import read_manifest
 
@@ -204,6 +353,11 @@ def register_set(results: dict[str, dict], out_dir: Path, name: str = "demo", re
             "training_command": metrics["command"], "seed": metrics["recipe"]["seed"],
             "train_dataset_seed": metrics["train_seed"], "heldout_dataset_seed": metrics["val_seed"],
             "heldout_accuracy": round(metrics["val_accuracy"], 4), "heldout_size": metrics["val_size"],
+            **({"test_dataset_seed": metrics["test_seed"], "test_accuracy": round(metrics["test_accuracy"], 4),
+                "test_accuracy_ci95": [round(v, 4) for v in wilson_interval(sum(metrics["test_correct"]), metrics["test_size"])],
+                "test_size": metrics["test_size"]} if "test_accuracy" in metrics else {}),
+            **{k: metrics[k] for k in ("epochs", "best_epoch", "lr_drops", "plateau") if k in metrics},
+            "schedule": metrics["recipe"].get("schedule", "onecycle"), "init": metrics["recipe"].get("init", "torchvision"),
             "train_seconds": metrics["train_seconds"], "generator": metrics["recipe"]["difficulty"],
             "how_to_get": f"it ships with the project; retrain with: {metrics['command']}",
         }

@@ -6,6 +6,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Weights a user fetched must not make the tests' "missing file" sets available.
 os.environ["CBAM_VIZ_WEIGHTS"] = tempfile.mkdtemp(prefix="cbam-viz-test-weights-")
+# Training state of the tests' tiny runs never lands beside a real run's (~/.cache/cbam-viz/train).
+os.environ["CBAM_VIZ_TRAIN_STATE"] = tempfile.mkdtemp(prefix="cbam-viz-test-train-")
 
 import torch  # noqa: E402
 

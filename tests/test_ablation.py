@@ -60,7 +60,7 @@ def test_scores_in_the_csv_are_recomputed_from_the_checkpoints(ablation):
 def test_a_rerun_keeps_finished_variants_and_unknown_ones_are_refused(ablation):
     before = (ablation / "ablation-baseline.pt").stat().st_mtime_ns
     done = run(*TINY, "--out-dir", str(ablation), "--table", str(ablation / "again.md"), "--eval-n", "4", "--variants", "baseline")
-    assert done.returncode == 0 and "already trained; keeping it" in done.stderr
+    assert done.returncode == 0 and "already trained with this recipe; keeping it" in done.stderr
     assert (ablation / "ablation-baseline.pt").stat().st_mtime_ns == before
     bad = run(*TINY, "--out-dir", str(ablation), "--variants", "baseline,eca")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: unknown variant(s) eca")

@@ -75,7 +75,7 @@ def test_the_cli_sweeps_layers_and_names_the_files_by_layer(tmp_path):
 
 
 def test_replicates_train_with_other_seeds_on_the_same_data(tmp_path):
-    recipe = Recipe(width=8, size=48, train_size=64, val_size=32, epochs=1, batch_size=32, seed=3, difficulty="easy")
+    recipe = Recipe(width=8, size=48, train_size=64, val_size=32, test_size=16, epochs=1, batch_size=32, seed=3, difficulty="easy")
     trained = train_replicates(recipe, tmp_path, "demo", seeds=2, roles=("baseline", "cbam"))
     assert list(trained) == ["demo", "demo-seed4"]
     for name, results in trained.items():

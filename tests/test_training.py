@@ -1,5 +1,7 @@
 """Training smoke run, resumability, manifest checksums, evaluation, and the shipped demo set."""
+import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from cbam_viz.models import load_checkpoint
 from cbam_viz.models.sets import MODELS_DIR, SetUnavailable, load_set, read_manifest, replicate_names, set_names
 from cbam_viz.training import Recipe, register_set, train_set
 
-TINY = Recipe(width=8, size=64, train_size=256, val_size=64, epochs=2, batch_size=64, lr=0.05, seed=7)
+TINY = Recipe(width=8, size=64, train_size=256, val_size=64, test_size=32, epochs=2, batch_size=64, lr=0.05, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def tiny_pair(tmp_path_factory):
 
 
 def test_the_demo_set_trains_baseline_se_and_cbam_on_one_recipe(tmp_path):
-    recipe = Recipe(width=8, size=48, train_size=64, val_size=32, epochs=1, batch_size=32, seed=3, difficulty="easy")
+    recipe = Recipe(width=8, size=48, train_size=64, val_size=32, test_size=16, epochs=1, batch_size=32, seed=3, difficulty="easy")
     results = train_set(recipe, tmp_path)
     assert list(results) == ["baseline", "se", "cbam"]
     manifest = read_manifest(register_set(results, tmp_path).parent)
@@ -56,27 +58,105 @@ def test_smoke_training_writes_loadable_checkpoints_and_manifest(tiny_pair):
     assert set(pair.models) == {"baseline", "cbam"}
 
 
-def test_training_is_deterministic_and_resumable(tmp_path, monkeypatch, tiny_pair):
-    data = training.render_tensors(training.TRAIN_SEED, TINY.train_size, TINY.size)
-    val = training.render_tensors(training.VAL_SEED, TINY.val_size, TINY.size)
+PLATEAU = Recipe(width=8, size=48, train_size=96, val_size=48, test_size=24, epochs=9, batch_size=32, lr=0.05, seed=5,
+                 patience=2, min_delta=0.05, lr_drops=1)
+
+
+@pytest.fixture(scope="module")
+def plateau_data():
+    return training.training_data(PLATEAU)
+
+
+def _interrupt_at(monkeypatch, epoch: int) -> None:
     real_tqdm = training.tqdm
 
     def interrupting_tqdm(*args, desc="", **kwargs):
-        if "epoch 2/" in desc:
+        if f"epoch {epoch}/" in desc:
             raise KeyboardInterrupt
         return real_tqdm(*args, desc=desc, **kwargs)
 
-    out = tmp_path / "demo-cbam.pt"
     monkeypatch.setattr(training, "tqdm", interrupting_tqdm)
+
+
+def test_interrupted_and_resumed_training_equals_uninterrupted_bit_for_bit(tmp_path, monkeypatch, plateau_data):
+    straight = training.train(PLATEAU, "cbam", tmp_path / "a" / "demo-cbam.pt", *plateau_data, state_dir=tmp_path / "sa")
+    out, state_dir = tmp_path / "b" / "demo-cbam.pt", tmp_path / "sb"
+    _interrupt_at(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
-        training.train(TINY, "cbam", out, data, val)
-    assert out.with_suffix(".state.pt").is_file() and not out.exists()
-    monkeypatch.setattr(training, "tqdm", real_tqdm)
-    training.train(TINY, "cbam", out, data, val, resume=True)
-    resumed = load_checkpoint(out).state_dict()
-    straight = load_checkpoint(tiny_pair[0] / "demo-cbam.pt").state_dict()
-    assert all(torch.allclose(resumed[k].float(), straight[k].float(), atol=1e-5) for k in straight)
-    assert not out.with_suffix(".state.pt").exists()
+        training.train(PLATEAU, "cbam", out, *plateau_data, state_dir=state_dir)
+    assert (state_dir / "demo-cbam.state.pt").is_file() and not out.exists()  # state lives outside the output folder
+    monkeypatch.undo()
+    resumed = training.train(PLATEAU, "cbam", out, *plateau_data, resume=True, state_dir=state_dir)
+    a, b = load_checkpoint(tmp_path / "a" / "demo-cbam.pt").state_dict(), load_checkpoint(out).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
+    assert drop(resumed["history"]) == drop(straight["history"]) and resumed["test_correct"] == straight["test_correct"]
+    assert not (state_dir / "demo-cbam.state.pt").exists()
+    with pytest.raises(ValueError, match="another recipe"):  # a state file never continues a different recipe
+        _interrupt_at(monkeypatch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            training.train(PLATEAU, "cbam", out, *plateau_data, state_dir=state_dir)
+        monkeypatch.undo()
+        training.train(replace(PLATEAU, lr=0.01), "cbam", out, *plateau_data, resume=True, state_dir=state_dir)
+
+
+def test_plateau_rule():
+    assert not training.plateaued([0.1, 0.2, 0.3], patience=3, min_delta=0.005)  # too few epochs to tell
+    assert not training.plateaued([0.1, 0.2, 0.3, 0.31], patience=3, min_delta=0.005)
+    assert training.plateaued([0.1, 0.5, 0.4, 0.503, 0.45], patience=3, min_delta=0.005)  # +0.3 points is no gain
+    assert not training.plateaued([0.1, 0.5, 0.4, 0.506, 0.45], patience=3, min_delta=0.005)
+    assert training.plateaued([0.6, 0.5, 0.5, 0.5], patience=3, min_delta=0.005)
+
+
+def test_plateau_schedule_drops_the_rate_stops_at_a_plateau_and_keeps_the_best_epoch(tmp_path, plateau_data):
+    metrics = training.train(PLATEAU, None, tmp_path / "demo-baseline.pt", *plateau_data, state_dir=tmp_path)
+    history = metrics["history"]
+    accs = [h["val_accuracy"] for h in history]
+    rates = [h["lr"] for h in history]
+    assert len(history) == metrics["epochs"] <= PLATEAU.epochs
+    assert rates[0] == PLATEAU.lr and sorted(set(rates), reverse=True) == [PLATEAU.lr * 0.1 ** i for i in range(metrics["lr_drops"] + 1)]
+    since = rates.index(min(rates))
+    if len(history) < PLATEAU.epochs:  # stopped by the rule: at the last rate, no gain over the last `patience` epochs
+        assert metrics["plateau"] and metrics["lr_drops"] == PLATEAU.lr_drops
+        assert training.plateaued(accs[since:], PLATEAU.patience, PLATEAU.min_delta)
+    assert metrics["best_epoch"] == 1 + accs.index(max(accs)) and metrics["val_accuracy"] == max(accs)
+    kept = load_checkpoint(tmp_path / "demo-baseline.pt")
+    x, y = plateau_data[1]
+    assert training.accuracy(kept, x, y) == max(accs)  # the kept weights are the best epoch's
+
+
+def test_authors_initialisation_starts_every_spatial_gate_at_one_half():
+    from cbam_viz.models.attention import SpatialGate
+
+    x = torch.randn(4, 3, 48, 48)
+    for init, expect_half in (("authors", True), ("torchvision", False)):
+        model = training.build_demo_model(replace(TINY, init=init), "cbam")
+        gates = []
+        hooks = [m.register_forward_hook(lambda mod, inp, out: gates.append(out)) for m in model.modules() if isinstance(m, SpatialGate)]
+        for mode in (model.train, model.eval):
+            mode()
+            gates.clear()
+            model(x)
+            assert len(gates) == 8
+            assert all(bool((g == 0.5).all()) for g in gates) == expect_half, (init, mode)
+        for h in hooks:
+            h.remove()
+    base_authors = training.build_demo_model(TINY, None).state_dict()  # nothing changes in models without spatial gates
+    base_tv = training.build_demo_model(replace(TINY, init="torchvision"), None).state_dict()
+    assert all(torch.equal(base_authors[k], base_tv[k]) for k in base_authors)
+
+
+def test_curves_and_manifest_record_the_training(tmp_path, tiny_pair):
+    out, results = tiny_pair
+    csv_path, png = training.write_curves({"demo": results}, tmp_path / "curves.csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    assert len(rows) == sum(len(m["history"]) for m in results.values()) and png.stat().st_size > 10_000
+    assert {r["role"] for r in rows} == {"baseline", "cbam"} and all(float(r["train_loss"]) > 0 for r in rows)
+    entry = read_manifest(out)["models"]["demo-cbam"]
+    assert entry["epochs"] == len(results["cbam"]["history"]) and 1 <= entry["best_epoch"] <= entry["epochs"]
+    lo, hi = entry["test_accuracy_ci95"]
+    assert lo <= entry["test_accuracy"] <= hi and entry["test_size"] == TINY.test_size and entry["test_dataset_seed"] == 3
+    assert entry["schedule"] == "plateau" and entry["init"] == "authors"
 
 
 def test_corrupted_checkpoint_is_refused_by_checksum(tmp_path, tiny_pair):

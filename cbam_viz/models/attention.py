@@ -106,3 +106,14 @@ class CBAM(nn.Module):
             x = x * self.spatial(x)
             return x * self.channel(x)
         return x * self.channel(x) * self.spatial(x)
+
+
+def authors_init(model: nn.Module) -> nn.Module:
+    """The CBAM authors' initialisation of the spatial gates (``MODELS/model_resnet.py``): every
+    spatial gate's BatchNorm starts with weight 0 and bias 0, so each gate outputs sigmoid(0) = 0.5
+    everywhere until training moves it. torchvision's rule, used elsewhere here, starts BN weights at 1."""
+    for module in model.modules():
+        if isinstance(module, SpatialGate):
+            nn.init.zeros_(module.bn.weight)
+            nn.init.zeros_(module.bn.bias)
+    return model

@@ -1,0 +1,38 @@
+"""Training curves of the demo set: held-out accuracy and training loss per epoch, one colour per
+role, one line style per training seed, a dot on each model's kept (best held-out) epoch. Built
+without pyplot (no global state, safe across threads)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from .sweep_plot import COLOURS
+
+STYLES = ("-", "--", ":", "-.")
+
+
+def plot_curves(rows: Sequence[Mapping], best: Mapping[tuple[str, str], int], out: Path) -> Path:
+    """``rows``: one per set, role and epoch (``set``, ``role``, ``seed``, ``epoch``, ``val_accuracy``,
+    ``train_loss``); ``best[(set, role)]``: the kept epoch. Writes a PNG to ``out``."""
+    roles = list(dict.fromkeys(r["role"] for r in rows))
+    seeds = list(dict.fromkeys(r["seed"] for r in rows))
+    fig = Figure(figsize=(11, 4.2), dpi=110, layout="constrained")
+    acc_ax, loss_ax = fig.subplots(1, 2)
+    for (name, role) in dict.fromkeys((r["set"], r["role"]) for r in rows):
+        curve = [r for r in rows if r["set"] == name and r["role"] == role]
+        seed = curve[0]["seed"]
+        style = dict(color=COLOURS[roles.index(role) % len(COLOURS)], linestyle=STYLES[seeds.index(seed) % len(STYLES)], linewidth=1.4)
+        epochs = [r["epoch"] for r in curve]
+        acc_ax.plot(epochs, [100 * r["val_accuracy"] for r in curve], label=f"{role}, seed {seed}", **style)
+        loss_ax.plot(epochs, [r["train_loss"] for r in curve], **style)
+        kept = next(r for r in curve if r["epoch"] == best[(name, role)])
+        acc_ax.plot(kept["epoch"], 100 * kept["val_accuracy"], "o", color=style["color"], markersize=5)
+    acc_ax.set(xlabel="epoch", ylabel="held-out accuracy (%)", title="Held-out accuracy (dot: the kept epoch)")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="Training loss", yscale="log")
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+    acc_ax.legend(fontsize=7, ncol=len(seeds))
+    fig.savefig(out)
+    return out
