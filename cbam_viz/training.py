@@ -332,6 +332,15 @@ def write_curves(trained: dict[str, dict[str, dict]], csv_path: Path) -> tuple[P
     return csv_path, plot_curves(rows, best, csv_path.with_suffix(".png"))
 
 
+def accuracy_gaps(results: dict[str, dict]) -> dict[str, list[float]]:
+    """Per role after the first (the reference): test accuracy minus the reference's on the same images,
+    with Newcombe's paired 95% interval: ``[difference, low, high]``."""
+    from .data.metrics import newcombe_paired_ci
+
+    (_, reference), *others = results.items()
+    return {role: [round(v, 4) for v in newcombe_paired_ci(m["test_correct"], reference["test_correct"])] for role, m in others}
+
+
 def register_set(results: dict[str, dict], out_dir: Path, name: str = "demo", replicates: Sequence[str] | None = None) -> Path:
     """Describe the trained models as set ``name`` in ``out_dir/manifest.json`` (file, SHA-256, recipe,
     accuracy); ``replicates``: the sets of the same models trained with other seeds (kept when None).
@@ -368,6 +377,7 @@ def register_set(results: dict[str, dict], out_dir: Path, name: str = "demo", re
     manifest["sets"][name] = {"models": {role: f"{name}-{role}" for role in results},
                               "description": f"ResNet-{recipe['depth']}-style {described}, trained by the project on "
                                              f"generated shapes ({recipe['difficulty']} generator, {recipe['size']} px, training seed {recipe['seed']})",
-                              **({"replicates": replicates} if replicates else {})}
+                              **({"replicates": replicates} if replicates else {}),
+                              **({"test_accuracy_gaps": accuracy_gaps(results)} if all("test_correct" in m for m in results.values()) else {})}
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     return path

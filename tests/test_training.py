@@ -157,6 +157,8 @@ def test_curves_and_manifest_record_the_training(tmp_path, tiny_pair):
     lo, hi = entry["test_accuracy_ci95"]
     assert lo <= entry["test_accuracy"] <= hi and entry["test_size"] == TINY.test_size and entry["test_dataset_seed"] == 3
     assert entry["schedule"] == "plateau" and entry["init"] == "authors"
+    gap, lo, hi = read_manifest(out)["sets"]["demo"]["test_accuracy_gaps"]["cbam"]
+    assert lo <= gap <= hi and gap == pytest.approx(results["cbam"]["test_accuracy"] - results["baseline"]["test_accuracy"], abs=1e-4)
 
 
 def test_corrupted_checkpoint_is_refused_by_checksum(tmp_path, tiny_pair):
