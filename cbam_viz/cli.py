@@ -1,4 +1,4 @@
-"""Command line: ``python -m cbam_viz COMMAND ...``."""
+"""Command line: ``bash run.sh cli COMMAND ...`` (``python -m cbam_viz COMMAND ...`` with the project's venv active)."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import CLI
+
 
 class CLIError(Exception):
-    """A user error: printed as one line, exit status 2."""
+    """A user error: printed as ``error: ...`` lines (indented lines continue the one above), exit status 2."""
 
 
 def _load_models(args: argparse.Namespace) -> tuple[dict, str]:
@@ -256,7 +258,7 @@ def cmd_weights(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cbam_viz", description=__doc__)
+    parser = argparse.ArgumentParser(prog=CLI, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("explain", help="side-by-side Grad-CAM of every model of a set (or two files) on one image")
     p.add_argument("image")
@@ -380,5 +382,5 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except CLIError as e:
         for line in str(e).splitlines():  # one line per problem (figure: one per bad image)
-            print(f"error: {line}", file=sys.stderr)
+            print(line if line[:1].isspace() else f"error: {line}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import CLI
 from .data import CLASSES, DIFFICULTIES, MEAN, STD, render_sample
 from .fileio import atomic_write
 from .models import ResNet, build_resnet, save_checkpoint
@@ -282,7 +283,7 @@ def train_set(recipe: Recipe, out_dir: Path, name: str = "demo", roles: tuple[st
     recipe's :func:`training_data`, rendered here when None); returns metrics per role."""
     check_names(roles, ROLES, "role")
     data, val, test = rendered or training_data(recipe)
-    command = "bash run.sh cli " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
+    command = f"{CLI} " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for role in roles:

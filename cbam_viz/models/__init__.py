@@ -5,7 +5,7 @@ from .resnet import DEPTHS, IMAGENET_MEAN, IMAGENET_STD, ModelInfo, ResNet, buil
 from .transforms import crop_for_display, display_crop, model_transform, preprocess
 from .weights import (
     WeightsError,
-    find_torchvision_resnet50,
+    hub_checkpoints,
     load_checkpoint,
     load_weights,
     save_checkpoint,
@@ -16,5 +16,5 @@ __all__ = [
     "CBAM", "ChannelGate", "SpatialGate", "AttentionRecord", "cbam_blocks", "record_attention",
     "DEPTHS", "IMAGENET_MEAN", "IMAGENET_STD", "ModelInfo", "ResNet", "build_from_info", "build_resnet",
     "crop_for_display", "display_crop", "model_transform", "preprocess",
-    "WeightsError", "find_torchvision_resnet50", "load_checkpoint", "load_weights", "save_checkpoint", "sha256",
+    "WeightsError", "hub_checkpoints", "load_checkpoint", "load_weights", "save_checkpoint", "sha256",
 ]

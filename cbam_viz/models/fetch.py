@@ -1,24 +1,27 @@
-"""Download published ImageNet weights: ``python -m cbam_viz weights fetch SET``. Nothing else downloads.
+"""Download published ImageNet weights: ``bash run.sh cli weights fetch SET``. Nothing else downloads.
 
-Where each file comes from is read from the libraries: torchvision's weights API (URL, the SHA-256
-prefix in the file name that ``torch.hub`` checks, ImageNet metrics) and pytorchcv's model store
-(release tag, SHA-1 and error value from ``model_metainfos.csv``, the archive
-``{name}-{error}-{sha1[:8]}.pth.zip`` on the imgclsmob GitHub releases, top-1/top-5 errors from its
-README table). Neither library's downloader fits as is (pytorchcv's writes in place, with no timeout;
+Where each file comes from is read from the libraries (:mod:`.published`): torchvision's weights API
+(URL, the SHA-256 prefix in the file name that ``torch.hub`` checks) and pytorchcv's model store (the
+archive ``{name}-{error}-{sha1[:8]}.pth.zip`` on the imgclsmob GitHub releases, the SHA-1 of the
+``.pth`` inside). Neither library's downloader fits as is (pytorchcv's writes in place, with no timeout;
 ``torch.hub.download_url_to_file`` has no timeout and accepts a body cut short), so the transfer is a
 small urllib loop: a bounded socket timeout, a temporary file next to the destination, HTTP Range
 resume on retry, a Content-Length check, the publisher's checksum, then an atomic rename.
 
 A mirror base URL replaces everything up to the file name: ``MIRROR/<file name of the original URL>``.
+A host that cannot be reached (no network, refused connection, no answer) is not tried again for the
+set's other files; the error then names every missing file with its URL and where to put it by hand.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
 import os
 import re
 import shutil
+import socket
 import sys
 import time
 import urllib.error
@@ -26,12 +29,14 @@ import urllib.request
 import uuid
 import warnings
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
+from .. import CLI
+from .published import LIBRARY_SOURCES, Source, SourceError, source_of
 from .sets import MODELS_DIR, external_path, read_manifest, weights_dir
 
 TIMEOUT_S = 15.0
@@ -45,76 +50,12 @@ class FetchError(RuntimeError):
     """A failed fetch; the message is one line (the URL, what went wrong, the manual alternative)."""
 
 
+class Unreachable(FetchError):
+    """No answer from the host at all (name resolution, refused connection, unreachable network, connect timeout)."""
+
+
 class _Retryable(Exception):
     """The server answered but the transfer broke: worth another attempt (resuming what arrived)."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """One published weight file: where it is, how it is packaged and checked, and what it scores."""
-
-    model_id: str  # the manifest entry it provides
-    url: str
-    file_name: str  # the file placed in the weights folder
-    sha256_prefix: str | None = None
-    sha1: str | None = None
-    zipped: bool = False  # the URL is a zip archive holding file_name
-    origin: str = ""
-    accuracy: str = ""
-
-
-def torchvision_source(model_id: str, weights: str) -> Source:
-    """A torchvision weights enum member, e.g. ``ResNet50_Weights.IMAGENET1K_V1``."""
-    import torchvision.models
-    from torch.hub import HASH_REGEX
-
-    enum_name, member = weights.split(".")
-    w = getattr(getattr(torchvision.models, enum_name), member)
-    file_name = w.url.rsplit("/", 1)[1]
-    match = HASH_REGEX.search(file_name)
-    if not match:
-        raise FetchError(f"{w.url}: no SHA-256 prefix in the file name, so the download could not be checked")
-    metrics = w.meta["_metrics"]["ImageNet-1K"]
-    return Source(model_id, w.url, file_name, sha256_prefix=match.group(1),
-                  origin=f"torchvision {weights} ({w.meta['num_params']:,} parameters)",
-                  accuracy=f"top-1 {metrics['acc@1']}%, top-5 {metrics['acc@5']}% (ImageNet-1K val, torchvision's metadata)")
-
-
-def pytorchcv_source(model_id: str, name: str) -> Source:
-    """A pytorchcv model-store entry, e.g. ``seresnet50b``, named and located as ``model_store.get_model_file`` does."""
-    try:
-        from pytorchcv.models.common import model_store
-    except ImportError:
-        raise FetchError(f"reading pytorchcv's model store needs pytorchcv: pip install pytorchcv (for {name})") from None
-    error, sha1, tag = model_store.get_model_name_suffix_data(name)
-    rows = model_store.load_csv(model_store.get_model_metainfos_file_path())
-    row = dict(zip(rows[0], next(r for r in rows[1:] if r[0] == name)))
-    file_name = f"{name}-{error}-{sha1[:8]}.pth"
-    top1_err = _pytorchcv_top1_error(file_name)
-    top5_err = int(error) / 100
-    top1 = f"top-1 {100 - top1_err:.2f}%, " if top1_err is not None else ""
-    published = f"top-1/top-5 error {top1_err:.2f}% / {top5_err:.2f}%" if top1_err is not None else f"top-5 error {top5_err:.2f}%"
-    return Source(model_id, f"{model_store.imgclsmob_repo_url}/releases/download/{tag}/{file_name}.zip", file_name,
-                  sha1=sha1, zipped=True,
-                  origin=f"pytorchcv {name} = {row['model_caption']} ({int(row['net_weights']):,} parameters, release {tag})",
-                  accuracy=f"{top1}top-5 {100 - top5_err:.2f}% (ImageNet-1K val, 1 crop; pytorchcv's published {published})")
-
-
-def _pytorchcv_top1_error(file_name: str) -> float | None:
-    """The Top1 column of pytorchcv's README table (its package description), found by the file's log link."""
-    from importlib.metadata import metadata
-
-    text = metadata("pytorchcv").get_payload() or ""
-    row = next((line for line in text.splitlines() if line.startswith("|") and f"/{file_name}.log)" in line), None)
-    cells = [c.strip() for c in row.strip().strip("|").split("|")] if row else []
-    return float(cells[1]) if len(cells) > 2 and re.fullmatch(r"\d+\.\d+", cells[1]) else None
-
-
-LIBRARY_SOURCES: dict[str, Callable[[], Source]] = {
-    "imagenet-resnet50": lambda: torchvision_source("imagenet-resnet50", "ResNet50_Weights.IMAGENET1K_V1"),
-    "imagenet-seresnet50b": lambda: pytorchcv_source("imagenet-seresnet50b", "seresnet50b"),
-    "imagenet-resnet50-cbam": lambda: pytorchcv_source("imagenet-resnet50-cbam", "cbam_resnet50"),
-}
 
 
 def set_sources(name: str, models_dir: Path = MODELS_DIR,
@@ -125,8 +66,11 @@ def set_sources(name: str, models_dir: Path = MODELS_DIR,
     fetchable = [s for s, spec in manifest["sets"].items() if set(spec["models"].values()) <= known]
     if name not in manifest["sets"] or name not in fetchable:
         raise FetchError(f"no downloadable model set {name!r}; sets with published weights: {', '.join(fetchable) or 'none'}")
-    return {role: (sources[model_id] if sources is not None else LIBRARY_SOURCES[model_id](), manifest["models"][model_id])
-            for role, model_id in manifest["sets"][name]["models"].items()}
+    try:
+        return {role: (sources[model_id] if sources is not None else LIBRARY_SOURCES[model_id](), manifest["models"][model_id])
+                for role, model_id in manifest["sets"][name]["models"].items()}
+    except SourceError as e:
+        raise FetchError(str(e)) from None
 
 
 def mirrored(url: str, mirror: str | None) -> str:
@@ -183,7 +127,7 @@ def _transfer(url: str, tmp: Path, progress: bool, timeout: float) -> None:
             raise _Retryable(f"HTTP {e.code} {e.reason}") from None
         raise FetchError(f"HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:  # name resolution, connection refused, connect timeout: not retried
-        raise FetchError(str(e.reason)) from None
+        raise Unreachable(_unreachable(e.reason, url, timeout)) from None
     except (OSError, http.client.HTTPException) as e:
         raise _Retryable(str(e) or type(e).__name__) from None
     with response:
@@ -202,6 +146,20 @@ def _transfer(url: str, tmp: Path, progress: bool, timeout: float) -> None:
             raise _Retryable(f"transfer broken after {tmp.stat().st_size:,} bytes ({str(e) or type(e).__name__})") from None
     if total is not None and tmp.stat().st_size != total:
         raise _Retryable(f"transfer interrupted after {tmp.stat().st_size:,} of {total:,} bytes")
+
+
+def _unreachable(reason: object, url: str, timeout: float) -> str:
+    """Why a host gave no answer, in words."""
+    host = urlsplit(url).hostname or url
+    if isinstance(reason, socket.gaierror):
+        return f"the network is unreachable ({host}: the host name could not be resolved)"
+    if isinstance(reason, ConnectionRefusedError):
+        return f"{host} refused the connection"
+    if isinstance(reason, TimeoutError):
+        return f"the network is unreachable ({host}: no answer within {timeout:g} s)"
+    if isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return f"the network is unreachable ({host}: {reason.strerror})"
+    return f"{host} cannot be reached ({reason})"
 
 
 def _download(url: str, tmp: Path, progress: bool, attempts: int, timeout: float) -> None:
@@ -238,6 +196,8 @@ def fetch_source(source: Source, entry: dict[str, Any], dest: Path, mirror: str 
     try:
         try:
             _download(url, download, progress, attempts, timeout)
+        except Unreachable:
+            raise
         except FetchError as e:
             raise FetchError(f"cannot download {url}: {e}. Manual alternative: {manual}") from None
         checked = download
@@ -262,20 +222,40 @@ def fetch_source(source: Source, entry: dict[str, Any], dest: Path, mirror: str 
     return final, True
 
 
+def _by_hand(name: str, missing: list[tuple[str, Source, dict[str, Any]]], dest: Path, reasons: list[str]) -> str:
+    """One block: why, then every missing file with its URL and where to put it."""
+    lines = [f"cannot download {len(missing)} file{'s' * (len(missing) > 1)} of set {name!r}: {'; '.join(dict.fromkeys(reasons))}. "
+             "No partial file was left. Run this again when online, or download each file yourself and put it where shown:"]
+    for role, source, entry in missing:
+        unzip = "unzip it, then " if source.zipped else ""
+        lines += [f"  {role:8s} {source.url}", f"  {'':8s} {unzip}-> {dest / source.file_name}  (or set {entry['env']}=/path/to/{source.file_name})"]
+    return "\n".join(lines + [f"  then check with: {CLI} weights list {name}"])
+
+
 def fetch_set(name: str, dest: Path | None = None, mirror: str | None = None, *, models_dir: Path = MODELS_DIR,
               sources: Mapping[str, Source] | None = None, progress: bool = True, attempts: int = ATTEMPTS,
               timeout: float = TIMEOUT_S, report: Callable[[str], None] = print) -> list[Path]:
     """Fetch every model of a set into ``dest`` (default ``weights_dir()``), registering ``dest`` when it is elsewhere.
 
-    ``mirror`` defaults to ``$CBAM_VIZ_MIRROR``. Stops at the first failure (:class:`FetchError`).
+    ``mirror`` defaults to ``$CBAM_VIZ_MIRROR``. A failed transfer or checksum stops at once
+    (:class:`FetchError`, one line); a host that cannot be reached is skipped for the other files, then
+    one :class:`FetchError` names every file still missing, its URL and where to put it by hand.
     """
     dest = Path(dest or weights_dir()).expanduser()
     mirror = mirror or os.environ.get(MIRROR_ENV) or None
     planned = set_sources(name, models_dir, sources)
     dest.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths, missing, down = [], [], {}  # down: host -> why it gave no answer
     for role, (source, entry) in planned.items():
-        path, downloaded = fetch_source(source, entry, dest, mirror, progress=progress, attempts=attempts, timeout=timeout)
+        host = urlsplit(mirrored(source.url, mirror)).netloc
+        try:
+            if host in down:
+                raise Unreachable(down[host])
+            path, downloaded = fetch_source(source, entry, dest, mirror, progress=progress, attempts=attempts, timeout=timeout)
+        except Unreachable as e:
+            down.setdefault(host, str(e))
+            missing.append((role, source, entry))
+            continue
         paths.append(path)
         check = f"SHA-256 {source.sha256_prefix}..." if source.sha256_prefix else f"SHA-1 {source.sha1}"
         state = "downloaded" if downloaded else "already present"
@@ -283,16 +263,25 @@ def fetch_set(name: str, dest: Path | None = None, mirror: str | None = None, *,
         registry = register_dir(dest)
         if registry:
             report(f"registered {dest.resolve()} in {registry}")
-    report(f"set {name!r} is ready: python -m cbam_viz explain IMAGE --set {name} --out OUT")
+    if missing:
+        raise FetchError(_by_hand(name, missing, dest, list(down.values())))
+    report(f"set {name!r} is ready: {CLI} explain IMAGE --set {name} --out OUT")
     return paths
 
 
 def describe(name: str, models_dir: Path = MODELS_DIR) -> str:
-    """Where each model of a set comes from, its published accuracy, and the file the app would load now."""
+    """Where each model of a set comes from, its published accuracy, and the file the app would load now
+    (described as itself when it is another published file than the one ``weights fetch`` downloads)."""
     lines = []
     for role, (source, entry) in set_sources(name, models_dir).items():
         found = external_path(entry, models_dir)
-        lines += [f"{role}: {entry['title']} — {source.origin}", f"  accuracy: {source.accuracy}",
-                  f"  file: {source.file_name} from {source.url}",
-                  f"  now: {found or f'missing (python -m cbam_viz weights fetch {name})'}"]
+        loaded = source_of(source.model_id, found) if found else source
+        lines += [f"{role}: {entry['title']} — {(loaded or source).origin}"]
+        if loaded:
+            lines += [f"  accuracy: {loaded.accuracy}", f"  preprocessing: {loaded.preprocessing}"]
+            lines += [f"  note: {loaded.note}"] if loaded.note else []
+        else:
+            lines += [f"  found {found.name}: not a file published under that name; its source and accuracy are unknown here"]
+        lines += [f"  fetch downloads: {source.file_name} from {source.url}",
+                  f"  now: {found or f'missing (run: {CLI} weights fetch {name})'}"]
     return "\n".join(lines)

@@ -2,11 +2,13 @@
 top-level ``models/`` folder.
 
 A shipped model is a project checkpoint checked against its SHA-256. An external model (the ImageNet
-set) is a file found by an environment variable, the manifest's ``path`` field, a file name or glob
-pattern in the ``models/`` folder or in the weights folder (``CBAM_VIZ_WEIGHTS``, default
-``~/.cache/cbam-viz/weights``, where ``python -m cbam_viz weights fetch`` puts its downloads) or, for
-torchvision's ResNet-50, the local torch hub cache. Nothing is downloaded here: a missing file makes
-the set unavailable with a message saying which file to place where, and how to fetch it.
+set) is a file found by an environment variable, the manifest's ``path`` field, or else the first of
+its ``files`` (names or glob patterns, in order of preference) found in the ``models/`` folder, the
+weights folder (``CBAM_VIZ_WEIGHTS``, default ``~/.cache/cbam-viz/weights``, where
+``bash run.sh cli weights fetch`` puts its downloads), the folders ``weights fetch --dir`` registered
+or, for torchvision's ResNet-50, the local torch hub cache. A file that is a published one (by its
+name) is described as itself: title, accuracy and preprocessing. Nothing is downloaded here: a missing
+file makes the set unavailable with a message saying which file to place where, and how to fetch it.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import torch
 
 from .config import ModelsConfigError, model_info
 from .resnet import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, ResNet, build_from_info
-from .weights import WeightsError, find_torchvision_resnet50, load_checkpoint, load_weights, sha256
+from .published import Source, source_of
+from .weights import WeightsError, hub_checkpoints, load_checkpoint, load_weights, sha256
 
 MODELS_DIR = Path(os.environ.get("CBAM_VIZ_MODELS", Path(__file__).resolve().parents[2] / "models"))
 MAX_MODELS = 4
@@ -50,6 +53,7 @@ class ModelSet:
     description: str
     models: dict[str, ResNet]
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: dict[str, Source] = field(default_factory=dict)  # roles whose file is a published one
 
     @property
     def roles(self) -> list[str]:
@@ -76,9 +80,10 @@ def imagenet_classes() -> list[str]:
     return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
 
 
-def imagenet_info(attention: str | None, name: str = "") -> ModelInfo:
-    """ResNet-50 (plain, + SE or + CBAM) for ImageNet: 1000 classes, Resize(256) + CenterCrop(224), ImageNet normalization."""
-    info = ModelInfo(depth=50, attention=attention, class_names=imagenet_classes(), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+def imagenet_info(attention: str | None, name: str = "", resize: int = 256, crop: int = 224) -> ModelInfo:
+    """ResNet-50 (plain, + SE or + CBAM) for ImageNet: 1000 classes, Resize(resize) + CenterCrop(crop), ImageNet normalization."""
+    info = ModelInfo(depth=50, attention=attention, class_names=imagenet_classes(), input_size=crop, resize=resize,
+                     mean=IMAGENET_MEAN, std=IMAGENET_STD)
     info.name = name or info.title
     return info
 
@@ -89,16 +94,31 @@ def external_path(entry: dict[str, Any], models_dir: Path) -> Path | None:
 
     explicit = [os.environ.get(entry["env"], ""), entry.get("path") or ""]
     found = next((Path(c).expanduser() for c in explicit if c and Path(c).expanduser().is_file()), None)
-    for folder in (models_dir, weights_dir(), *registered_dirs()):
-        for pattern in entry["files"]:
-            if found is None:
-                found = next((p for p in sorted(folder.glob(pattern)) if p.is_file()), None)
-    if found is None and entry.get("torch_hub_cache"):
-        found = find_torchvision_resnet50()
-    return found
+    folders = [models_dir, weights_dir(), *registered_dirs(), *([hub_checkpoints()] if entry.get("torch_hub_cache") else [])]
+    # The first pattern (the preferred file) wherever it is, before the next pattern anywhere.
+    matches = (p for pattern in entry["files"] for folder in folders for p in sorted(folder.glob(pattern)) if p.is_file())
+    return found or next(matches, None)
 
 
-def _load_entry(entry: dict[str, Any], models_dir: Path, device: str) -> ResNet:
+def _load_external(model_id: str, entry: dict[str, Any], models_dir: Path, device: str) -> tuple[ResNet, Source | None]:
+    """The model of an external entry and, when its file is a published one, that file's source:
+    titled with the source's variant and fed with the source's preprocessing."""
+    path = external_path(entry, models_dir)
+    if path is None:
+        raise SetUnavailable(f"missing {entry['title']} weights: {entry['how_to_get']}")
+    source = source_of(model_id, path)
+    title = f"{entry['title']} {source.variant}" if source and source.variant else entry["title"]
+    info = imagenet_info(entry["architecture"]["attention"], title, *((source.resize, source.crop) if source else ()))
+    try:
+        return load_weights(build_from_info(info), path).to(device).eval(), source
+    except WeightsError as e:
+        raise SetUnavailable(str(e)) from None
+
+
+def _load_entry(model_id: str, entry: dict[str, Any], models_dir: Path, device: str) -> tuple[ResNet, Source | None]:
+    """A manifest entry's model and, for an external file that is a published one, its source."""
+    if entry["kind"] == "external":
+        return _load_external(model_id, entry, models_dir, device)
     if entry["kind"] == "shipped":
         path = models_dir / entry["file"]
         if not path.is_file():
@@ -106,17 +126,9 @@ def _load_entry(entry: dict[str, Any], models_dir: Path, device: str) -> ResNet:
         digest = sha256(path)
         if digest != entry["sha256"]:
             raise SetUnavailable(f"{path}: SHA-256 {digest[:12]}... does not match the manifest ({entry['sha256'][:12]}...); the file is corrupt or was replaced")
-        return load_checkpoint(path, device)
-    if entry["kind"] == "user":  # from a --models file (models/config.py)
-        try:
-            return load_weights(build_from_info(model_info(entry)), entry["file"]).to(device).eval()
-        except WeightsError as e:
-            raise SetUnavailable(str(e)) from None
-    path = external_path(entry, models_dir)
-    if path is None:
-        raise SetUnavailable(f"missing {entry['title']} weights: {entry['how_to_get']}")
-    try:
-        return load_weights(build_from_info(imagenet_info(entry["architecture"]["attention"], entry["title"])), path).to(device).eval()
+        return load_checkpoint(path, device), None
+    try:  # kind "user": from a --models file (models/config.py)
+        return load_weights(build_from_info(model_info(entry)), entry["file"]).to(device).eval(), None
     except WeightsError as e:
         raise SetUnavailable(str(e)) from None
 
@@ -193,15 +205,16 @@ def load_set(name: str, models_dir: Path = MODELS_DIR, device: str | None = None
     if not 2 <= len(entries) <= MAX_MODELS:
         raise SetUnavailable(f"model set {name!r} has {len(entries)} models; a set has 2 to {MAX_MODELS}")
     device = device or default_device()
-    models, missing = {}, []
+    models, sources, missing = {}, {}, []
     for role, entry in entries.items():
         try:
-            models[role] = _load_entry(entry, models_dir, device)
+            models[role], source = _load_entry(spec["models"][role], entry, models_dir, device)
+            sources.update({role: source} if source else {})
         except SetUnavailable as e:
             missing.append(str(e))
     if missing:
         raise SetUnavailable("; ".join(missing))
-    return ModelSet(name, spec.get("description", ""), models, entries)
+    return ModelSet(name, spec.get("description", ""), models, entries, sources)
 
 
 def load_model_file(path: str | Path, attention: str | None, device: str | None = None) -> ResNet:

@@ -12,7 +12,9 @@
 pytorchcv and own-format files declare their attention (none, "se" or "cbam"); loading one into
 a model built with another attention is refused with a message naming both.
 
-Files are read with ``weights_only=True``: a checkpoint cannot run code.
+Any torch serialization loads (the zip format, and the legacy one of torch < 1.6), with or without
+``_metadata``; BatchNorm's ``num_batches_tracked`` counters may be absent, as in files saved before
+torch 0.4.1. Files are read with ``weights_only=True``: a checkpoint cannot run code.
 """
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ from .resnet import ATTENTIONS, ModelInfo, ResNet, build_from_info
 
 FORMAT = "cbam-viz"
 FORMAT_VERSION = 1
-# torchvision's published ResNet-50 file names (IMAGENET1K_V1, IMAGENET1K_V2) in the hub cache.
-TORCHVISION_RESNET50_FILES = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")
+# Buffers that files saved before torch 0.4.1 lack (torchvision's resnet50-0676ba61.pth, the CBAM
+# authors' checkpoint); BatchNorm starts them at 0, as torch's own loading does.
+_COUNTER = ".num_batches_tracked"
 
 _AUTHORS_RULES = [
     (r"^module\.", ""),
@@ -137,9 +140,15 @@ def _first(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
 
 
+def _with_counters(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` plus a zero ``num_batches_tracked`` for every BatchNorm of ``model`` the file has none for."""
+    absent = {k: torch.zeros_like(v) for k, v in model.state_dict().items() if k.endswith(_COUNTER) and k not in state}
+    return {**state, **absent}
+
+
 def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
+    missing = [k for k in expected if k not in state and not k.endswith(_COUNTER)]
     unexpected = [k for k in state if k not in expected]
     shapes = [f"{k} {list(state[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
               if k in state and state[k].shape != v.shape]
@@ -162,7 +171,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     contents = _contents(_read(path), path)
     _check_attention(model, contents, path)
     _check_fit(model, contents.state, path)
-    model.load_state_dict(contents.state)
+    model.load_state_dict(_with_counters(model, contents.state))
     return model
 
 
@@ -174,7 +183,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Res
         raise WeightsError(f"{path}: not a cbam-viz checkpoint (it holds weights only; build the model and use load_weights)")
     model = build_from_info(info)
     _check_fit(model, state, path)
-    model.load_state_dict(state)
+    model.load_state_dict(_with_counters(model, state))
     return model.to(device).eval()
 
 
@@ -187,7 +196,7 @@ def save_checkpoint(model: ResNet, path: str | Path, **extra: Any) -> Path:
     return path
 
 
-def find_torchvision_resnet50() -> Path | None:
-    """torchvision's ResNet-50 weights in the local torch hub cache, if present. Never downloads."""
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
-    return next((folder / name for name in TORCHVISION_RESNET50_FILES if (folder / name).is_file()), None)
+def hub_checkpoints() -> Path:
+    """The torch hub cache's checkpoint folder, where ``torch.hub`` (and torchvision) keep downloads."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+

@@ -26,10 +26,12 @@ from gradio.context import Context
 from matplotlib import cbook
 from PIL import Image
 
+from .. import CLI
 from ..data import CLASSES, Sample, render_sample
 from ..explain import METHOD_NAMES, METHODS, Explanation, default_target_layer, target_layers, to_arrays
 from ..images import ImageError, open_image
 from ..models import cbam_blocks, crop_for_display, display_crop
+from ..models.published import Source
 from ..models.sets import ModelSet, SetUnavailable, role_title
 from ..render import comparison_figure, panels
 from ..service import AppContext, Timing, display_image, image_sha256
@@ -47,7 +49,7 @@ MAX_TEXT = 200  # longest accepted option value (set, method, layer, class, bloc
 # An export's files stay at most this long and the folder within this size (Gradio serves its own copies).
 EXPORT_TTL = 3600
 EXPORT_BYTES = 200 * 2**20
-# Where `python -m cbam_viz evaluate --layers ...` writes <set>_sweep.html by default (the project's results/).
+# Where `bash run.sh cli evaluate --layers ...` writes <set>_sweep.html by default (the project's results/).
 RESULTS_DIR = Path(os.environ.get("CBAM_VIZ_RESULTS") or Path(__file__).resolve().parents[2] / "results")
 _served_pages: set[Path] = set()
 
@@ -136,24 +138,37 @@ def _set_label(ctx: AppContext, name: str) -> str:
 def _set_info(ctx: AppContext, name: str) -> str:
     if name not in ctx.sets:
         return (f"**Model set “{name}” is unavailable.** {ctx.unavailable.get(name, 'Unknown model set.')}"
-                + _sources(name))
+                + _fetch_sources(name))
     model_set = ctx.sets[name]
     info = model_set.info
     titles = " vs ".join(m.info.title for m in model_set.models.values())
     return (f"{model_set.description}  \n{titles} · {info.input_size} px · {len(model_set.class_names)} classes · "
-            f"{ctx.device}" + ("" if "random weights" in titles else _sources(name)))
+            f"{ctx.device}" + ("" if "random weights" in titles else _loaded_sources(model_set)))
+
+
+def _source_line(role: str, source: Source) -> str:
+    note = f"  \n**{source.note}**" if source.note else ""
+    return f"  \n*{role_title(role)}:* {source.origin}; {source.accuracy}; {source.preprocessing}{note}"
 
 
 @lru_cache(maxsize=16)
-def _sources(name: str) -> str:
-    """Where a set's published weights come from and their published accuracy ("" for other sets)."""
+def _fetch_sources(name: str) -> str:
+    """What `weights fetch` would download for a set, with the published accuracy ("" for other sets)."""
     from ..models.fetch import FetchError, set_sources
 
     try:
         sources = set_sources(name)
     except FetchError:
         return ""
-    return "".join(f"  \n*{role_title(role)}:* {source.origin}; {source.accuracy}" for role, (source, _) in sources.items())
+    return "".join(_source_line(role, source) for role, (source, _) in sources.items())
+
+
+def _loaded_sources(model_set: ModelSet) -> str:
+    """Where each loaded external file comes from: the published file it is, or that it is none of them."""
+    return "".join(_source_line(role, model_set.sources[role]) if role in model_set.sources else
+                   f"  \n*{role_title(role)}:* {model_set.models[role].info.title} from a file not published under its "
+                   "name; its source and accuracy are unknown here"
+                   for role, entry in model_set.entries.items() if entry.get("kind") == "external")
 
 
 @dataclass
@@ -254,7 +269,7 @@ class CompareTab:
             link = sweep_link(r.model_set.name)
             summary.append(f"\n*These scores are for one image at one layer. Every layer, on held-out images and "
                            f"for each training seed: {link}.*" if link else
-                           "\n*These scores are for one image at one layer; `python -m cbam_viz evaluate --layers all` "
+                           f"\n*These scores are for one image at one layer; `{CLI} evaluate --layers all` "
                            "scores every layer on held-out images.*")
         spatial = [(r.titles[role], panels.attention_grid(view, x.blocks, x.spatial_attention, r.mask, shared))
                    for role, x in r.results.items() if x.spatial_attention]
@@ -272,7 +287,7 @@ class CompareTab:
             return None
         return ("**These models know only the 12 generated shapes** (the demo set was trained on generated images "
                 "only): unless this image comes from the project's generator, their answers and maps mean nothing, "
-                "whether or not they agree. For real photos: `python -m cbam_viz weights fetch imagenet`, then pick "
+                f"whether or not they agree. For real photos: `{CLI} weights fetch imagenet`, then pick "
                 "the `imagenet` set.")
 
     def export(self, image: Any, model_set: Any, method: Any, layer: Any, target: Any) -> list[str]:
