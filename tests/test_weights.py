@@ -1,103 +1,35 @@
 """Every checkpoint format, loaded for real, and every failure message."""
 import pickle
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torchvision
 from torch import nn
-from torchvision.models.resnet import Bottleneck
 
-from cbam_viz.models import (
-    WeightsError,
-    build_resnet,
-    find_torchvision_resnet50,
-    load_checkpoint,
-    load_weights,
-    save_checkpoint,
+from cbam_viz.models import WeightsError, build_resnet, load_checkpoint, load_weights, save_checkpoint, sets
+from cbam_viz.models.fetch import describe
+from cbam_viz.models.published import LIBRARY_SOURCES
+from cbam_viz.ui.compare import _set_info
+from published_files import (
+    AUTHORS,
+    COUNTER,
+    TORCHVISION_V1,
+    TORCHVISION_V2,
+    authors_bytes,
+    authors_resnet50,
+    library_model,
+    pytorchcv_pth_bytes,
+    torchvision_v1_bytes,
+    torchvision_v2_bytes,
+    without_counters,
 )
-
-
-def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights *and* BN statistics, so that any misplaced tensor changes the logits.
-
-    Convolutions keep their (random, Kaiming) initialisation so that signals propagate.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not t.is_floating_point() or t.ndim == 4:
-                continue
-            if name.endswith("running_var") or (t.ndim == 1 and name.endswith("weight")):
-                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
-            else:
-                t.copy_(torch.randn(t.shape, generator=gen) * 0.1)
-    return model.eval()
+from published_files import randomize as _randomize
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model.eval()(x)
-
-
-# --- An independent transcription of the CBAM authors' released modules (MODELS/cbam.py) ---
-class _BasicConv(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 1, 7, padding=3, bias=False)
-        self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01, affine=True)
-
-    def forward(self, x):
-        return self.bn(self.conv(x))
-
-
-class _AuthorsChannelGate(nn.Module):
-    def __init__(self, c, r=16):
-        super().__init__()
-        self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(c, c // r), nn.ReLU(), nn.Linear(c // r, c))
-
-    def forward(self, x):
-        avg = self.mlp(nn.functional.avg_pool2d(x, (x.size(2), x.size(3))))
-        mx = self.mlp(nn.functional.max_pool2d(x, (x.size(2), x.size(3))))
-        return x * torch.sigmoid(avg + mx)[:, :, None, None].expand_as(x)
-
-
-class _AuthorsSpatialGate(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.spatial = _BasicConv()
-
-    def forward(self, x):
-        compressed = torch.cat((torch.max(x, 1)[0].unsqueeze(1), torch.mean(x, 1).unsqueeze(1)), dim=1)
-        return x * torch.sigmoid(self.spatial(compressed))
-
-
-class _AuthorsCBAM(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.ChannelGate, self.SpatialGate = _AuthorsChannelGate(c), _AuthorsSpatialGate()
-
-    def forward(self, x):
-        return self.SpatialGate(self.ChannelGate(x))
-
-
-class _AuthorsBottleneck(Bottleneck):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.cbam = _AuthorsCBAM(self.bn3.num_features)
-
-    def forward(self, x):
-        residual = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.downsample is not None:
-            residual = self.downsample(x)
-        out = self.cbam(out)
-        return self.relu(out + residual)
-
-
-def _authors_resnet50() -> nn.Module:
-    return torchvision.models.ResNet(_AuthorsBottleneck, [3, 4, 6, 3])
 
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -111,7 +43,7 @@ def test_torchvision_state_dict(tmp_path):
 
 
 def test_authors_released_checkpoint_layout(tmp_path):
-    authors = _randomize(_authors_resnet50())
+    authors = _randomize(authors_resnet50())
     parallel = nn.DataParallel(authors)  # on CPU it only adds the "module." prefix, as in the release
     state = parallel.state_dict()
     assert "module.layer1.0.cbam.ChannelGate.mlp.1.weight" in state
@@ -123,7 +55,7 @@ def test_authors_released_checkpoint_layout(tmp_path):
 
 
 def test_authors_weights_need_the_released_pool_order(tmp_path):
-    authors = _randomize(_authors_resnet50())
+    authors = _randomize(authors_resnet50())
     path = tmp_path / "cbam.pth"
     torch.save({"state_dict": nn.DataParallel(authors).state_dict()}, path)
     paper_order = load_weights(build_resnet(50, "cbam", spatial_order=("avg", "max")), path)
@@ -308,16 +240,150 @@ def test_weights_only_file_is_not_a_full_checkpoint(tmp_path):
         load_checkpoint(path)
 
 
-def test_torch_hub_cache_lookup_never_downloads(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    assert find_torchvision_resnet50() is None
-    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
-    target = tmp_path / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
-    target.write_bytes(b"x")
-    assert find_torchvision_resnet50() == target
-
-
 def test_randomized_models_depend_on_their_input():
     """Guards the equality tests above: the logits must differ between the two inputs."""
-    logits = _logits(_randomize(_authors_resnet50()), X)
+    logits = _logits(_randomize(authors_resnet50()), X)
     assert (logits[0] - logits[1]).abs().max() > 1e-2
+
+
+# --- The files as published, loaded through the paths a user takes, against the libraries' own models ---
+X64 = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+FILE_NAMES = {model_id: make().file_name for model_id, make in LIBRARY_SOURCES.items()}
+SE_FILE, CBAM_FILE = FILE_NAMES["imagenet-seresnet50b"], FILE_NAMES["imagenet-resnet50-cbam"]
+
+
+def _float64_logits(model: nn.Module) -> torch.Tensor:
+    if hasattr(model, "features"):  # pytorchcv: its fixed 7x7 final pool is the global average at 224 px;
+        model.features.final_pool = nn.AvgPool2d(2)  # at 64 px (a 2x2 map) this is that same average
+    with torch.no_grad():
+        return model.double().eval()(X64)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """Each library's model built once: its files, written the way the publisher wrote them, and its float64 logits."""
+    folder = tmp_path_factory.mktemp("published")
+    writers = {"torchvision-v1": {TORCHVISION_V1: torchvision_v1_bytes},
+               "torchvision-v2": {TORCHVISION_V2: torchvision_v2_bytes},
+               "seresnet50b": {SE_FILE: pytorchcv_pth_bytes}, "cbam_resnet50": {CBAM_FILE: pytorchcv_pth_bytes},
+               "authors": {AUTHORS: lambda m: authors_bytes(m, counters=False),
+                           f"counters-{AUTHORS}": lambda m: authors_bytes(m, counters=True)}}
+    logits, files = {}, {}
+    for name, shapes in writers.items():
+        model = library_model(name)
+        for file_name, write in shapes.items():
+            files[file_name] = folder / name / file_name
+            files[file_name].parent.mkdir(exist_ok=True)
+            files[file_name].write_bytes(write(model))
+        logits[name] = _float64_logits(model)
+    return SimpleNamespace(files=files, logits=logits)
+
+
+@pytest.fixture
+def user_places(tmp_path, monkeypatch):
+    """An empty weights folder and torch hub cache, no model variables: where a user puts files."""
+    places = SimpleNamespace(weights=tmp_path / "weights", hub=tmp_path / "torch" / "hub" / "checkpoints", other=tmp_path / "other")
+    for folder in vars(places).values():
+        folder.mkdir(parents=True)
+    monkeypatch.setenv("CBAM_VIZ_WEIGHTS", str(places.weights))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for var in ("CBAM_VIZ_RESNET50", "CBAM_VIZ_SERESNET50", "CBAM_VIZ_RESNET50_CBAM"):
+        monkeypatch.delenv(var, raising=False)
+    return places
+
+
+def _place(published, file_name: str, folder, as_name: str | None = None):
+    target = folder / (as_name or file_name)
+    target.symlink_to(published.files[file_name])
+    return target
+
+
+def _relative_difference(model: nn.Module, reference: torch.Tensor) -> float:
+    with torch.no_grad():
+        ours = model.double().eval()(X64)
+    return float((ours - reference).abs().max() / reference.abs().max())
+
+
+def test_published_files_in_the_weights_folder_load_and_equal_the_libraries(published, user_places):
+    """What `weights fetch` leaves: torchvision's V1 (legacy, no BN counters) and pytorchcv's unzipped .pth files."""
+    for name in (TORCHVISION_V1, SE_FILE, CBAM_FILE):
+        _place(published, name, user_places.weights)
+    model_set = sets.load_set("imagenet", device="cpu")
+    for role, library in (("baseline", "torchvision-v1"), ("se", "seresnet50b"), ("cbam", "cbam_resnet50")):
+        difference = _relative_difference(model_set.models[role], published.logits[library])
+        print(f"{role} {library}: float64 max relative difference {difference:.2e}")
+        assert difference <= 1e-8, (role, difference)
+    assert model_set.sources["baseline"].variant == "IMAGENET1K_V1" and model_set.models["baseline"].info.resize == 256
+    assert model_set.models["baseline"].info.title == "ResNet-50 (torchvision) IMAGENET1K_V1"
+    assert set(model_set.sources) == {"baseline", "se", "cbam"}
+
+
+def test_v2_in_the_hub_cache_and_files_named_by_variables(published, user_places, monkeypatch):
+    """torchvision's V2 (what `resnet50(weights="DEFAULT")` leaves in the hub cache) is described as V2; the
+    authors' DataParallel dict without counters and pytorchcv's file load from their variables."""
+    from torchvision.models import ResNet50_Weights
+
+    _place(published, TORCHVISION_V2, user_places.hub)
+    monkeypatch.setenv("CBAM_VIZ_SERESNET50", str(_place(published, SE_FILE, user_places.other)))
+    monkeypatch.setenv("CBAM_VIZ_RESNET50_CBAM", str(_place(published, AUTHORS, user_places.other)))
+    model_set = sets.load_set("imagenet", device="cpu")
+    for role, library in (("baseline", "torchvision-v2"), ("se", "seresnet50b"), ("cbam", "authors")):
+        difference = _relative_difference(model_set.models[role], published.logits[library])
+        print(f"{role} {library}: float64 max relative difference {difference:.2e}")
+        assert difference <= 1e-8, (role, difference)
+
+    v2 = ResNet50_Weights.IMAGENET1K_V2
+    baseline = model_set.models["baseline"].info
+    assert baseline.title == "ResNet-50 (torchvision) IMAGENET1K_V2"
+    assert (baseline.resize, baseline.input_size) == (v2.transforms().resize_size[0], v2.transforms().crop_size[0]) == (232, 224)
+    assert model_set.models["se"].info.resize == 256
+    accuracy = f"top-1 {v2.meta['_metrics']['ImageNet-1K']['acc@1']}%"
+    listing = describe("imagenet")
+    info = _set_info(SimpleNamespace(sets={"imagenet": model_set}, unavailable={}, device="cpu"), "imagenet")
+    for text in (listing, info):
+        assert "IMAGENET1K_V2" in text and accuracy in text and "resize 232, center crop 224" in text
+        assert "not the paper-era recipe" in text and "top-1 76.13%" not in text
+    assert "cbam: ResNet-50 + CBAM" in listing and f"found {AUTHORS}: not one of the libraries' published files" in listing
+    assert "*CBAM:* ResNet-50 + CBAM from a file that is not in torchvision's or pytorchcv's metadata" in info
+
+
+def test_authors_checkpoint_with_counters_loads_from_the_command_line(published):
+    """`explain --cbam FILE` with the authors' dict as saved by torch >= 0.4.1 (counters present)."""
+    model = sets.load_model_file(published.files[f"counters-{AUTHORS}"], "cbam", device="cpu")
+    difference = _relative_difference(model, published.logits["authors"])
+    print(f"cbam authors (with counters): float64 max relative difference {difference:.2e}")
+    assert difference <= 1e-8
+
+
+@pytest.mark.parametrize("v1_in, v2_in", [("weights", "weights"), ("hub", "hub"), ("hub", "models"), ("other", "weights")])
+def test_v1_is_preferred_wherever_both_are_found(user_places, tmp_path, monkeypatch, v1_in, v2_in):
+    """V1 before V2 in one folder and across folders (`other`: a folder `weights fetch --dir` registered)."""
+    from cbam_viz.models.fetch import register_dir
+
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    folders = {**vars(user_places), "models": models_dir}
+    register_dir(user_places.other)
+    (folders[v1_in] / TORCHVISION_V1).write_bytes(b"v1")
+    (folders[v2_in] / TORCHVISION_V2).write_bytes(b"v2")
+    entry = sets.read_manifest()["models"]["imagenet-resnet50"]
+    assert sets.external_path(entry, models_dir) == folders[v1_in] / TORCHVISION_V1
+    (folders[v1_in] / TORCHVISION_V1).unlink()
+    assert sets.external_path(entry, models_dir) == folders[v2_in] / TORCHVISION_V2
+
+
+def test_only_the_bn_counters_may_be_missing(tmp_path):
+    """Without counters a file loads (BatchNorm starts them at 0); any other missing key is still refused."""
+    model = _randomize(build_resnet(18))
+    state = without_counters(model.state_dict())
+    torch.save(state, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    target = build_resnet(18)
+    for name, buffer in target.named_buffers():
+        buffer.fill_(5) if name.endswith(COUNTER) else None
+    loaded = load_weights(target, tmp_path / "old.pth")
+    assert all(int(v) == 0 for k, v in loaded.state_dict().items() if k.endswith(COUNTER))
+    assert torch.equal(_logits(loaded, X), _logits(model, X))
+    del state["layer1.0.conv1.weight"]
+    torch.save(state, tmp_path / "cut.pth")
+    with pytest.raises(WeightsError, match=r"cut\.pth: does not fit ResNet-18: 1 missing \(layer1\.0\.conv1\.weight\)$"):
+        load_weights(build_resnet(18), tmp_path / "cut.pth")

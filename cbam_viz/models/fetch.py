@@ -281,7 +281,8 @@ def describe(name: str, models_dir: Path = MODELS_DIR) -> str:
             lines += [f"  accuracy: {loaded.accuracy}", f"  preprocessing: {loaded.preprocessing}"]
             lines += [f"  note: {loaded.note}"] if loaded.note else []
         else:
-            lines += [f"  found {found.name}: not a file published under that name; its source and accuracy are unknown here"]
+            lines += [f"  found {found.name}: not one of the libraries' published files (the CBAM authors' checkpoint, or a "
+                      "renamed file), so its source and accuracy are not shown"]
         lines += [f"  fetch downloads: {source.file_name} from {source.url}",
                   f"  now: {found or f'missing (run: {CLI} weights fetch {name})'}"]
     return "\n".join(lines)

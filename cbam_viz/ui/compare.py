@@ -166,8 +166,8 @@ def _fetch_sources(name: str) -> str:
 def _loaded_sources(model_set: ModelSet) -> str:
     """Where each loaded external file comes from: the published file it is, or that it is none of them."""
     return "".join(_source_line(role, model_set.sources[role]) if role in model_set.sources else
-                   f"  \n*{role_title(role)}:* {model_set.models[role].info.title} from a file not published under its "
-                   "name; its source and accuracy are unknown here"
+                   f"  \n*{role_title(role)}:* {model_set.models[role].info.title} from a file that is not in torchvision's "
+                   "or pytorchcv's metadata (the CBAM authors' checkpoint, or a renamed file): source and accuracy not shown"
                    for role, entry in model_set.entries.items() if entry.get("kind") == "external")
 
 
