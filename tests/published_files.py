@@ -159,9 +159,10 @@ def pytorchcv_pth_bytes(model: nn.Module) -> bytes:
 
 
 def release_zip(pth_name: str, pth: bytes) -> bytes:
-    """pytorchcv's release asset: ``NAME.pth.zip`` holding ``NAME.pth``."""
+    """pytorchcv's release asset: ``NAME.pth.zip`` holding ``NAME.pth``. Stored, not deflated: random
+    weights do not compress, and deflating 100 MB costs seconds (test_fetch's small archives are deflated)."""
     archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr(pth_name, pth)
     return archive.getvalue()
 

@@ -17,16 +17,19 @@ import threading
 import time
 import urllib.request
 import zipfile
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 import torch
 
 from cbam_viz import cli
 from cbam_viz.models import fetch, sets
 from cbam_viz.models.fetch import FetchError, Source, fetch_set
+from published_files import library_model, pytorchcv_pth_bytes, release_zip, sha1, sha256, torchvision_v1_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -242,7 +245,19 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_cli_connection_refused_exits_2_with_one_line_fast(tmp_path):
+def _by_hand_block(stderr: str, dest: Path, headline: str) -> list[str]:
+    """The offline block for the real set: every file, its publisher's URL and where to put it."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 8, stderr  # the reason, two lines per file, how to check: not one line per retry
+    assert lines[0].startswith("error: cannot download 3 files of set 'imagenet': " + headline), lines[0]
+    for (source, entry), (url, place) in zip(fetch.set_sources("imagenet").values(), zip(lines[1:7:2], lines[2:7:2])):
+        assert url.split() == [url.split()[0], source.url]
+        assert f"-> {dest / source.file_name}  (or set {entry['env']}=/path/to/{source.file_name})" in place
+        assert ("unzip it, then ->" in place) == source.zipped
+    return lines
+
+
+def test_cli_connection_refused_names_every_file_exits_2_fast(tmp_path):
     """The real ``imagenet`` set, mirrored to a closed loopback port, in a subprocess like a user runs it."""
     mirror = f"http://127.0.0.1:{_closed_port()}/m"
     dest = tmp_path / "dest"
@@ -252,13 +267,41 @@ def test_cli_connection_refused_exits_2_with_one_line_fast(tmp_path):
                             env={**os.environ, "CBAM_VIZ_WEIGHTS": str(tmp_path / "weights")})
     assert time.monotonic() - started < 60
     assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"error: cannot download {mirror}/resnet50-0676ba61.pth: ")
-    assert "refused" in lines[0]
-    assert "download https://download.pytorch.org/models/resnet50-0676ba61.pth and place resnet50-0676ba61.pth in" in lines[0]
-    assert "CBAM_VIZ_RESNET50=" in lines[0]
+    lines = _by_hand_block(result.stderr, dest, "the connection was refused (127.0.0.1: ")
+    assert lines[-1] == f"  then run `bash run.sh cli weights fetch imagenet --dir {dest}` again: it checks their checksums and downloads nothing already there"
     assert list(dest.iterdir()) == []
+
+
+def test_unreachable_hosts_say_so_in_words_and_are_tried_once(tiny, tmp_path):
+    """No mirror: the test set's own hosts (``.invalid``, which no resolver knows) fail at name resolution;
+    each host is tried once, and one block names every file, its URL and where it goes."""
+    dest = tmp_path / "w"
+    started = time.monotonic()
+    with pytest.raises(FetchError) as e:
+        _fetch(tiny, dest, None)
+    assert time.monotonic() - started < 30
+    message = str(e.value)
+    assert message.splitlines()[0].startswith("cannot download 2 files of set 'tiny': the network is unreachable "
+                                              "(download.invalid, github.invalid: the host name could not be resolved). ")
+    assert "Errno" not in message and len(message.splitlines()) == 6
+    for source in tiny["sources"].values():
+        assert source.url in message and str(dest / source.file_name) in message
+    assert list(dest.iterdir()) == [] and not (tmp_path / "weights" / fetch.LOCATIONS_FILE).exists()
+
+
+def test_offline_after_some_files_names_only_the_missing_ones(tiny, server, tmp_path):
+    """One file already fetched (verified in place, no request); the other's host is down: only it is listed."""
+    dest = tmp_path / "w"
+    base = next(n for n in tiny["bytes"] if n.startswith("tinynet"))
+    dest.mkdir()
+    (dest / base).write_bytes(tiny["bytes"][base])
+    port = _closed_port()
+    sources = {**tiny["sources"], "t-cbam": replace(tiny["sources"]["t-cbam"], url=f"http://127.0.0.1:{port}/x/{tiny['sources']['t-cbam'].file_name}.zip")}
+    with pytest.raises(FetchError) as e:
+        fetch_set("tiny", dest, None, models_dir=tiny["models_dir"], sources=sources, progress=False, report=lambda line: None)
+    assert str(e.value).startswith("cannot download 1 file of set 'tiny': the connection was refused (127.0.0.1: ")
+    assert base not in str(e.value) and sources["t-cbam"].url in str(e.value)
+    assert sorted(p.name for p in dest.iterdir()) == [base]
 
 
 def test_cli_real_set_mirror_paths_and_checksum_mismatch(tmp_path, server, capsys):
@@ -340,7 +383,73 @@ def test_nothing_downloads_when_the_app_loads_a_missing_set(tiny, tmp_path, monk
     with pytest.raises(sets.SetUnavailable) as e:
         sets.load_set("imagenet", device="cpu")
     message = str(e.value)
-    assert "python -m cbam_viz weights fetch imagenet" in message
+    assert "run `bash run.sh cli weights fetch imagenet`" in message and "python -m" not in message
     assert "resnet50-0676ba61.pth" in message and "seresnet50b-" in message and "RESNET50_CBAM_new_name_wrap.pth" in message
     with pytest.raises(sets.SetUnavailable, match="missing tiny base weights: fetch it"):
         sets.load_set("tiny", models_dir=tiny["models_dir"], device="cpu")
+
+
+def test_fetch_from_a_loopback_mirror_serving_the_published_shapes_then_explain_a_photo(server, tmp_path, monkeypatch, capsys):
+    """The real set's file names and packaging, with random weights in the publishers' shapes (torchvision's V1:
+    legacy serialization, no BN counters; pytorchcv's: the .pth inside NAME.pth.zip, checked by its SHA-1).
+    The sources are the libraries' own, less the checksums (of these files, not of the real ones)."""
+    from matplotlib import cbook
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for var in ("CBAM_VIZ_RESNET50", "CBAM_VIZ_SERESNET50", "CBAM_VIZ_RESNET50_CBAM"):
+        monkeypatch.delenv(var, raising=False)
+    files = {"baseline": torchvision_v1_bytes(library_model("torchvision-v1")),
+             "se": pytorchcv_pth_bytes(library_model("seresnet50b")), "cbam": pytorchcv_pth_bytes(library_model("cbam_resnet50"))}
+    sources = {}
+    for role, (source, _) in fetch.set_sources("imagenet").items():
+        data = files[role]
+        if source.zipped:
+            server.files[f"{source.file_name}.zip"] = release_zip(source.file_name, data)
+            sources[source.model_id] = replace(source, sha1=sha1(data))
+        else:
+            server.files[source.file_name] = data
+            sources[source.model_id] = replace(source, sha256_prefix=sha256(data)[:8])
+    lines: list[str] = []
+    fetch_set("imagenet", None, server.url, sources=sources, progress=False, report=lines.append)
+    assert lines[-1] == "set 'imagenet' is ready: bash run.sh cli explain IMAGE --set imagenet --out OUT"
+    assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == sorted(s.file_name for s in sources.values())
+
+    photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    out = tmp_path / "out"
+    assert cli.main(["explain", str(photo), "--set", "imagenet", "--out", str(out)]) == 0
+    arrays = np.load(out / "grace_hopper_gradcam.npz")
+    assert sorted(k for k in arrays if k.endswith("/cam")) == ["baseline/cam", "cbam/cam", "se/cam"]
+    for role in ("baseline", "se", "cbam"):
+        cam = arrays[f"{role}/cam"]
+        assert cam.shape == (224, 224) and np.isfinite(cam).all() and cam.max() > cam.min()
+    assert (out / "grace_hopper_gradcam.png").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "ResNet-50 (torchvision) IMAGENET1K_V1" in printed and printed.count(" pred ") == 3
+
+
+def test_every_suggested_command_is_one_the_readme_user_can_paste(tiny, tmp_path, monkeypatch):
+    """Hints (missing set, `weights list`, offline fetch, a finished fetch) say `bash run.sh cli ...`
+    (run.sh's entry point into the project's environment) and parse as the CLI's own commands."""
+    import re
+    import shlex
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for var in ("CBAM_VIZ_RESNET50", "CBAM_VIZ_SERESNET50", "CBAM_VIZ_RESNET50_CBAM"):
+        monkeypatch.delenv(var, raising=False)
+    texts = [fetch.describe("imagenet")]
+    with pytest.raises(sets.SetUnavailable) as e:
+        sets.load_set("imagenet", device="cpu")
+    texts.append(str(e.value))
+    with pytest.raises(FetchError) as e:
+        _fetch(tiny, tmp_path / "my weights", None)
+    texts.append(str(e.value))
+    for name, data in tiny["bytes"].items():
+        (tmp_path / "my weights" / name).write_bytes(data)  # placed by hand, as the block says
+    texts += _fetch(tiny, tmp_path / "my weights", None)
+    commands = [shlex.split(c) for text in texts for c in re.findall(r"bash run\.sh cli ([^`)\n]+)", text)]
+    assert len(commands) >= 5 and all("python -m" not in text for text in texts)
+    assert ["weights", "fetch", "tiny", "--dir", str(tmp_path / "my weights")] in commands
+    parser = cli.build_parser()
+    for command in commands:
+        parser.parse_args(command)  # exits (fails) on a command or option the CLI lacks
+    assert (ROOT / "run.sh").read_text().count('cli) ensure_venv requirements.txt; shift; exec .venv/bin/python -m cbam_viz "$@"') == 1

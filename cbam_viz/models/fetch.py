@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import sys
@@ -52,6 +53,10 @@ class FetchError(RuntimeError):
 
 class Unreachable(FetchError):
     """No answer from the host at all (name resolution, refused connection, unreachable network, connect timeout)."""
+
+    def __init__(self, headline: str, host: str, detail: str):
+        super().__init__(f"{headline} ({host}: {detail})")
+        self.headline, self.host, self.detail = headline, host, detail
 
 
 class _Retryable(Exception):
@@ -127,7 +132,7 @@ def _transfer(url: str, tmp: Path, progress: bool, timeout: float) -> None:
             raise _Retryable(f"HTTP {e.code} {e.reason}") from None
         raise FetchError(f"HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:  # name resolution, connection refused, connect timeout: not retried
-        raise Unreachable(_unreachable(e.reason, url, timeout)) from None
+        raise _unreachable(e.reason, url, timeout) from None
     except (OSError, http.client.HTTPException) as e:
         raise _Retryable(str(e) or type(e).__name__) from None
     with response:
@@ -148,18 +153,18 @@ def _transfer(url: str, tmp: Path, progress: bool, timeout: float) -> None:
         raise _Retryable(f"transfer interrupted after {tmp.stat().st_size:,} of {total:,} bytes")
 
 
-def _unreachable(reason: object, url: str, timeout: float) -> str:
-    """Why a host gave no answer, in words."""
+def _unreachable(reason: object, url: str, timeout: float) -> Unreachable:
+    """Why a host gave no answer, in words: ``the network is unreachable`` when no network path to it exists."""
     host = urlsplit(url).hostname or url
     if isinstance(reason, socket.gaierror):
-        return f"the network is unreachable ({host}: the host name could not be resolved)"
-    if isinstance(reason, ConnectionRefusedError):
-        return f"{host} refused the connection"
+        return Unreachable("the network is unreachable", host, "the host name could not be resolved")
     if isinstance(reason, TimeoutError):
-        return f"the network is unreachable ({host}: no answer within {timeout:g} s)"
+        return Unreachable("the network is unreachable", host, f"no answer within {timeout:g} s")
     if isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-        return f"the network is unreachable ({host}: {reason.strerror})"
-    return f"{host} cannot be reached ({reason})"
+        return Unreachable("the network is unreachable", host, reason.strerror)
+    if isinstance(reason, ConnectionRefusedError):
+        return Unreachable("the connection was refused", host, "nothing answers on that port")
+    return Unreachable("the server cannot be reached", host, str(reason))
 
 
 def _download(url: str, tmp: Path, progress: bool, attempts: int, timeout: float) -> None:
@@ -222,14 +227,20 @@ def fetch_source(source: Source, entry: dict[str, Any], dest: Path, mirror: str 
     return final, True
 
 
-def _by_hand(name: str, missing: list[tuple[str, Source, dict[str, Any]]], dest: Path, reasons: list[str]) -> str:
-    """One block: why, then every missing file with its URL and where to put it."""
-    lines = [f"cannot download {len(missing)} file{'s' * (len(missing) > 1)} of set {name!r}: {'; '.join(dict.fromkeys(reasons))}. "
+def _by_hand(name: str, missing: list[tuple[str, Source, dict[str, Any]]], dest: Path, down: list[Unreachable]) -> str:
+    """One block: why, then every missing file with its URL and where to put it, then how to check them."""
+    hosts: dict[tuple[str, str], list[str]] = {}
+    for e in down:
+        hosts.setdefault((e.headline, e.detail), []).append(e.host)
+    why = "; ".join(f"{headline} ({', '.join(names)}: {detail})" for (headline, detail), names in hosts.items())
+    lines = [f"cannot download {len(missing)} file{'s' * (len(missing) > 1)} of set {name!r}: {why}. "
              "No partial file was left. Run this again when online, or download each file yourself and put it where shown:"]
     for role, source, entry in missing:
         unzip = "unzip it, then " if source.zipped else ""
-        lines += [f"  {role:8s} {source.url}", f"  {'':8s} {unzip}-> {dest / source.file_name}  (or set {entry['env']}=/path/to/{source.file_name})"]
-    return "\n".join(lines + [f"  then check with: {CLI} weights list {name}"])
+        lines += [f"  {role:8s} {source.url}",
+                  f"  {'':8s} {unzip}-> {dest / source.file_name}  (or set {entry['env']}=/path/to/{source.file_name})"]
+    again = f"{CLI} weights fetch {name}" + ("" if dest.resolve() == weights_dir().resolve() else f" --dir {shlex.quote(str(dest))}")
+    return "\n".join(lines + [f"  then run `{again}` again: it checks their checksums and downloads nothing already there"])
 
 
 def fetch_set(name: str, dest: Path | None = None, mirror: str | None = None, *, models_dir: Path = MODELS_DIR,
@@ -245,15 +256,15 @@ def fetch_set(name: str, dest: Path | None = None, mirror: str | None = None, *,
     mirror = mirror or os.environ.get(MIRROR_ENV) or None
     planned = set_sources(name, models_dir, sources)
     dest.mkdir(parents=True, exist_ok=True)
-    paths, missing, down = [], [], {}  # down: host -> why it gave no answer
+    paths, missing, down = [], [], {}  # down: host -> why it gave no answer (not tried again)
     for role, (source, entry) in planned.items():
         host = urlsplit(mirrored(source.url, mirror)).netloc
         try:
             if host in down:
-                raise Unreachable(down[host])
+                raise down[host]
             path, downloaded = fetch_source(source, entry, dest, mirror, progress=progress, attempts=attempts, timeout=timeout)
         except Unreachable as e:
-            down.setdefault(host, str(e))
+            down.setdefault(host, e)
             missing.append((role, source, entry))
             continue
         paths.append(path)
