@@ -212,7 +212,7 @@ def test_wrong_architecture_lists_keys_and_counts(tmp_path):
         load_weights(build_resnet(50, "cbam"), path)
     msg = str(e.value)
     assert msg.startswith(f"{path}: does not fit ResNet-50 + CBAM:")
-    assert "358 missing (" in msg and "shape mismatches" in msg and "..." in msg
+    assert "309 missing (" in msg and "shape mismatches" in msg and "..." in msg  # BN counters may be absent: not counted
     assert "\n" not in msg
     torch.save(build_resnet(50, "cbam").state_dict(), path)
     with pytest.raises(WeightsError, match=r"r18\.pth: does not fit ResNet-18: \d+ unexpected \(layer1\.0\.conv3\.weight"):
@@ -229,7 +229,7 @@ def test_shape_mismatch_names_the_tensor(tmp_path):
 def test_baseline_weights_into_cbam_model_name_the_missing_cbam_keys(tmp_path):
     path = tmp_path / "base.pth"
     torch.save(build_resnet(18).state_dict(), path)
-    with pytest.raises(WeightsError, match=r"80 missing \(layer1\.0\.cbam\.channel\.fc1\.weight"):
+    with pytest.raises(WeightsError, match=r"72 missing \(layer1\.0\.cbam\.channel\.fc1\.weight"):
         load_weights(build_resnet(18, "cbam"), path)
 
 
