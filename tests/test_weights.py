@@ -343,7 +343,7 @@ def test_v2_in_the_hub_cache_and_files_named_by_variables(published, user_places
     for text in (listing, info):
         assert "IMAGENET1K_V2" in text and accuracy in text and "resize 232, center crop 224" in text
         assert "not the paper-era recipe" in text and "top-1 76.13%" not in text
-    assert "cbam: ResNet-50 + CBAM" in listing and f"found {AUTHORS}: not one of the libraries' published files" in listing
+    assert f"cbam: ResNet-50 + CBAM — {AUTHORS}: not one of the libraries' published files" in listing
     assert "*CBAM:* ResNet-50 + CBAM from a file that is not in torchvision's or pytorchcv's metadata" in info
 
 

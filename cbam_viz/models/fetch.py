@@ -287,13 +287,12 @@ def describe(name: str, models_dir: Path = MODELS_DIR) -> str:
     for role, (source, entry) in set_sources(name, models_dir).items():
         found = external_path(entry, models_dir)
         loaded = source_of(source.model_id, found) if found else source
-        lines += [f"{role}: {entry['title']} — {(loaded or source).origin}"]
         if loaded:
-            lines += [f"  accuracy: {loaded.accuracy}", f"  preprocessing: {loaded.preprocessing}"]
-            lines += [f"  note: {loaded.note}"] if loaded.note else []
+            lines += [f"{role}: {entry['title']} — {loaded.origin}", f"  accuracy: {loaded.accuracy}",
+                      f"  preprocessing: {loaded.preprocessing}"] + ([f"  note: {loaded.note}"] if loaded.note else [])
         else:
-            lines += [f"  found {found.name}: not one of the libraries' published files (the CBAM authors' checkpoint, or a "
-                      "renamed file), so its source and accuracy are not shown"]
+            lines += [f"{role}: {entry['title']} — {found.name}: not one of the libraries' published files (the CBAM "
+                      "authors' checkpoint, or a renamed file), so its source and accuracy are not shown"]
         lines += [f"  fetch downloads: {source.file_name} from {source.url}",
                   f"  now: {found or f'missing (run: {CLI} weights fetch {name})'}"]
     return "\n".join(lines)

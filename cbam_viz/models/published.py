@@ -15,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from .. import CLI
+
 PAPER_ERA = "IMAGENET1K_V1"
 
 
@@ -58,9 +60,10 @@ def torchvision_source(model_id: str, weights: str) -> Source:
         raise SourceError(f"{w.url}: no SHA-256 prefix in the file name, so the download could not be checked")
     metrics = w.meta["_metrics"]["ImageNet-1K"]
     transforms = w.transforms()
+    docs = " ".join(re.sub(r"`([^`<]+?)\s*<([^>]+)>`_", r"\1 (\2)", w.meta["_docs"]).split())  # RST link -> text (URL)
     note = "" if member == PAPER_ERA else (
-        f"{member} is not the paper-era recipe: {w.meta['_docs'].strip()} The attention models' fair partner "
-        f"is {PAPER_ERA} (`weights fetch` downloads it, and it is preferred wherever both files are found).")
+        f"{member} is not the paper-era recipe (torchvision: \"{docs}\"). The attention models' fair partner "
+        f"is {PAPER_ERA}: `{CLI} weights fetch imagenet` downloads it, and it is preferred wherever both files are found.")
     return Source(model_id, w.url, file_name, sha256_prefix=match.group(1),
                   origin=f"torchvision {weights} ({w.meta['num_params']:,} parameters)",
                   accuracy=f"top-1 {metrics['acc@1']}%, top-5 {metrics['acc@5']}% (ImageNet-1K val, torchvision's metadata)",
