@@ -347,12 +347,15 @@ def test_v2_in_the_hub_cache_and_files_named_by_variables(published, user_places
     assert "*CBAM:* ResNet-50 + CBAM from a file that is not in torchvision's or pytorchcv's metadata" in info
 
 
-def test_authors_checkpoint_with_counters_loads_from_the_command_line(published):
-    """`explain --cbam FILE` with the authors' dict as saved by torch >= 0.4.1 (counters present)."""
+def test_files_given_on_the_command_line(published):
+    """`explain --cbam FILE`: the authors' dict as saved by torch >= 0.4.1 (counters present); `--baseline
+    FILE`: torchvision's V2 is described and fed as V2 there too."""
     model = sets.load_model_file(published.files[f"counters-{AUTHORS}"], "cbam", device="cpu")
     difference = _relative_difference(model, published.logits["authors"])
     print(f"cbam authors (with counters): float64 max relative difference {difference:.2e}")
     assert difference <= 1e-8
+    v2 = sets.load_model_file(published.files[TORCHVISION_V2], None, device="cpu")
+    assert (v2.info.title, v2.info.resize, v2.info.input_size) == ("ResNet-50 IMAGENET1K_V2", 232, 224)
 
 
 @pytest.mark.parametrize("v1_in, v2_in", [("weights", "weights"), ("hub", "hub"), ("hub", "models"), ("other", "weights")])

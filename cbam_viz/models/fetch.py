@@ -286,7 +286,7 @@ def describe(name: str, models_dir: Path = MODELS_DIR) -> str:
     lines = []
     for role, (source, entry) in set_sources(name, models_dir).items():
         found = external_path(entry, models_dir)
-        loaded = source_of(source.model_id, found) if found else source
+        loaded = source_of(found, source.model_id) if found else source
         if loaded:
             lines += [f"{role}: {entry['title']} — {loaded.origin}", f"  accuracy: {loaded.accuracy}",
                       f"  preprocessing: {loaded.preprocessing}"] + ([f"  note: {loaded.note}"] if loaded.note else [])

@@ -113,7 +113,9 @@ OTHER_SOURCES: dict[str, list[Callable[[], Source]]] = {
 }
 
 
-def source_of(model_id: str, path: Path) -> Source | None:
-    """The published file that ``path`` is, by its name, among those the entry accepts; None if unknown."""
-    candidates = [LIBRARY_SOURCES[model_id], *OTHER_SOURCES.get(model_id, [])] if model_id in LIBRARY_SOURCES else []
+def source_of(path: Path, model_id: str | None = None) -> Source | None:
+    """The published file that ``path`` is, by its name, among those entry ``model_id`` accepts (None:
+    among every entry's); None if it is none of them."""
+    ids = [model_id] if model_id is not None else list(LIBRARY_SOURCES)
+    candidates = [make for i in ids if i in LIBRARY_SOURCES for make in (LIBRARY_SOURCES[i], *OTHER_SOURCES.get(i, []))]
     return next((s for make in candidates if (s := make()).file_name == path.name), None)

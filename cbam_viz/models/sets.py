@@ -100,15 +100,23 @@ def external_path(entry: dict[str, Any], models_dir: Path) -> Path | None:
     return found or next(matches, None)
 
 
+def _published_info(attention: str | None, source: Source | None, title: str = "") -> ModelInfo:
+    """ImageNet info for a file: a published one's variant in the title, and its preprocessing."""
+    if source is None:
+        return imagenet_info(attention, title)
+    info = imagenet_info(attention, title, source.resize, source.crop)
+    info.name += f" {source.variant}" if source.variant else ""
+    return info
+
+
 def _load_external(model_id: str, entry: dict[str, Any], models_dir: Path, device: str) -> tuple[ResNet, Source | None]:
     """The model of an external entry and, when its file is a published one, that file's source:
     titled with the source's variant and fed with the source's preprocessing."""
     path = external_path(entry, models_dir)
     if path is None:
         raise SetUnavailable(f"missing {entry['title']} weights: {entry['how_to_get']}")
-    source = source_of(model_id, path)
-    title = f"{entry['title']} {source.variant}" if source and source.variant else entry["title"]
-    info = imagenet_info(entry["architecture"]["attention"], title, *((source.resize, source.crop) if source else ()))
+    source = source_of(path, model_id)
+    info = _published_info(entry["architecture"]["attention"], source, entry["title"])
     try:
         return load_weights(build_from_info(info), path).to(device).eval(), source
     except WeightsError as e:
@@ -224,4 +232,5 @@ def load_model_file(path: str | Path, attention: str | None, device: str | None 
     except WeightsError as e:
         if "not a cbam-viz checkpoint" not in str(e):
             raise
-    return load_weights(build_from_info(imagenet_info(attention)), path).to(device or default_device()).eval()
+    info = _published_info(attention, source_of(Path(path)))
+    return load_weights(build_from_info(info), path).to(device or default_device()).eval()
