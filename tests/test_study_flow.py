@@ -82,7 +82,9 @@ def answer_all(session: StudySession, view, answers=lambda trial, kind: "A", res
     return view
 
 
-def test_a_link_with_platform_ids_resumes_the_participant_and_ends_with_the_completion_code(study) -> None:
+def test_a_link_with_platform_ids_is_an_attribute_and_the_credential_ends_with_the_completion_code(study) -> None:
+    from cbam_viz.study.session import CONFLICT_MESSAGE
+
     session, store = study()
     assert not session.resume("", LINK).started  # a new link: the start screen
     first = session.join("", consent=True, link=LINK)
@@ -92,20 +94,25 @@ def test_a_link_with_platform_ids_resumes_the_participant_and_ends_with_the_comp
     assert stored.platform_ids == {"PROLIFIC_PID": "5f1a2b3c4d", "STUDY_ID": "study42", "SESSION_ID": "sess-1"}
     assert stored.consented_at is not None
     view, _ = session.vote(first.credential, first.trial.position, "A", 900)
-    # the same link in another browser (no credential) resumes the same participant at the same trial
-    again = session.resume("", LINK)
-    assert again.participant_id == pid and again.trial.position == view.trial.position
-    assert again.credential == first.credential
-    # clicking "start" again with the link also continues them (no second participant, no consent needed)
-    assert session.join("", link=LINK).participant_id == pid
-    # someone else's browser credential does not override the link
+    # the browser's credential resumes (with or without the link)
+    for link in (LINK, ""):
+        again = session.resume(first.credential, link)
+        assert again.participant_id == pid and again.trial.position == view.trial.position
+    # the same link in another browser (no credential) gets only the message: no credential, trial or code
+    for arrival in (session.resume("", LINK), session.join("", link=LINK), session.join("", consent=True, link=LINK)):
+        assert arrival.blocked and arrival.message == CONFLICT_MESSAGE
+        assert (arrival.participant_id, arrival.credential, arrival.trial, arrival.completion) == ("", "", None, None)
+    # someone else's credential with this link: blocked too, and both arrivals are on record
     other = session.join("", consent=True)
-    assert session.resume(other.credential, LINK).participant_id == pid
+    assert session.resume(other.credential, LINK).blocked
+    conflicts = {(c.participant_id, c.other_id): c.arrivals for c in store.conflicts("crowd")}
+    assert conflicts == {(pid, ""): 3, (pid, other.participant_id): 1}
     assert len(store.participants("crowd")) == 2
     done = answer_all(session, again)
     assert done.done and done.completion.code == "C0DE99" and done.completion.redirect
     assert done.completion.url == "https://app.prolific.com/submissions/complete?cc=C0DE99&s=sess-1"
-    assert session.resume("", LINK).completion == done.completion  # the end screen again after a reload
+    assert session.resume(first.credential, LINK).completion == done.completion  # the end screen after a reload
+    assert session.resume("", LINK).completion is None
     # before the end nobody sees the code
     assert session.resume(other.credential).completion is None
 
@@ -250,10 +257,16 @@ def test_the_results_name_the_models_as_people_read_them(study) -> None:
 
 def test_fast_votes_are_flagged_and_the_study_time_is_limited(study) -> None:
     session, store = study(practice_trials=0, catch_trials=0, max_study_minutes=30)
+    import time
+
     view = session.join("", consent=True)
-    view, _ = session.vote(view.credential, view.trial.position, "A", 150)  # under min_response_ms = 400
-    view, _ = session.vote(view.credential, view.trial.position, "B", 2500)
-    assert [v.too_fast for v in store.votes("crowd")] == [True, False]
+    # "too fast" (under min_response_ms = 400) is the server's measure: a client's claim changes nothing
+    view, _ = session.vote(view.credential, view.trial.position, "A", 2500)  # claims 2.5 s, sent at once
+    time.sleep(0.45)
+    view, _ = session.vote(view.credential, view.trial.position, "B", 150)  # claims 150 ms after 450
+    votes = store.votes("crowd")
+    assert [v.too_fast for v in votes] == [True, False]
+    assert [v.response_ms for v in votes] == [2500, 150] and votes[0].server_ms < 400 <= votes[1].server_ms
     assert "Too fast** (under 400 ms): 1 of 2 votes" in build_report(store, "crowd").markdown
     assert 29 * 60 < store.time_left("crowd", view.participant_id) <= 30 * 60
     _age(store, view.participant_id, minutes=31)

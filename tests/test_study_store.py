@@ -317,7 +317,7 @@ def test_a_schema_1_database_is_migrated_and_keeps_every_vote(db_url: str, tmp_p
         _set_version(url, None)  # written before the version table existed: schema 1
     old = json.loads((DATA / "study-schema1-votes.json").read_text())
     with open_store(url) as store:
-        assert _version(store) == 2
+        assert _version(store) == 3
         migrated = store.votes("plain") + store.votes("se-cbam") + store.free_votes()
         trials = store.trials("se-cbam", "se-cbam-p0")
         # the migrated studies keep working: a new vote, a resubmission, a new participant
@@ -384,7 +384,7 @@ def test_a_failing_migration_leaves_the_schema_1_database_as_it_was(db_url: str,
     assert _snapshot(url) == before
     monkeypatch.undo()
     with open_store(url) as store:  # the real migration still works on it
-        assert _version(store) == 2 and len(store.votes("plain")) > 0
+        assert _version(store) == 3 and len(store.votes("plain")) > 0
 
 
 def test_an_older_database_is_migrated_step_by_step_or_refused(tmp_path: Path, monkeypatch) -> None:

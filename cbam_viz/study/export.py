@@ -10,16 +10,21 @@ from typing import Any, TextIO
 from .records import VoteRecord
 
 FORMATS = ("csv", "json")
-_FIELDS = [f.name for f in fields(VoteRecord)]
+_SERVER_TIMES = ("server_ms", "shown_at", "received_at")  # next to the client's response_ms
+_FIELDS = [f.name for f in fields(VoteRecord) if f.name not in _SERVER_TIMES]
 _AFTER_ANSWER = _FIELDS.index("answer") + 1
-EXPORT_COLUMNS = (*_FIELDS[:_AFTER_ANSWER], "chosen_model", *_FIELDS[_AFTER_ANSWER:])
+_AFTER_RESPONSE = _FIELDS.index("response_ms") + 1
+EXPORT_COLUMNS = (*_FIELDS[:_AFTER_ANSWER], "chosen_model", *_FIELDS[_AFTER_ANSWER:_AFTER_RESPONSE], *_SERVER_TIMES,
+                  *_FIELDS[_AFTER_RESPONSE:])
+_TIMES = ("created_at", "shown_at", "received_at")
 
 
 def vote_rows(votes: Sequence[VoteRecord]) -> list[dict[str, Any]]:
     """One dict per vote, keys in EXPORT_COLUMNS order, timestamps as ISO 8601 strings."""
     rows = []
     for vote in votes:
-        values = asdict(vote) | {"chosen_model": vote.chosen_model, "created_at": vote.created_at.isoformat()}
+        values = asdict(vote) | {"chosen_model": vote.chosen_model}
+        values |= {name: None if values[name] is None else values[name].isoformat() for name in _TIMES}
         rows.append({column: values[column] for column in EXPORT_COLUMNS})
     return rows
 

@@ -19,6 +19,14 @@ class VoteRejected(StudyError):
     """A vote submission was refused; nothing was stored."""
 
 
+class PlatformIdTaken(StudyError):
+    """A new participant's platform id belongs to participant ``holder`` already; nothing was stored."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__("this study link has already been used to join")
+        self.holder = holder
+
+
 @dataclass(frozen=True)
 class ModelOutput:
     """One model's top-1 class and probability on a stimulus, and its model file's checksum."""
@@ -47,7 +55,10 @@ class VoteRecord:
     """One stored vote, unblinded. ``shown_as_a`` / ``shown_as_b`` name the models (roles of the set,
     e.g. "se"; "object" / "background" on catch trials) shown as A and B. Free votes have study=None,
     position=None and stimulus_id "upload:<sha256>"; their participant_id is the submitting session's id.
-    ``kind`` is "trial" or "catch"; ``too_fast`` flags a response faster than the study's minimum."""
+    ``kind`` is "trial" or "catch". ``response_ms`` is what the browser measured (the client's claim);
+    ``shown_at`` / ``received_at`` are when the server sent the trial and received the vote, ``server_ms``
+    the time between them (an upper bound of the true response time, which a client cannot shorten);
+    ``too_fast`` flags a server time (else, for votes without one, a client time) under the study's minimum."""
 
     vote_id: int
     study: str | None
@@ -74,6 +85,9 @@ class VoteRecord:
     checksum_b: str | None
     app_version: str
     image_sha256: str | None
+    server_ms: int | None = None
+    shown_at: datetime | None = None
+    received_at: datetime | None = None
 
     @property
     def chosen_model(self) -> str:
@@ -105,6 +119,20 @@ class Participant:
     is_new: bool
     platform_ids: Mapping[str, str] = field(default_factory=dict)
     consented_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Someone arrived with the platform id ``platform_key`` of participant ``participant_id`` but
+    without that participant's credential: without any (``other_id`` "") or as participant ``other_id``.
+    ``arrivals`` counts such arrivals between ``first_at`` and ``last_at``."""
+
+    platform_key: str
+    participant_id: str
+    other_id: str
+    arrivals: int
+    first_at: datetime
+    last_at: datetime
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from .records import StudyError
 from .scheduler import KINDS, TRIAL
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA_LOCK_KEY = 0x63_62_61_6D  # "cbam": PostgreSQL advisory lock around schema creation
 
 
@@ -98,6 +98,7 @@ class AssignmentRow(Base):
     model_b: Mapped[str] = mapped_column(String(64))
     is_repeat: Mapped[bool] = mapped_column(Boolean)
     kind: Mapped[str] = mapped_column(String(16), server_default=TRIAL)
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last sent to the browser
 
 
 class VoteColumns:
@@ -132,6 +133,9 @@ class VoteRow(VoteColumns, Base):
     is_repeat: Mapped[bool] = mapped_column(Boolean)
     kind: Mapped[str] = mapped_column(String(16), server_default=TRIAL)
     too_fast: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))  # under min_response_ms
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the server sent the trial
+    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the vote arrived
+    server_ms: Mapped[int | None] = mapped_column(Integer)  # received_at - shown_at
     participant: Mapped[ParticipantRow] = relationship(lazy="joined")
 
 
@@ -140,6 +144,46 @@ class FreeVoteRow(VoteColumns, Base):
     __table_args__ = (UniqueConstraint("pair", "method", "image_sha256", "session_id"),)
     session_id: Mapped[str] = mapped_column(String(64))
     pair: Mapped[str] = mapped_column(String(200))
+
+
+class ConflictRow(Base):
+    """Arrivals with a known platform id but without its participant's credential (one row per
+    platform id and arriving participant, "" for an arrival without any credential)."""
+
+    __tablename__ = "conflicts"
+    __table_args__ = (UniqueConstraint("study_id", "platform_key", "other_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    platform_key: Mapped[str] = mapped_column(String(200))
+    holder_id: Mapped[str] = mapped_column(String(64))  # the participant who joined with the platform id
+    other_id: Mapped[str] = mapped_column(String(64), server_default="")  # the arrival's own participant, if any
+    arrivals: Mapped[int] = mapped_column(Integer, server_default="1")
+    first_at: Mapped[datetime] = _created_at()
+    last_at: Mapped[datetime] = _created_at()
+
+
+class QuotaRow(Base):
+    """Events per (scope, key) in one fixed time window (rate limits shared by every process)."""
+
+    __tablename__ = "quotas"
+    __table_args__ = (UniqueConstraint("scope", "key", "window_start"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(200))
+    window_start: Mapped[int] = mapped_column(Integer)  # epoch seconds
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class LockoutRow(Base):
+    """Consecutive failures per (scope, key) and until when the key is refused (epoch seconds)."""
+
+    __tablename__ = "lockouts"
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(200))
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[float] = mapped_column(Float)
 
 
 SHARED_FIELDS = tuple(c.key for c in FreeVoteRow.__table__.columns if hasattr(VoteColumns, c.key) and c.key != "id")
@@ -292,5 +336,18 @@ def _migrate_assignments_1_to_2(conn: Connection, sqlite: bool) -> None:
     conn.execute(text("ALTER TABLE assignments ALTER COLUMN model_b SET NOT NULL"))
 
 
+def _migrate_2_to_3(conn: Connection) -> None:
+    """Schema 2 -> 3: server-side response times (when a trial was sent, when its vote arrived); the
+    conflicts, quotas and lockouts tables are created by `ensure_schema`."""
+    timestamp = "DATETIME" if conn.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"
+    added = {"assignments": [f"shown_at {timestamp}"],
+             "votes": [f"shown_at {timestamp}", f"received_at {timestamp}", "server_ms INTEGER"]}
+    for table, columns in added.items():
+        present = {c["name"] for c in inspect(conn).get_columns(table)}  # a rebuilt table (1 -> 2) has them
+        for column in columns:
+            if column.split()[0] not in present:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column}"))
+
+
 # from-version -> step that brings a database to from-version + 1
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}

@@ -7,22 +7,24 @@ assignment (server-side) and are applied here when the view is built. Practice t
 (their answers are not stored as votes); so do catch trials (their answers are).
 
 Participants never choose their id: the server issues it on joining, with a credential
-(`credentials.Credentials`) that the browser keeps and sends with every call. Knowing another
-participant's id is not enough to act as them. A recruitment link's platform ids (`recruitment`)
-are stored with the participant; the same link later resumes them. A study with a consent text
-creates a participant only once it is accepted (the store enforces it).
+(`credentials.Credentials`) that the browser keeps and sends with every call; the credential alone
+identifies a participant. A recruitment link's platform ids (`recruitment`) are stored with the
+participant as attributes: an arrival with a known platform id but without its participant's
+credential gets no credential, trial, answer or completion code, only `CONFLICT_MESSAGE`, and the
+store records the conflict for the owner. A study with a consent text creates a participant only once
+it is accepted (the store enforces it). The server notes when it sends each trial (`Store.mark_shown`):
+votes carry the server's response time next to the browser's.
 """
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from .config import DEFAULT_ANSWERS, StudyConfig
 from .credentials import Credentials
-from .records import StudyError, VoteRejected, new_participant_id
+from .records import PlatformIdTaken, StudyError, VoteRejected, new_participant_id
 from .recruitment import Completion, completion, platform_ids
 from .scheduler import PRACTICE, Trial
 from .stimuli import StimulusCache
@@ -32,6 +34,8 @@ ANSWER_LABELS = {"A": "A", "B": "B", "same": "about the same", "neither": "neith
 MAX_RESPONSE_MS = 24 * 3600 * 1000  # anything longer is not a response time
 NO_EXPERTISE = "prefer not to say"
 DONE_MESSAGE = "All trials done: thank you for taking part!"
+CONFLICT_MESSAGE = ("This study link has already been used to start the study in another browser. Please continue "
+                    "in the browser where you started. If you cannot, contact the researcher: this arrival was noted.")
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,9 @@ class TrialView:
 class StudyView:
     """The state of the Study tab for one participant: the next trial, or done, or not started.
     `credential` is what the participant's browser keeps ("" when not started); `completion` the end
-    screen's code and URL once every trial is answered; `expired` when the study's time ran out."""
+    screen's code and URL once every trial is answered; `expired` when the study's time ran out;
+    `blocked` for an arrival with another participant's platform id (nothing else is given);
+    `joined` when this call created the participant."""
 
     participant_id: str
     trial: TrialView | None
@@ -71,6 +77,8 @@ class StudyView:
     credential: str = ""
     completion: Completion | None = None
     expired: bool = False
+    blocked: bool = False
+    joined: bool = False
 
     @property
     def started(self) -> bool:
@@ -81,6 +89,13 @@ class StudyView:
     def done(self) -> bool:
         """Whether every trial is answered."""
         return self.started and self.trial is None
+
+    @property
+    def stage(self) -> str:
+        """What the page shows: "start", "trial", "done" or "blocked"."""
+        if self.blocked:
+            return "blocked"
+        return "trial" if self.trial is not None else "done" if self.started else "start"
 
     @property
     def progress_text(self) -> str:
@@ -98,32 +113,25 @@ def answer_choices(answers: Sequence[str]) -> list[tuple[str, str]]:
 class StudySession:
     """Join, resume and vote for one study; thread-safe, shared by every participant."""
 
-    def __init__(self, store: Store, config: StudyConfig, cache: StimulusCache,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: Store, config: StudyConfig, cache: StimulusCache) -> None:
         self.store = store
         self.config = config
         self.cache = cache
-        self._clock = clock
-        self._shown: OrderedDict[tuple[str, int], float] = OrderedDict()  # (participant, position) -> shown at
-        self._shown_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._trial_cache: OrderedDict[str, list[Trial]] = OrderedDict()
         self.credentials = Credentials(lambda: store.study_secret(config.name), "participant")
 
     # participant actions
 
     def resume(self, credential: str | None, link: str | None = None) -> StudyView:
-        """The participant's current state; "not started" (no error) for an empty or invalid credential.
-        A recruitment `link` (the page URL's query) naming a known platform participant resumes that
-        participant, whatever the credential; one naming an unknown one is "not started"."""
-        try:
-            ids = platform_ids(link, self.config.recruitment)
-        except StudyError:
-            return StudyView("", None)
-        key = ids.get(self.config.recruitment.key_param)
-        if key:
-            participant_id = self.store.participant_by_platform_id(self.config.name, key)
-        else:
-            participant_id = self.credentials.verify(credential)
+        """The state of the participant of a valid `credential`; "not started" (no error) without one.
+        A recruitment `link` (the page URL's query) whose platform participant id belongs to another
+        participant than the credential's (or to anyone, without a credential) is a conflict: recorded,
+        and answered with a blocked view only."""
+        participant_id = self.credentials.verify(credential)
+        blocked = self._conflict(participant_id, link)
+        if blocked is not None:
+            return blocked
         if participant_id is None:
             return StudyView("", None)
         try:
@@ -132,33 +140,30 @@ class StudySession:
             return StudyView("", None)
         return self._view(participant_id, trials, self.store.answered_positions(self.config.name, participant_id))
 
-    def returning(self, link: str | None) -> bool:
-        """Whether a recruitment `link` names a participant who has joined before (False for a malformed link)."""
-        try:
-            key = platform_ids(link, self.config.recruitment).get(self.config.recruitment.key_param)
-        except StudyError:
-            return False
-        return bool(key) and self.store.participant_by_platform_id(self.config.name, key) is not None
-
     def join(self, credential: str | None, expertise: str | None = None, consent: bool = False,
              link: str | None = None) -> StudyView:
-        """Continue as the participant of the recruitment `link`'s platform id or of a valid
-        `credential`; otherwise join under a fresh id issued here (an id the client made up is never
-        used), with the link's platform ids. A new participant must give `consent` when the study has a
-        consent text. Raises StudyError."""
+        """Continue as the participant of a valid `credential`; otherwise join under a fresh id issued
+        here (an id the client made up is never used), with the link's platform ids. A link whose
+        platform participant id is taken (by someone else than the credential's participant) gets the
+        blocked view, and the conflict is recorded. A new participant must give `consent` when the study
+        has a consent text. Raises StudyError."""
         ids = platform_ids(link, self.config.recruitment)
-        if ids.get(self.config.recruitment.key_param):
-            participant_id = new_participant_id()  # used only if the platform id is new
-        else:
-            participant_id = self.credentials.verify(credential) or new_participant_id()
+        known = self.credentials.verify(credential)
+        blocked = self._conflict(known, link)
+        if blocked is not None:
+            return blocked
         if expertise in (None, "", NO_EXPERTISE) or not self.config.collect_expertise:
             expertise = None
-        participant = self.store.get_or_create_participant(
-            self.config.name, participant_id, expertise, platform_ids=ids, consented=bool(consent),
-            catch_ids=self.cache.catch_ids())
+        try:
+            participant = self.store.get_or_create_participant(
+                self.config.name, known or new_participant_id(), expertise, platform_ids=ids,
+                consented=bool(consent), catch_ids=self.cache.catch_ids())
+        except PlatformIdTaken as exc:  # joined in between, from another browser
+            return self._blocked(ids[self.config.recruitment.key_param], exc.holder, known)
         participant_id = participant.participant_id
         trials = self._trials(participant_id)
-        return self._view(participant_id, trials, self.store.answered_positions(self.config.name, participant_id))
+        view = self._view(participant_id, trials, self.store.answered_positions(self.config.name, participant_id))
+        return replace(view, joined=participant.is_new)
 
     def vote(self, credential: str | None, position: object, answer: str,
              response_ms: object = None) -> tuple[StudyView, bool]:
@@ -175,7 +180,7 @@ class StudySession:
         position = _as_int("trial position", position)
         if answer not in self.config.answers:
             raise VoteRejected(f"answer {answer!r} is not one of {list(self.config.answers)}")
-        response_ms = response_time(response_ms, self._shown_ms(participant_id, position))
+        response_ms = response_time(response_ms)
         try:
             trials = self._trials(participant_id)
         except StudyError as exc:
@@ -211,7 +216,7 @@ class StudySession:
         trials = self._trial_cache.get(participant_id)
         if trials is None:
             trials = self.store.trials(self.config.name, participant_id)  # StudyError if unknown
-            with self._shown_lock:
+            with self._lock:
                 self._trial_cache[participant_id] = trials
                 while len(self._trial_cache) > 100_000:
                     self._trial_cache.popitem(last=False)
@@ -241,28 +246,31 @@ class StudySession:
                          target_class=rendered.target_class,
                          question=self.config.question_for(rendered.target_class),
                          number=number, total=len(practice) if is_practice else total, practice=is_practice)
-        self._mark_shown(participant_id, trial.position)
+        self.store.mark_shown(self.config.name, participant_id, trial.position)
         return StudyView(participant_id, view, done, total, message, credential)
 
-    def _mark_shown(self, participant_id: str, position: int) -> None:
-        with self._shown_lock:
-            key = (participant_id, position)
-            self._shown.pop(key, None)
-            self._shown[key] = self._clock()
-            while len(self._shown) > 100_000:
-                self._shown.popitem(last=False)
+    def _conflict(self, participant_id: str | None, link: str | None) -> StudyView | None:
+        """The blocked view when `link` names a platform participant id joined by someone other than
+        `participant_id` (recorded as a conflict); None otherwise (also for a malformed link)."""
+        try:
+            key = platform_ids(link, self.config.recruitment).get(self.config.recruitment.key_param)
+        except StudyError:
+            return None
+        holder = key and self.store.participant_by_platform_id(self.config.name, key)
+        if not holder or holder == participant_id:
+            return None
+        return self._blocked(key, holder, participant_id)
 
-    def _shown_ms(self, participant_id: str, position: int) -> int | None:
-        with self._shown_lock:
-            shown = self._shown.get((participant_id, position))
-        return None if shown is None else int(round((self._clock() - shown) * 1000))
+    def _blocked(self, key: str, holder: str, other: str | None) -> StudyView:
+        self.store.record_conflict(self.config.name, key, holder, other or "")
+        return StudyView("", None, message=CONFLICT_MESSAGE, blocked=True)
 
 
-def response_time(given: object, measured: int | None) -> int | None:
-    """The response time to store: the browser's ``given`` milliseconds when sent (validated), else the
-    server's ``measured`` ones. Raises VoteRejected for a value that is not a plausible time."""
+def response_time(given: object) -> int | None:
+    """The browser's response time to store next to the server's (validated; None when not sent).
+    Raises VoteRejected for a value that is not a plausible time."""
     if given is None or given == "":
-        return measured
+        return None
     value = _as_int("response time", given, rounding=True)
     if not 0 <= value <= MAX_RESPONSE_MS:
         raise VoteRejected(f"response time must be between 0 and {MAX_RESPONSE_MS} ms, got {value}")

@@ -15,14 +15,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, func, make_url, select
+from sqlalchemy import Engine, create_engine, delete, event, func, make_url, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import DEFAULT_ANSWERS, ConfigError, Stimulus, StudyConfig, load_stimuli
 from .records import (
+    Conflict,
     NextTrial,
     Participant,
+    PlatformIdTaken,
     Progress,
     RecordedVote,
     StudyError,
@@ -32,7 +34,20 @@ from .records import (
     unblind,
 )
 from .scheduler import PRACTICE, TRIAL, Trial, build_trials
-from .schema import SHARED_FIELDS, Base, AssignmentRow, FreeVoteRow, ParticipantRow, StudyRow, VoteColumns, VoteRow, ensure_schema
+from .schema import (
+    SHARED_FIELDS,
+    AssignmentRow,
+    Base,
+    ConflictRow,
+    FreeVoteRow,
+    LockoutRow,
+    ParticipantRow,
+    QuotaRow,
+    StudyRow,
+    VoteColumns,
+    VoteRow,
+    ensure_schema,
+)
 
 SQLITE_FILENAME = "study.sqlite3"
 UPLOAD_PREFIX = "upload:"
@@ -129,11 +144,12 @@ class Store:
     def get_or_create_participant(self, study: str, participant_id: str, expertise: str | None = None, *,
                                   platform_ids: Mapping[str, str] | None = None, consented: bool = False,
                                   catch_ids: Sequence[str] = ()) -> Participant:
-        """Find the participant (by the recruitment link's participant id when `platform_ids` holds
-        it, else by `participant_id`) or create them under `participant_id` with their trial list.
-        Creating one needs `consented` when the study has a consent text; `catch_ids` are the stimuli
-        catch trials may use (those with ground truth). Expertise is recorded on creation only and
-        must be one of the study's options (and the study must collect it)."""
+        """Find the participant `participant_id` or create them with their trial list and the recruitment
+        link's `platform_ids` (attributes, never a key to find someone by). Creating one needs
+        `consented` when the study has a consent text, and a platform participant id (the study's
+        ``participant_param``) that nobody has joined with: else PlatformIdTaken. `catch_ids` are the
+        stimuli catch trials may use (those with ground truth). Expertise is recorded on creation only
+        and must be one of the study's options (and the study must collect it)."""
         _check_id("participant id", participant_id, StudyError)
         platform_ids = dict(platform_ids or {})
         for name, value in platform_ids.items():
@@ -143,13 +159,17 @@ class Store:
         def op(s: Session) -> Participant:
             study_row = self._study(s, study)
             config = _config(study_row)
-            key = platform_ids.get(config.recruitment.key_param)
-            by = (ParticipantRow.platform_key == key) if key else (ParticipantRow.participant_id == participant_id)
-            row = s.scalar(select(ParticipantRow).where(ParticipantRow.study_id == study_row.id, by))
+            row = s.scalar(select(ParticipantRow).where(ParticipantRow.study_id == study_row.id,
+                                                        ParticipantRow.participant_id == participant_id))
             if row is not None:
                 return _participant(row, is_new=False)
             if config.consent and not consented:
                 raise StudyError("please read the consent text and accept it to take part")
+            key = platform_ids.get(config.recruitment.key_param)
+            holder = key and s.scalar(select(ParticipantRow.participant_id).where(
+                ParticipantRow.study_id == study_row.id, ParticipantRow.platform_key == key))
+            if holder:
+                raise PlatformIdTaken(holder)
             if expertise is not None and (not config.collect_expertise or expertise not in config.expertise_options):
                 raise StudyError(f"expertise {expertise!r} is not an option of study {study!r}")
             stimuli = [Stimulus(id=sid, target_class=target) for sid, target in json.loads(study_row.stimuli_json)]
@@ -160,7 +180,8 @@ class Store:
                                   secret=study_row.secret, models=config.models, catch=config.catch_trials,
                                   catch_stimuli=catch_stimuli, practice=config.practice_trials)
             row = ParticipantRow(study=study_row, participant_id=participant_id, expertise=expertise,
-                                 platform_key=key, platform_ids=json.dumps(platform_ids) if platform_ids else None,
+                                 platform_key=key or None,
+                                 platform_ids=json.dumps(platform_ids) if platform_ids else None,
                                  consented_at=datetime.now(UTC) if consented and config.consent else None,
                                  assignments=[AssignmentRow(**asdict(t)) for t in trials])
             s.add(row)
@@ -170,8 +191,8 @@ class Store:
         return self._run(op)
 
     def participant_by_platform_id(self, study: str, key: str) -> str | None:
-        """Our id of the participant who arrived with the recruitment link's participant id `key`
-        (None when nobody has): a returning link resumes that participant."""
+        """Our id of the participant who joined with the recruitment link's participant id `key` (None
+        when nobody has). Only for spotting conflicts: a platform id never gives access to a participant."""
         with self._sessions() as s:
             study_row = self._study(s, study)
             return s.scalar(select(ParticipantRow.participant_id).where(
@@ -189,6 +210,96 @@ class Store:
             rows = s.scalars(select(ParticipantRow).where(ParticipantRow.study_id == study_row.id)
                              .order_by(ParticipantRow.id))
             return [_participant(row, is_new=False) for row in rows]
+
+    def record_conflict(self, study: str, platform_key: str, holder_id: str, other_id: str = "") -> None:
+        """Note an arrival with `platform_key` (joined by `holder_id`) without the holder's credential:
+        without any (`other_id` "") or as participant `other_id`. Repeats only count up (bounded rows)."""
+
+        def op(s: Session) -> None:
+            study_row = self._study(s, study)
+            row = s.scalar(select(ConflictRow).where(ConflictRow.study_id == study_row.id,
+                                                     ConflictRow.platform_key == platform_key,
+                                                     ConflictRow.other_id == other_id))
+            if row is None:
+                s.add(ConflictRow(study_id=study_row.id, platform_key=platform_key, holder_id=holder_id,
+                                  other_id=other_id, arrivals=1))
+            else:
+                row.arrivals += 1
+                row.last_at = datetime.now(UTC)
+            s.flush()
+
+        self._run(op)
+
+    def conflicts(self, study: str) -> list[Conflict]:
+        """Every recorded conflict of `study`, oldest first."""
+        with self._sessions() as s:
+            study_row = self._study(s, study)
+            rows = s.scalars(select(ConflictRow).where(ConflictRow.study_id == study_row.id).order_by(ConflictRow.id))
+            return [Conflict(r.platform_key, r.holder_id, r.other_id, r.arrivals, _utc(r.first_at), _utc(r.last_at))
+                    for r in rows]
+
+    def mark_shown(self, study: str, participant_id: str, position: int) -> None:
+        """Note that the participant's trial at `position` was sent now (its vote's server time starts here)."""
+        who = (select(ParticipantRow.id).join(StudyRow, ParticipantRow.study_id == StudyRow.id)
+               .where(StudyRow.name == study, ParticipantRow.participant_id == participant_id)).scalar_subquery()
+        with self._sessions.begin() as s:
+            s.execute(update(AssignmentRow).where(AssignmentRow.participant_pk == who, AssignmentRow.position == position)
+                      .values(shown_at=datetime.now(UTC)))
+
+    # rate limits and lockouts, shared by every process of a deployment
+
+    def take_quota(self, scope: str, key: str, window_start: int, limit: int) -> bool:
+        """Count one event for (`scope`, `key`) in the window starting at `window_start` unless it holds
+        `limit` already; True when counted. Atomic across processes (a conditional UPDATE, or the INSERT
+        of the window's row, which a UNIQUE constraint makes single). Older windows of `scope` are dropped."""
+
+        def op(s: Session) -> bool:
+            where = (QuotaRow.scope == scope, QuotaRow.key == key, QuotaRow.window_start == window_start)
+            if s.execute(update(QuotaRow).where(*where, QuotaRow.count < limit)
+                         .values(count=QuotaRow.count + 1)).rowcount:
+                return True
+            if s.scalar(select(QuotaRow.id).where(*where)) is not None:
+                return False  # the window is full
+            s.execute(delete(QuotaRow).where(QuotaRow.scope == scope, QuotaRow.window_start < window_start))
+            s.add(QuotaRow(scope=scope, key=key, window_start=window_start, count=1))
+            s.flush()
+            return True
+
+        return self._run(op)
+
+    def refund_quota(self, scope: str, key: str, window_start: int) -> None:
+        """Undo one `take_quota` (an event that turned out not to count)."""
+        with self._sessions.begin() as s:
+            s.execute(update(QuotaRow).where(QuotaRow.scope == scope, QuotaRow.key == key,
+                                             QuotaRow.window_start == window_start, QuotaRow.count > 0)
+                      .values(count=QuotaRow.count - 1))
+
+    def lockout(self, scope: str, key: str) -> tuple[int, float]:
+        """(consecutive failures, locked until: epoch seconds) of (`scope`, `key`); (0, 0.0) when none."""
+        with self._sessions() as s:
+            row = s.scalar(select(LockoutRow).where(LockoutRow.scope == scope, LockoutRow.key == key))
+            return (0, 0.0) if row is None else (row.failures, row.locked_until)
+
+    def add_failure(self, scope: str, key: str, lock_for: Callable[[int], float], now: float) -> float:
+        """Count one more failure of (`scope`, `key`) and lock it until `now` + `lock_for(failures)`;
+        returns that time. `clear_failures` resets it."""
+
+        def op(s: Session) -> float:
+            row = s.scalar(select(LockoutRow).where(LockoutRow.scope == scope, LockoutRow.key == key))
+            if row is None:
+                row = LockoutRow(scope=scope, key=key, failures=0, locked_until=0.0)
+                s.add(row)
+            row.failures += 1
+            row.locked_until = now + lock_for(row.failures)
+            s.flush()
+            return row.locked_until
+
+        return self._run(op)
+
+    def clear_failures(self, scope: str, key: str) -> None:
+        """Forget the failures of (`scope`, `key`)."""
+        with self._sessions.begin() as s:
+            s.execute(delete(LockoutRow).where(LockoutRow.scope == scope, LockoutRow.key == key))
 
     def time_left(self, study: str, participant_id: str) -> float | None:
         """Seconds the participant has left under the study's max_study_minutes (None: no limit)."""
@@ -251,10 +362,15 @@ class Store:
             if existing is not None:
                 return _resubmission(_vote_record(existing), answer, assignment.model_a, assignment.model_b)
             _check_time(participant, config)
+            received = datetime.now(UTC)
+            shown = None if assignment.shown_at is None else _utc(assignment.shown_at)
+            server_ms = None if shown is None else max(0, round((received - shown).total_seconds() * 1000))
+            measured = server_ms if server_ms is not None else response_ms
             vote = VoteRow(study_id=participant.study_id, participant=participant, position=position,
                          stimulus_id=assignment.stimulus_id, is_repeat=assignment.is_repeat, kind=assignment.kind,
                          answer=answer, response_ms=response_ms, method=config.method, image_sha256=image_sha256,
-                         too_fast=response_ms is not None and response_ms < config.min_response_ms,
+                         shown_at=shown, received_at=received, server_ms=server_ms,
+                         too_fast=measured is not None and measured < config.min_response_ms,
                          target_class=meta.target_class or assignment.target_class, app_version=meta.app_version,
                          **_shown(meta, assignment.model_a, assignment.model_b))
             s.add(vote)
@@ -452,9 +568,8 @@ def _is_int(value: object) -> bool:
 def _resubmission(stored: VoteRecord, answer: str, shown_as_a: str, shown_as_b: str) -> RecordedVote:
     """The same choice again is a duplicate; another is a replay. Choices are compared unblinded, as
     a free vote shown again may have drawn the other side for A."""
-    if unblind(answer, shown_as_a, shown_as_b) != stored.chosen_model:
-        raise VoteRejected(f"this trial was already answered {stored.answer!r}; "
-                           f"a different answer ({answer!r}) is refused as a replay")
+    if unblind(answer, shown_as_a, shown_as_b) != stored.chosen_model:  # never say which answer is stored
+        raise VoteRejected("this trial was already answered; a different answer is refused as a replay")
     return RecordedVote(stored, duplicate=True)
 
 
@@ -474,7 +589,9 @@ def _vote_record(row: VoteRow) -> VoteRecord:
     return VoteRecord(vote_id=row.id, study=participant.study.name, pair=participant.study.pair,
                       participant_id=participant.participant_id, expertise=participant.expertise,
                       position=row.position, stimulus_id=row.stimulus_id, is_repeat=row.is_repeat,
-                      kind=row.kind, too_fast=row.too_fast, **_shared(row))
+                      kind=row.kind, too_fast=row.too_fast, server_ms=row.server_ms,
+                      shown_at=None if row.shown_at is None else _utc(row.shown_at),
+                      received_at=None if row.received_at is None else _utc(row.received_at), **_shared(row))
 
 
 def _free_vote_record(row: FreeVoteRow) -> VoteRecord:

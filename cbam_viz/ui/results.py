@@ -13,14 +13,15 @@ from typing import Any
 
 import gradio as gr
 
-from ..study.limits import RateLimiter
+from ..study.limits import Throttle
 from ..study.report import build_report, export_stem, write_exports, write_plots
 from ..study.runtime import StudyRuntime
 from .serving import BoundedFolder, work_dir
-from .study import client_address, tab
+from .clients import client_address
+from .study import tab
 
 EXPORT_BYTES, EXPORT_TTL = 100 * 2**20, 3600  # unblinded exports: at most this many bytes, this long
-WRONG_PASSWORDS_PER_MINUTE = 5  # per client address; further attempts are refused at once
+FREE_WRONG_PASSWORDS = 5  # per client address; then each wrong one locks that address out, 2 s doubling to 1 h
 DEFAULT_TARGET, MIN_TARGET, MAX_TARGET = 0.60, 0.51, 0.95  # the power line's preference share
 
 
@@ -36,7 +37,7 @@ def build_results_tab(runtime: StudyRuntime, admin_password: str | None):
         return None
     config, store = runtime.config, runtime.store
     exports = BoundedFolder(work_dir(runtime, "cbam-viz-results-"), EXPORT_BYTES, EXPORT_TTL)
-    failures = RateLimiter(WRONG_PASSWORDS_PER_MINUTE, 60.0)
+    failures = Throttle(store, "password:" + config.name, free=FREE_WRONG_PASSWORDS)
 
     with tab("Results", "results"):
         gr.Markdown(f"### Results of study `{config.name}` (pair `{config.pair}`, method `{config.method}`)\n"
@@ -69,12 +70,13 @@ def build_results_tab(runtime: StudyRuntime, admin_password: str | None):
 
     def results(password: Any, both: Any, target: Any, request: gr.Request):
         address = client_address(request)
-        wait = failures.retry_after(address)
+        wait = failures.wait(address)
         if wait > 0:
-            raise gr.Error(f"Too many wrong passwords: try again in {wait:.0f} s.")
+            raise gr.Error(f"Too many wrong passwords from your address: try again in {wait:.0f} s.")
         if not check_password(password, admin_password):
-            failures.allow(address)
-            raise gr.Error("Wrong admin password.")
+            wait = failures.failed(address)
+            raise gr.Error("Wrong admin password." + (f" Try again in {wait:.0f} s." if wait else ""))
+        failures.succeeded(address)
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not MIN_TARGET <= target <= MAX_TARGET:
             raise gr.Error(f"The preference share to detect must be a number from {MIN_TARGET} to {MAX_TARGET}.")
         report = build_report(store, config.name, runtime.objective(), both=both is True, target=float(target),

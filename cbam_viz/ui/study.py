@@ -4,11 +4,12 @@ Public API endpoints (all that a participant's browser can call for the study):
 
 - ``study_resume(credential, link)``: the participant's current trial, or the start screen;
   run on page load with the credential kept in the browser (``gr.BrowserState``) and the page
-  URL's query (``link``: a recruitment link's platform ids resume that participant). Returns first
-  the credential the browser should keep when the link named another participant (else no change).
+  URL's query (``link``: a recruitment link's platform ids, stored with a new participant). A link
+  whose platform id belongs to a participant other than the credential's gets only a message
+  (continue in the first browser or contact the researcher), and the conflict is recorded.
 - ``study_start(credential, expertise, consent, link)``: join (a new participant must accept the
   consent text when the study has one); returns the credential the server issued (or continues the
-  participant of the link's platform id or of a valid credential).
+  participant of a valid credential); nothing for a refused join.
 - ``study_vote(credential, position, answer, response_ms)``: answer the trial at
   ``position``; the server knows which model was "A". Returns the next trial.
 - ``free_vote_show(image, pair, method, left, right)`` / ``free_vote(credential, answer, response_ms)``:
@@ -38,26 +39,39 @@ from ..service import AppContext
 from ..study.config import DEFAULT_ANSWERS
 from ..study.credentials import Credentials
 from ..study.free import FreeTrial, FreeVotes
-from ..study.limits import RateLimiter
+from ..study.limits import Quota
 from ..study.runtime import StudyRuntime
 from ..study.session import NO_EXPERTISE, StudyView, answer_choices
 from ..study.records import StudyError, VoteRejected
+from .clients import client_address
 
 # Response time is measured in the browser from the moment the trial arrived to the click.
 _MARK_SHOWN = "() => { window.__cbamVizShown = performance.now(); }"
-# After each study response: start screen while not started, the trial while one is pending, neither
-# when done; a fresh (empty) answer; the response-time clock restarted; at the end, the platform's
-# completion URL after a few seconds when the study redirects.
-_LAYOUT = """(progress, position, redirect) => {
+# After each study response: the start screen, the trial or the end screen by the view's stage; the
+# response-time clock restarted; the platform's completion URL after a few seconds when the vote that
+# finished the study says so (only then: reopening the page later shows the end screen, no redirect).
+_LAYOUT = """(stage, redirect) => {
   window.__cbamVizShown = performance.now();
-  const trial = position !== null && position !== undefined && position !== "";
   if (redirect) setTimeout(() => { window.location.href = redirect; }, REDIRECT_MS);
-  return [{"__type__": "update", "visible": !progress},
-          {"__type__": "update", "visible": trial}];
+  return [{"__type__": "update", "visible": stage === "start"},
+          {"__type__": "update", "visible": stage === "trial"},
+          {"__type__": "update", "visible": stage === "done"}];
 }"""
 REDIRECT_MS = 3000
-# The page URL's query (a recruitment link's platform ids) into argument {i}.
-_WITH_LINK = """(...args) => { args[{i}] = window.location.search; return args; }"""
+# The page URL's query (a recruitment link's platform ids) into argument {i}. On page load the browser's
+# credential is restored from localStorage after this event's first run: while it is pending, the link
+# is held back (an arrival without the credential would be recorded as a conflict).
+_WITH_LINK = """(...args) => {
+  const pending = !args[0] && localStorage.getItem("STORAGE_KEY") !== null;
+  args[{i}] = pending ? "" : window.location.search;
+  return args;
+}"""
+# "Start over as a new participant" (the end screen; for the owner's pilots): forget the credential and
+# the link, so the next start joins as a new participant without platform ids.
+_RESTART = """() => {
+  window.history.replaceState(null, "", window.location.pathname);
+  return "";
+}"""
 _WITH_RT = """(...args) => {
   const t = window.__cbamVizShown;
   args[{i}] = (typeof t === "number") ? Math.round(performance.now() - t) : null;
@@ -138,6 +152,10 @@ def tab(label: str, tab_id: str) -> gr.Tab:
     return gr.Tab(label, id=tab_id, elem_id=f"{tab_id}-tab")
 
 
+def _with_link(index: int, storage_key: str) -> str:
+    return _WITH_LINK.replace("{i}", str(index)).replace("STORAGE_KEY", storage_key)
+
+
 class StudyTab:
     """Handles to the Study tab's components (for tests and for app.py, if it needs them)."""
 
@@ -146,23 +164,19 @@ class StudyTab:
         self.__dict__.update(components)
 
 
-def client_address(request: gr.Request | None) -> str:
-    """The address the request came from (as the server sees it; forwarded headers are not trusted)."""
-    client = getattr(request, "client", None)
-    return str(getattr(client, "host", None) or "unknown")
-
-
 def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR) -> StudyTab:
     """Create the "Study" tab of a running study inside the current gr.Blocks. New participants are
-    limited to ``joins_per_hour`` per client address."""
+    limited to ``joins_per_hour`` per client address (kept in the study database; a refused join
+    costs nothing)."""
     config, session = runtime.config, runtime.session
-    joins = RateLimiter(joins_per_hour, 3600.0)
+    joins = Quota(runtime.store, "join:" + config.name, joins_per_hour, 3600.0)
+    storage_key = _storage_key("study", config.name)
     root = gr.context.Context.root_block
     if root is None:
         raise RuntimeError("build_study_tab must be called inside a gr.Blocks context")
 
     with tab("Study", "study"):
-        participant = gr.BrowserState("", storage_key=_storage_key("study", config.name),
+        participant = gr.BrowserState("", storage_key=storage_key,
                                       secret=_secret("study", config.name))
         gr.Markdown(f"{config.instructions or DEFAULT_INSTRUCTIONS}\n\n{KEYS_HELP}", elem_id="study-instructions")
         with gr.Column(visible=True, elem_id="study-start") as start_box:
@@ -182,75 +196,89 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
                               elem_id="study-answer")
             submit = gr.Button("Submit vote", variant="primary", elem_id="study-submit")
         status = gr.Markdown(elem_id="study-status")
+        with gr.Column(visible=False, elem_id="study-done") as done_box:
+            restart = gr.Button("Start over as a new participant (for piloting the study)", size="sm",
+                                elem_id="study-restart")
         position = gr.Number(value=None, visible="hidden", label="trial position",
                              elem_id="study-position")
         response_ms = gr.Number(value=None, visible="hidden", label="response time (ms)",
                                 elem_id="study-response-ms")
         link = gr.Textbox("", visible="hidden", label="study link", elem_id="study-link")
         redirect = gr.Textbox("", visible="hidden", label="completion URL", elem_id="study-redirect")
+        stage = gr.Textbox("start", visible="hidden", label="stage", elem_id="study-stage")
 
     # Every study response is these plain values, no layout updates (Gradio rebuilds a component per
     # update, per request): the layout follows in the browser, from the progress and position.
     # The answer is cleared in the same response that shows the next trial (a later layout step would
     # wipe an answer picked in between).
-    view_outputs = [progress, question, shown, position, status, redirect, answer]
+    view_outputs = [progress, question, shown, position, status, redirect, answer, stage]
 
-    def render(view: StudyView, answer_value: Any = None) -> tuple:
-        """``view_outputs`` for ``view``; the answer is cleared unless ``answer_value`` says otherwise."""
+    def render(view: StudyView, answer_value: Any = None, redirect_now: bool = False) -> tuple:
+        """``view_outputs`` for ``view``; the answer is cleared unless ``answer_value`` says otherwise;
+        ``redirect_now``: send a finished participant to the platform (the vote that finished only)."""
         trial = view.trial
         progress_md = f"**{view.progress_text}**" if view.started else ""
+        if view.blocked:
+            return "**This study link is already in use**", "", "", None, html.escape(view.message), "", \
+                answer_value, view.stage
         if trial is None:
             done = view.completion
-            return (progress_md, "", "", None, end_markdown(view) if view.done else "",
-                    done.url if view.done and done is not None and done.redirect else "", answer_value)
+            go = redirect_now and view.done and done is not None and done.redirect
+            return (progress_md, "", "", None, end_markdown(view) if view.done else "", done.url if go else "",
+                    answer_value, view.stage)
         maps = figures(("study-image", "Image", trial.image), ("study-map-a", "Map A", trial.map_a),
                        ("study-map-b", "Map B", trial.map_b))
-        return progress_md, f"### {trial.question}", maps, trial.position, view.message, "", answer_value
+        return progress_md, f"### {trial.question}", maps, trial.position, view.message, "", answer_value, view.stage
 
     def resume(credential: str | None, link: str | None):
-        # the credential goes back to the browser only when a recruitment link found another participant
-        # than the browser's: otherwise the browser's copy is the source of truth (this event may run
-        # before the BrowserState has restored it, and must not overwrite it)
-        view = session.resume(credential, link)
-        keep = view.credential if view.credential and view.credential != credential else gr.skip()
-        # the answer stays: this runs twice on a page load (load, then the restored id), and an answer
-        # picked between the two must survive
-        return keep, *render(view, gr.skip())
+        # the credential never changes here: the browser's copy is the source of truth (this event may
+        # run before the BrowserState has restored it, and must not overwrite it); the answer stays: this
+        # runs twice on a page load (load, then the restored id), and an answer picked in between must survive
+        return gr.skip(), *render(session.resume(credential, link), gr.skip())
 
     def join(credential: str | None, expertise: str | None, consent: bool, link: str | None, request: gr.Request):
-        known = session.credentials.verify(credential) is not None or session.returning(link)
-        if not known and not joins.allow(client_address(request)):
-            raise gr.Error("Too many new participants from your network address; please try again later.")
+        address = client_address(request)
+        window = None
+        if session.credentials.verify(credential) is None:
+            window = joins.take(address)
+            if window is None:
+                raise gr.Error("Too many new participants from your network address; please try again later.")
         try:
             view = session.join(credential, expertise, bool(consent), link)
         except StudyError as exc:
+            if window is not None:
+                joins.refund(address, window)  # a refused join costs no quota
             raise gr.Error(html.escape(str(exc))) from None
-        return view.credential, *render(view)
+        if window is not None and not view.joined:
+            joins.refund(address, window)
+        return (view.credential if not view.blocked else gr.skip()), *render(view)
 
     def vote(credential: str | None, position: Any, answer: str | None, response_ms: Any):
         if answer is None:
             raise gr.Error("Choose an answer first.")
         try:
-            view, _duplicate = session.vote(credential, position, answer, response_ms)
+            view, duplicate = session.vote(credential, position, answer, response_ms)
         except StudyError as exc:  # VoteRejected included: nothing was stored
             raise gr.Error(html.escape(f"Vote not recorded: {exc}")) from None
-        return render(view)
+        return render(view, redirect_now=not duplicate)
 
     common = dict(concurrency_limit=STUDY_CONCURRENCY, concurrency_id="cbam_viz_study", show_progress="hidden")
-    layout = dict(fn=None, inputs=[progress, position, redirect], outputs=[start_box, trial_box],
+    layout = dict(fn=None, inputs=[stage, redirect], outputs=[start_box, trial_box, done_box],
                   js=_LAYOUT.replace("REDIRECT_MS", str(REDIRECT_MS)))
     # The id is restored from localStorage when the BrowserState mounts (with the tab, after the page
     # load event), which fires its change event; "always_last" runs the latest trigger last.
     gr.on([root.load, participant.change], resume, inputs=[participant, link], outputs=[participant, *view_outputs],
-          js=_WITH_LINK.replace("{i}", "1"), api_name="study_resume", trigger_mode="always_last",
+          js=_with_link(1, storage_key), api_name="study_resume", trigger_mode="always_last",
           **common).success(**layout)
     root.load(None, js=_KEYS)
     start.click(join, inputs=[participant, expertise, consent, link], outputs=[participant, *view_outputs],
-                js=_WITH_LINK.replace("{i}", "3"), api_name="study_start", **common).success(**layout)
+                js=_with_link(3, storage_key), api_name="study_start", **common).success(**layout)
+    restart.click(None, outputs=[participant], js=_RESTART)
     vote_inputs = [participant, position, answer, response_ms]
     submit.click(vote, inputs=vote_inputs, outputs=view_outputs, js=_with_rt(3, len(vote_inputs)),
                  api_name="study_vote", **common).success(**layout)
-    return StudyTab(runtime, participant=participant, start_box=start_box, trial_box=trial_box,
+    return StudyTab(runtime, participant=participant, start_box=start_box, trial_box=trial_box, done_box=done_box,
+                    restart=restart, stage=stage,
                     expertise=expertise, consent=consent, link=link, redirect=redirect, start=start, progress=progress, question=question, shown=shown,
                     answer=answer, submit=submit, status=status, position=position, response_ms=response_ms)
 
@@ -269,7 +297,7 @@ def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.C
     store = study.store
     credentials = Credentials(lambda: store.study_secret(study.config.name), "free-vote")
     votes = FreeVotes(ctx, store, credentials, upload_dir=upload_dir)
-    new_voters = RateLimiter(voters_per_hour, 3600.0)
+    new_voters = Quota(store, "free-vote", voters_per_hour, 3600.0)
     with gr.Accordion("Blind vote: which map covers the object better?", open=False, elem_id="free-vote"):
         gr.Markdown(
             "Shows the maps of the two models chosen for the slider as **A** and **B** in random order, "
@@ -298,11 +326,16 @@ def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.C
                   request: gr.Request):
         if answer is None:
             raise gr.Error("Choose an answer first.")
-        if credentials.verify(credential) is None and not new_voters.allow(client_address(request)):
-            raise gr.Error("Too many new voters from your network address; please try again later.")
+        address, window = client_address(request), None
+        if credentials.verify(credential) is None:
+            window = new_voters.take(address)
+            if window is None:
+                raise gr.Error("Too many new voters from your network address; please try again later.")
         try:
             recorded, credential = votes.vote(trial, credential, answer, response_ms)
         except StudyError as exc:
+            if window is not None:
+                new_voters.refund(address, window)
             raise gr.Error(html.escape(f"Vote not recorded: {exc}")) from None
         note = "This vote had already been recorded." if recorded.duplicate else "Vote recorded, thank you."
         return credential, note
