@@ -2,6 +2,7 @@
 
     .venv/bin/python app.py [--host 127.0.0.1] [--port 7860] [--sets demo imagenet] [--random-imagenet]
                             [--study study.toml [--db URL] [--data-dir data] [--admin-password-file FILE]]
+                            [--trusted-proxy ADDR ...]
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import argparse  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -41,10 +43,12 @@ CSS = """
 
 def build_app(ctx: AppContext, study: StudyRuntime | None = None, admin_password: str | None = None,
               upload_dir: Path | None = None, compare: bool = True, joins_per_hour: int | None = None) -> gr.Blocks:
-    """The whole UI: the Compare tab (unless ``compare`` is False), plus the study tabs for a running
+    """The whole UI: the Compare tab (unless ``compare`` is False), plus the Study tab for a running
     ``study`` (`cbam_viz.study.build_runtime`); ``joins_per_hour`` limits new participants and new blind
     voters per client address. The Compare tab shows labelled maps, so a participant could
-    upload a study image there and unblind it: a study serves it only when the owner asks (--with-compare)."""
+    upload a study image there and unblind it: a study serves it only when the owner asks (--with-compare).
+    With an ``admin_password`` the owner's Results page is built too, as ``app.results_page``: `launch`
+    serves it at /results, apart from the participants' page."""
     with Blocks(title=TITLE if study is None else STUDY_TITLE, delete_cache=(3600, 3600)) as app:
         if study is None:
             gr.Markdown("## cbam-viz: what does CBAM attention change?\n"
@@ -65,20 +69,41 @@ def build_app(ctx: AppContext, study: StudyRuntime | None = None, admin_password
             from cbam_viz.ui.study import build_study_tab
 
             build_study_tab(study, **({"joins_per_hour": joins_per_hour} if joins_per_hour else {}))
-            if admin_password:
-                from cbam_viz.ui.results import build_results_tab
+    app.study_mode = study is not None
+    app.results_page = None
+    if study is not None and admin_password:
+        from cbam_viz.ui.results import build_results_page
 
-                build_results_tab(study, admin_password)
+        app.results_page = build_results_page(study, admin_password, blocks=Blocks)
     return app
 
 
-def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_file_size: str | int = "20mb", **kwargs: Any) -> Any:
+def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_file_size: str | int = "20mb",
+           trusted_proxies: Sequence[str] = (), with_api: bool = False, **kwargs: Any) -> Any:
     """Serve ``app``: user errors (``gr.Error``) are shown, any other exception only as a generic
-    error (its details go to the server log); uploads above ``max_file_size`` are refused."""
+    error (its details go to the server log); uploads above ``max_file_size`` are refused. Forwarded
+    client addresses count only from ``trusted_proxies`` (in uvicorn too). A study (``app.study_mode``)
+    shows no API footer and has no upload route unless it serves the Compare tab, or ``with_api``;
+    its Results page (``app.results_page``) is served at /results."""
+    from cbam_viz.ui import clients
+    from cbam_viz.ui.pages import study_lifespan
+
+    clients.trust_proxies(trusted_proxies)
+    os.environ["FORWARDED_ALLOW_IPS"] = clients.forwarded_allow_ips()  # read by uvicorn.Config
+    study_mode = getattr(app, "study_mode", False)
+    footer = ["api"] if with_api or not study_mode else []
+    if study_mode:
+        uploads = with_api or "free_vote_show" in {fn.api_name for fn in app.fns.values()}
+        results = getattr(app, "results_page", None)
+        if results is not None:
+            results.queue(default_concurrency_limit=2)
+        lifespan = study_lifespan(results, uploads, footer_links=footer, show_error=False, theme=THEME, css=CSS,
+                                  max_file_size=max_file_size)
+        kwargs["app_kwargs"] = {**kwargs.get("app_kwargs", {}), "lifespan": lifespan}
     # Explanations run in parallel (no model lock): a slow Score-CAM takes one of the 4 slots, the others go on.
     return app.queue(default_concurrency_limit=4).launch(
         server_name=host, server_port=port, max_file_size=max_file_size, show_error=False,
-        theme=THEME, css=CSS, footer_links=["api"], **kwargs)
+        theme=THEME, css=CSS, footer_links=footer, **kwargs)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -100,7 +125,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "$CBAM_VIZ_ADMIN_PASSWORD (never on the command line, where `ps` shows it)")
     p.add_argument("--joins-per-hour", type=int, default=None,
                    help="new study participants allowed per client address and hour (default: 60; behind a "
-                        "reverse proxy every participant has the proxy's address)")
+                        "reverse proxy not named with --trusted-proxy every participant has the proxy's address)")
+    p.add_argument("--trusted-proxy", nargs="+", default=[], metavar="ADDR",
+                   help="reverse proxies (IP addresses or networks) whose X-Forwarded-For names the client; "
+                        "from anyone else the header is ignored (default: no one)")
+    p.add_argument("--with-api", action="store_true",
+                   help="with --study, also show the 'Use via API' footer and keep the upload route")
     p.add_argument("--with-compare", action="store_true",
                    help="with --study, also serve the Compare tab and its blind vote on uploads (participants could "
                         "then upload a study image there and see the labelled maps)")
@@ -132,6 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _stop)  # before loading anything: the temp folders go at exit at the latest
     args = parse_args(argv)
     from cbam_viz.models.config import ModelsConfigError
+    from cbam_viz.ui.clients import trust_proxies
+
+    try:
+        trust_proxies(args.trusted_proxy)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
     try:
         ctx = AppContext(sets=args.sets, user_models=args.models)
@@ -152,8 +188,11 @@ def main(argv: list[str] | None = None) -> None:
     upload_dir = Path(args.data_dir) / "uploads" if args.store_uploads else None
     app = build_app(ctx, study, admin_password(args), upload_dir, compare=not args.study or args.with_compare,
                     joins_per_hour=args.joins_per_hour)
-    launch(app, args.host, args.port, args.max_file_size, prevent_thread_lock=True)
+    launch(app, args.host, args.port, args.max_file_size, prevent_thread_lock=True,
+           trusted_proxies=args.trusted_proxy, with_api=args.with_api)
     print(f"ready in {time.perf_counter() - STARTED:.1f} s: model sets {', '.join(ctx.sets) or 'none'} on {ctx.device}", flush=True)
+    if app.results_page is not None:
+        print(f"study results (owner, password): http://{args.host}:{args.port}/results", flush=True)
     try:
         app.block_thread()
     finally:

@@ -7,6 +7,7 @@ import base64
 import json
 import re
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from cbam_viz.service import AppContext, image_sha256
 
 PASSWORD = "s3cret-owner"
 CONFIG = StudyConfig(name="api-test", pair="demo", stimuli=DemoStimuli(seed=11, count=8),
-                     trials_per_participant=4, repeat_trial=True, display="threshold")
+                     trials_per_participant=4, repeat_trial=True, display="threshold", min_response_ms=700)
 # study_vote returns these; study_resume and study_start return the participant's credential first
 PROGRESS, QUESTION, MAPS, POSITION, STATUS = range(5)
 DATA_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
@@ -49,15 +50,20 @@ class Server:
         self.url, self.ctx, self.runtime, self.app = url, ctx, runtime, app
         self.store = runtime.store
 
-    def client(self) -> Client:
+    def client(self, path: str = "") -> Client:
         # ssl_verify=False: plain http on loopback; spares httpx loading the CA bundle per request
-        return Client(self.url, verbose=False, download_files=False, analytics_enabled=False, ssl_verify=False)
+        return Client(self.url + path, verbose=False, download_files=False, analytics_enabled=False, ssl_verify=False)
 
-    def raw(self, api_name: str, *data: object) -> tuple[str, str]:
+    def results(self) -> Client:
+        """A client of the owner's Results page (its own path)."""
+        return self.client("results/")
+
+    def raw(self, api_name: str, *data: object, path: str = "", headers: dict | None = None) -> tuple[str, str]:
         """Call an endpoint over plain HTTP; returns (event, data) exactly as the browser gets it."""
-        posted = httpx.post(f"{self.url}gradio_api/call/{api_name}", json={"data": list(data)}, timeout=60)
+        base = f"{self.url}{path}gradio_api/call/{api_name}"
+        posted = httpx.post(base, json={"data": list(data)}, headers=headers, timeout=60)
         event_id = posted.json()["event_id"]
-        text = httpx.get(f"{self.url}gradio_api/call/{api_name}/{event_id}", timeout=60).text
+        text = httpx.get(f"{base}/{event_id}", headers=headers, timeout=60).text
         events = re.findall(r"event: (\w+)\ndata: (.*)", text)
         assert events, text
         return events[-1]
@@ -110,7 +116,9 @@ def test_study_endpoints(server: Server) -> None:
     assert params["/study_resume"] == ["credential", "link"]
     assert params["/study_start"] == ["credential", "expertise", "consent", "link"]
     assert params["/study_vote"] == ["credential", "position", "answer", "response_ms"]
-    assert params["/study_results"] == ["password", "both", "target"]
+    assert "/study_results" not in params  # the owner's page is apart
+    results = server.results().view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert [p["parameter_name"] for p in results["/study_results"]["parameters"]] == ["password", "both", "target"]
     assert params["/free_vote_show"] == ["image", "pair", "method", "left", "right"]
     assert params["/free_vote"] == ["credential", "answer", "response_ms"]
 
@@ -122,7 +130,7 @@ def test_no_payload_identifies_the_models_before_the_vote(server: Server) -> Non
     server.assert_blinded(data)
     credential = json.loads(data)[0]
     pid = participant_of(credential)
-    assert len(json.loads(data)) == 8  # the credential, then the view and the cleared answer
+    assert len(json.loads(data)) == 9  # the credential, then the view, the cleared answer and the stage
     trials = server.store.trials(CONFIG.name, pid)
     repeat = next(t for t in trials if t.is_repeat)
     first = next(t for t in trials if t.stimulus_id == repeat.stimulus_id and not t.is_repeat)
@@ -199,13 +207,24 @@ def test_replayed_vote_with_another_answer_is_rejected(server: Server, participa
     assert [(v.position, v.answer) for v in mine] == [(pos, "B")]
 
 
-def test_response_time_is_recorded(server: Server, participant) -> None:
+def test_response_times_are_measured_by_the_server_and_a_claimed_time_cannot_hide_a_fast_vote(
+        server: Server, participant) -> None:
+    """A bot answers each trial the moment it arrives and claims 5000 ms: the claim is stored as the
+    client's value, the server's own measure beside it, and "too fast" (minimum 700 ms) follows the server."""
     client, pid, pos = participant
-    result = client.predict(pid, pos, "same", 1234, api_name="/study_vote")
-    client.predict(pid, result[POSITION], "neither", None, api_name="/study_vote")  # no browser timing
-    mine = {v.position: v for v in server.store.votes(CONFIG.name) if v.participant_id == participant_of(pid)}
-    assert mine[pos].response_ms == 1234
-    assert mine[result[POSITION]].response_ms is not None and mine[result[POSITION]].response_ms >= 0
+    position = pos
+    for _ in range(3):
+        event, data = server.raw("study_vote", pid, position, "same", 5000)
+        assert event == "complete"
+        position = json.loads(data)[POSITION]
+    time.sleep(0.75)  # a person who looks before answering
+    server.raw("study_vote", pid, position, "neither", None)  # and a browser that sent no timing
+    mine = sorted((v for v in server.store.votes(CONFIG.name) if v.participant_id == participant_of(pid)),
+                  key=lambda v: v.position)
+    assert [v.response_ms for v in mine] == [5000, 5000, 5000, None]  # the client's values, as sent
+    assert all(v.server_ms < 5000 and v.too_fast for v in mine[:3]), [(v.server_ms, v.too_fast) for v in mine]
+    assert mine[3].server_ms >= 750 and not mine[3].too_fast
+    assert all(v.shown_at < v.received_at for v in mine)
     assert mine[pos].method == CONFIG.method and mine[pos].target_class
     entries = server.ctx.model_set("demo").entries
     assert (mine[pos].checksum_a, mine[pos].checksum_b) == (entries[mine[pos].shown_as_a]["sha256"],
@@ -224,13 +243,20 @@ def test_resume_after_reload_with_the_same_browser_id(server: Server, participan
     assert fresh[PROGRESS] == "" and fresh[POSITION] is None  # no id yet: the start screen
 
 
+def _links(html_text: str) -> dict[str, bytes]:
+    """The downloads of the Results page's HTML: file name -> content (inline data: URIs)."""
+    return {name: base64.b64decode(data) for data, name in
+            re.findall(r'href="data:[\w/+-]+;base64,([A-Za-z0-9+/=]+)">([^<]+)</a>', html_text)}
+
+
 def test_results_need_the_password(server: Server, participant) -> None:
     client, pid, pos = participant
     client.predict(pid, pos, "A", 500, api_name="/study_vote")
+    owner = server.results()
     for wrong in ("", "nope", PASSWORD.upper()):
         with pytest.raises(AppError, match="Wrong admin password"):
-            client.predict(wrong, False, api_name="/study_results")
-    results = server.client().predict(PASSWORD, False, api_name="/study_results")
+            owner.predict(wrong, False, api_name="/study_results")
+    results = server.results().predict(PASSWORD, False, api_name="/study_results")
     (summary, answers, ranking, pairwise, expertise, plots, per_image, per_participant, participants, free,
      files) = results
     assert "Prefers CBAM" in summary and "binomial p" in summary and "Position bias" in summary
@@ -240,33 +266,41 @@ def test_results_need_the_password(server: Server, participant) -> None:
     assert any(row[0] == participant_of(pid) for row in per_participant["data"])
     assert any(row[0] == participant_of(pid) for row in participants["data"])
     assert {row[1] for row in pairwise["data"]} == {"Baseline", "CBAM"}
-    names = sorted(Path(f["path"]).name for f in files)
+    downloads = _links(files)
+    names = sorted(downloads)
     assert [n for n in names if not n.endswith(".png")] == [
-        "api-test-participants.csv", "api-test-upload-votes.csv", "api-test-votes.csv", "api-test-votes.json"]
-    captions = {p["caption"] for p in plots}
+        "api-test-conflicts.csv", "api-test-participants.csv", "api-test-platform-review.csv",
+        "api-test-upload-votes.csv", "api-test-votes.csv", "api-test-votes.json"]
+    captions = set(re.findall(r"<figcaption>([^<]+)</figcaption>", plots))
     assert {"preference", "position-bias", "votes-over-time"} <= captions
     assert all(f"api-test-{c}.png" in names for c in captions)  # every plot is a downloadable PNG
-    png = httpx.get(plots[0]["image"]["url"], timeout=30).content
-    assert png.startswith(b"\x89PNG")
-    exported = httpx.get(next(f["url"] for f in files if f["path"].endswith("votes.json")), timeout=30).json()
+    assert all(downloads[f"api-test-{c}.png"].startswith(b"\x89PNG") for c in captions)
+    exported = json.loads(downloads["api-test-votes.json"])
     assert {row["chosen_model"] for row in exported} <= {BASELINE, CBAM, "same", "neither"}
     assert all({row["shown_as_a"], row["shown_as_b"]} == set(MODELS) for row in exported)
-    assert all(row["kind"] == "trial" and row["too_fast"] is False for row in exported)
+    assert all(row["kind"] == "trial" and row["server_ms"] is not None for row in exported)
     assert "To detect a 60% preference" in summary  # the power line's default target
-    planned = server.client().predict(PASSWORD, False, 0.75, api_name="/study_results")[0]
+    planned = server.results().predict(PASSWORD, False, 0.75, api_name="/study_results")[0]
     assert "To detect a 75% preference" in planned
     for bad in (0.3, "x"):
         with pytest.raises(AppError, match="preference share to detect must be a number from 0.51 to 0.95"):
-            server.client().predict(PASSWORD, False, bad, api_name="/study_results")
+            server.results().predict(PASSWORD, False, bad, api_name="/study_results")
 
 
-def test_without_a_password_there_is_no_results_tab(server: Server) -> None:
-    import app as app_module
-
-    app = app_module.build_app(server.ctx, server.runtime, None)
-    config = json.dumps(app.get_config_file(), default=str)
-    assert '"Results"' not in config and "study_results" not in config
-    assert '"Study"' in config and "study_vote" in config
+def test_results_are_apart_from_the_participants_page_and_no_export_has_a_url(server: Server, participant) -> None:
+    """The participants' /config and API hold nothing of the Results page; its exports and plots exist only
+    inside the password-checked response."""
+    client, pid, pos = participant
+    client.predict(pid, pos, "B", 900, api_name="/study_vote")
+    page = httpx.get(f"{server.url}config", timeout=30).text
+    info = httpx.get(f"{server.url}gradio_api/info", timeout=30).text
+    for text in (page, info):
+        assert "study_results" not in text and "Results" not in text and CONFIG.name not in text
+        assert "results-password" not in text
+    assert CONFIG.name not in httpx.get(f"{server.url}results/config", timeout=30).text  # the name after the password
+    event, data = server.raw("study_results", PASSWORD, False, 0.6, path="results/")
+    assert event == "complete"
+    assert "gradio_api/file" not in data and '"url"' not in data and "/tmp" not in data
 
 
 def test_study_mode_serves_the_labelled_compare_tab_only_when_asked(server: Server) -> None:
@@ -494,55 +528,122 @@ def test_an_id_alone_cannot_vote_as_another_participant(server: Server, particip
 
 
 def test_the_results_handler_has_exactly_one_endpoint(server: Server) -> None:
-    info = httpx.get(f"{server.url}gradio_api/info", timeout=30).json()
+    info = httpx.get(f"{server.url}results/gradio_api/info", timeout=30).json()
     assert [n for n in info["named_endpoints"] if "result" in n] == ["/study_results"]
-    for name in ("results", "results_1", "study_results_1"):
-        response = httpx.post(f"{server.url}gradio_api/call/{name}", json={"data": [PASSWORD, False]}, timeout=30)
-        assert response.status_code >= 400 or "error" in httpx.get(
-            f"{server.url}gradio_api/call/{name}/{response.json()['event_id']}", timeout=30).text
+    for base in (server.url, f"{server.url}results/"):
+        for name in ("results", "results_1", "study_results_1") + (("study_results",) if base == server.url else ()):
+            response = httpx.post(f"{base}gradio_api/call/{name}", json={"data": [PASSWORD, False]}, timeout=30)
+            assert response.status_code >= 400 or "error" in httpx.get(
+                f"{base}gradio_api/call/{name}/{response.json()['event_id']}", timeout=30).text
 
 
-def test_joining_is_rate_limited_per_address_and_wrong_passwords_are_refused_fast(
+def _serve(ctx: AppContext, store, config: StudyConfig, **launch: object):
+    """A second app on `store` (its own port), for the limit tests: (app, url)."""
+    import app as app_module
+
+    app = app_module.build_app(ctx, build_runtime(ctx, store, config, warm=False), PASSWORD, compare=False,
+                               joins_per_hour=3)
+    port = free_port()
+    app_module.launch(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True, **launch)
+    return app, f"http://127.0.0.1:{port}/"
+
+
+def _call(url: str, api_name: str, *data: object, forwarded: str | None = None) -> tuple[str, str]:
+    headers = {"X-Forwarded-For": forwarded} if forwarded else None
+    base = f"{url}gradio_api/call/{api_name}"
+    event_id = httpx.post(base, json={"data": list(data)}, headers=headers, timeout=60).json()["event_id"]
+    text = httpx.get(f"{base}/{event_id}", headers=headers, timeout=60).text
+    return re.findall(r"event: (\w+)\ndata: (.*)", text)[-1]
+
+
+def test_join_limits_ignore_forwarded_headers_cost_nothing_when_refused_and_survive_a_restart(
         models_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
+    config = StudyConfig(name="limits", pair="demo", stimuli=DemoStimuli(seed=11, count=8), trials_per_participant=4,
+                         consent="You agree.")
+    store = open_store(None, tmp_path / "data")
+    app, url = _serve(ctx, store, config)
+    try:
+        for _ in range(10):  # refused joins (no consent) use up nothing
+            event, data = _call(url, "study_start", "", NO_EXPERTISE, False, "")
+            assert event == "error" and "accept it to take part" in data
+        joined = [json.loads(_call(url, "study_start", "", NO_EXPERTISE, True, "")[1])[0] for _ in range(3)]
+        assert len(store.participants("limits")) == 3
+        for forged in (None, "10.1.2.3", "10.1.2.4, 10.9.9.9"):  # X-Forwarded-For from 127.0.0.1: not trusted
+            event, data = _call(url, "study_start", "", NO_EXPERTISE, True, "", forwarded=forged)
+            assert event == "error" and "Too many new participants" in data
+        assert len(store.participants("limits")) == 3
+        assert json.loads(_call(url, "study_start", joined[0], NO_EXPERTISE, True, "")[1])[0] == joined[0]  # a known one
+    finally:
+        app.close()
+    restarted, url = _serve(ctx, store, config)  # a restart (or another process on the same database)
+    try:
+        event, data = _call(url, "study_start", "", NO_EXPERTISE, True, "")
+        assert event == "error" and "Too many new participants" in data
+    finally:
+        restarted.close()
+    trusted, url = _serve(ctx, store, config, trusted_proxies=["127.0.0.1"])  # behind a named proxy
+    try:
+        event, _ = _call(url, "study_start", "", NO_EXPERTISE, True, "", forwarded="203.0.113.7")
+        assert event == "complete"  # another client of the proxy has its own quota
+        event, data = _call(url, "study_start", "", NO_EXPERTISE, True, "")
+        assert event == "error" and "Too many new participants" in data  # the proxy itself is still 127.0.0.1
+    finally:
+        trusted.close()
+        store.close()
+
+
+def test_wrong_passwords_back_off_per_address_and_never_lock_out_another(models_dir: Path, tmp_path: Path) -> None:  # noqa: F811
     import time
 
-    import app as app_module
+    from cbam_viz.ui.clients import trust_proxies
 
     ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
     store = open_store(None, tmp_path / "data")
-    app = app_module.build_app(ctx, build_runtime(ctx, store, CONFIG, warm=False), PASSWORD, joins_per_hour=3)
-    port = free_port()
-    app_module.launch(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    app, url = _serve(ctx, store, CONFIG)
+    results = f"{url}results/"
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False, ssl_verify=False)
-        credentials = [client.predict("", NO_EXPERTISE, api_name="/study_start")[0] for _ in range(3)]
-        participants = store.row_counts()["participants"]
-        with pytest.raises(AppError, match="Too many new participants"):
-            client.predict("", NO_EXPERTISE, api_name="/study_start")
-        with pytest.raises(AppError, match="Too many new participants"):
-            client.predict("made.up", NO_EXPERTISE, api_name="/study_start")
-        assert store.row_counts()["participants"] == participants
-        # a participant who has a credential can always come back
-        again = client.predict(credentials[0], NO_EXPERTISE, api_name="/study_start")
-        assert again[0] == credentials[0]
         for _ in range(5):
-            with pytest.raises(AppError, match="Wrong admin password"):
-                client.predict("guess", False, api_name="/study_results")
+            event, data = _call(results, "study_results", "guess", False, 0.6)
+            assert event == "error" and "Wrong admin password" in data and "Try again" not in data
+        event, data = _call(results, "study_results", "guess", False, 0.6)  # the 6th: locked for 2 s
+        assert event == "error" and "Try again in 2 s" in data
         started = time.perf_counter()
-        for password in ("guess", PASSWORD):  # locked out: even the right password waits
-            with pytest.raises(AppError, match="Too many wrong passwords"):
-                client.predict(password, False, api_name="/study_results")
+        for password, forged in (("guess", None), (PASSWORD, None), (PASSWORD, "198.51.100.1")):
+            event, data = _call(results, "study_results", password, False, 0.6, forwarded=forged)
+            assert event == "error" and "Too many wrong passwords" in data  # the forged header changes nothing
         assert time.perf_counter() - started < 30  # refused, not slept on (generous: a loaded machine)
-        # blind votes on uploads: new voters are limited the same way, known voters are not
-        from cbam_viz.data import render_sample
+    finally:
+        app.close()
+    trusted, url = _serve(ctx, store, CONFIG, trusted_proxies=["127.0.0.0/8"])
+    results = f"{url}results/"
+    try:  # behind a trusted proxy (and after a restart): the locked address stays locked, any other gets in
+        failures, until = store.lockout("password:api-test", "127.0.0.1")
+        assert failures == 6  # kept in the database
+        time.sleep(max(0.0, until - time.time()))
+        event, data = _call(results, "study_results", "guess", False, 0.6)  # the 7th: 4 s
+        assert event == "error" and "Try again in 4 s" in data
+        event, data = _call(results, "study_results", PASSWORD, False, 0.6)
+        assert event == "error" and "Too many wrong passwords" in data
+        event, data = _call(results, "study_results", PASSWORD, False, 0.6, forwarded="203.0.113.9")
+        assert event == "complete" and "Study" in data
+        time.sleep(max(0.0, store.lockout("password:api-test", "127.0.0.1")[1] - time.time()))
+        assert _call(results, "study_results", PASSWORD, False, 0.6)[0] == "complete"  # clears the address
+        assert store.lockout("password:api-test", "127.0.0.1") == (0, 0.0)
+    finally:
+        trusted.close()
+        trust_proxies(())
+        store.close()
 
-        upload = tmp_path / "upload.png"
-        render_sample(98, 1).image.save(upload)
-        client.predict(handle_file(str(upload)), "demo", "gradcam", api_name="/free_vote_show")
-        voters = [client.predict("", "A", 500, api_name="/free_vote")[0] for _ in range(3)]
-        with pytest.raises(AppError, match="Too many new voters"):
-            client.predict("", "A", 500, api_name="/free_vote")
-        assert "already" in client.predict(voters[0], "A", 500, api_name="/free_vote")[1]
+
+def test_a_study_without_compare_has_no_upload_route_or_api_footer(models_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
+    store = open_store(None, tmp_path / "data")
+    app, url = _serve(ctx, store, CONFIG)
+    try:
+        assert httpx.get(f"{url}config", timeout=30).json()["footer_links"] == []
+        for base in (url, f"{url}results/"):
+            assert httpx.post(f"{base}gradio_api/upload", files={"files": ("x.txt", b"x")}, timeout=30).status_code == 404
     finally:
         app.close()
         store.close()

@@ -121,7 +121,9 @@ class FreeVotes:
             raise VoteRejected("show the blinded maps first")
         if answer not in DEFAULT_ANSWERS:
             raise VoteRejected(f"answer {answer!r} is not one of {list(DEFAULT_ANSWERS)}")
-        response_ms = response_time(response_ms, int(round((self._clock() - trial.shown_at) * 1000)))
+        response_ms = response_time(response_ms)
+        if response_ms is None:  # no browser timing: the server's
+            response_ms = int(round((self._clock() - trial.shown_at) * 1000))
         voter_id = self.credentials.verify(credential) or new_participant_id()
         recorded = self.store.record_free_vote(
             voter_id, trial.image_sha256, answer, trial.shown_as_a, trial.shown_as_b, pair=trial.pair, method=trial.method,

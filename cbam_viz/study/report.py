@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from .analysis import (
 )
 from .config import StudyConfig
 from .export import write_votes
-from .records import Participant, VoteRecord
+from .records import Conflict, Participant, VoteRecord
 from .scheduler import CATCH, OBJECT, TRIAL
 from .stats import GroupRow, StudyStats, compute_stats, share_title, summary_markdown
 from .storage import Store
@@ -88,6 +88,8 @@ class ResultsReport:
     free_votes: list[VoteRecord]
     catch: dict[str, CatchResult]
     analyses: list[Analysis]
+    conflicts: list[Conflict] = field(default_factory=list)
+    review: Table = ([], [])
 
     @property
     def failed(self) -> list[str]:
@@ -161,10 +163,11 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
 
     free_votes = store.free_votes(config.pair)
     free_md = _free_markdown(config, free_votes, names)
+    people, conflicts = store.participants(study), store.conflicts(study)
     models_line = _models_markdown(models, names, titles)
     full = summary_markdown(stats, title=f"Study {study!r}", names=names, position_bias=False,
                             notes=[models_line] if models_line else [])
-    extra = "\n".join(filter(None, [_checks_markdown(config, votes, catch),
+    extra = "\n".join(filter(None, [_checks_markdown(config, votes, catch), _conflicts_markdown(conflicts),
                                     *(_analysis_markdown(a, names) for a in analyses)]))
     head, tables, tail = full.partition("\n### Per image")
     return ResultsReport(
@@ -173,8 +176,9 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
         ranking=_ranking_table(analyses, label), pairwise=_pairwise_table(analyses, label),
         expertise=_expertise_table(analyses[0], label),
         per_image=table(stats.per_image, bool(objective)), per_participant=table(stats.per_participant, False),
-        participants=_participants_table(config, store.participants(study), votes, catch),
-        free_markdown=free_md, votes=votes, free_votes=free_votes, catch=catch, analyses=analyses)
+        participants=_participants_table(config, people, votes, catch, conflicts),
+        free_markdown=free_md, votes=votes, free_votes=free_votes, catch=catch, analyses=analyses,
+        conflicts=conflicts, review=_review_table(config, people, votes, catch, conflicts))
 
 
 def export_stem(study: str) -> str:
@@ -231,8 +235,9 @@ def write_plots(report: ResultsReport, folder: str | Path, thumbnails: Mapping[s
 
 
 def write_exports(report: ResultsReport, study: str, folder: str | Path) -> list[Path]:
-    """CSV and JSON of every study vote (catch trials included, unblinded), a CSV of the participants
-    (platform ids, attention checks) and a CSV of the upload votes."""
+    """CSV and JSON of every study vote (catch trials included, unblinded), CSVs of the participants
+    (platform ids, attention checks, conflicts), of the platform review (one row per platform id: ok, or
+    why to check it), of the platform id conflicts, and of the upload votes."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     stem = export_stem(study)
@@ -247,6 +252,20 @@ def write_exports(report: ResultsReport, study: str, folder: str | Path) -> list
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(report.participants[0])
         writer.writerows(report.participants[1])
+    paths.append(path)
+    path = folder / f"{stem}-platform-review.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(report.review[0])
+        writer.writerows(report.review[1])
+    paths.append(path)
+    path = folder / f"{stem}-conflicts.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["platform id", "participant", "arrived as participant", "arrivals", "first", "last"])
+        writer.writerows([c.platform_key, c.participant_id, c.other_id, c.arrivals,
+                          c.first_at.isoformat(timespec="seconds"), c.last_at.isoformat(timespec="seconds")]
+                         for c in report.conflicts)
     paths.append(path)
     path = folder / f"{stem}-upload-votes.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -301,11 +320,23 @@ def _expertise_table(analysis: Analysis, label) -> Table:
     return headers, rows
 
 
+def conflict_notes(conflicts: Sequence[Conflict]) -> dict[str, str]:
+    """Per participant involved in a conflict, what happened, in words (for the tables and exports)."""
+    notes: dict[str, list[str]] = {}
+    for c in conflicts:
+        notes.setdefault(c.participant_id, []).append(
+            f"{c.arrivals} arrival(s) with this platform id {'without a credential' if not c.other_id else 'as ' + c.other_id}")
+        if c.other_id:
+            notes.setdefault(c.other_id, []).append(f"arrived with the platform id of {c.participant_id}")
+    return {pid: "; ".join(lines) for pid, lines in notes.items()}
+
+
 def _participants_table(config: StudyConfig, participants: Sequence[Participant], votes: Sequence[VoteRecord],
-                        catch: Mapping[str, CatchResult]) -> Table:
+                        catch: Mapping[str, CatchResult], conflicts: Sequence[Conflict] = ()) -> Table:
     params = list(config.recruitment.params)
+    notes = conflict_notes(conflicts)
     headers = ["participant", *params, "expertise", "joined", "consented", "votes", "catch passed", "catch failed",
-               "too fast", "excluded"]
+               "too fast", "excluded", "platform id conflict"]
     rows = []
     for p in participants:
         mine = [v for v in votes if v.participant_id == p.participant_id]
@@ -314,8 +345,36 @@ def _participants_table(config: StudyConfig, participants: Sequence[Participant]
                      p.created_at.isoformat(timespec="seconds"),
                      None if p.consented_at is None else p.consented_at.isoformat(timespec="seconds"),
                      sum(v.kind == TRIAL for v in mine), result.passed, result.failed, sum(v.too_fast for v in mine),
-                     "failed an attention check" if result.failed else ""])
+                     "failed an attention check" if result.failed else "", notes.get(p.participant_id, "")])
     return headers, rows
+
+
+def _review_table(config: StudyConfig, participants: Sequence[Participant], votes: Sequence[VoteRecord],
+                  catch: Mapping[str, CatchResult], conflicts: Sequence[Conflict]) -> Table:
+    """One row per participant with a platform id: what a platform needs to approve or reject a submission."""
+    key = config.recruitment.key_param
+    notes = conflict_notes(conflicts)
+    headers = [key or "platform id", "participant", "votes", "catch failed", "too fast", "review"]
+    rows = []
+    for p in participants:
+        if not p.platform_ids.get(key):
+            continue
+        mine = [v for v in votes if v.participant_id == p.participant_id]
+        failed = catch.get(p.participant_id, CatchResult(0, 0)).failed
+        reasons = (["failed an attention check"] if failed else []) + (
+            ["platform id conflict: " + notes[p.participant_id]] if p.participant_id in notes else [])
+        rows.append([p.platform_ids[key], p.participant_id, len(mine), failed, sum(v.too_fast for v in mine),
+                     "; ".join(reasons) or "ok"])
+    return headers, rows
+
+
+def _conflicts_markdown(conflicts: Sequence[Conflict]) -> str:
+    if not conflicts:
+        return ""
+    keys = sorted({c.platform_key for c in conflicts})
+    return (f"- **Platform id conflicts**: {sum(c.arrivals for c in conflicts)} arrival(s) with the platform id of a "
+            f"participant but without their credential (platform ids: {', '.join(keys)}); they got no trial and "
+            "no code. Check these submissions on the platform (the conflicts and platform-review CSVs list them).")
 
 
 def _checks_markdown(config: StudyConfig, votes: Sequence[VoteRecord], catch: Mapping[str, CatchResult]) -> str:
