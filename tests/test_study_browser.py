@@ -97,7 +97,13 @@ def test_participant_completes_a_study_then_the_owner_reads_the_results(page: Pa
     times = [v.response_ms for v in votes]  # measured in the browser: includes the 300 ms pause
     assert all(t is not None and 250 <= t < 60_000 for t in times), times
 
-    open_tab(page, "Results")
+    expect(page.get_by_role("tab", name="Results")).to_have_count(0)  # the owner's page is elsewhere
+    read_results(page, url, "3 votes from 1 participants")
+
+
+def read_results(page: Page, url: str, votes: str) -> None:
+    """The owner opens /results, types a wrong password, then the right one, and reads the summary."""
+    page.goto(url + "results")
     page.locator("#results-password input").fill("wrong")
     page.locator("#results-show").click()
     expect(page.get_by_text("Wrong admin password.").first).to_be_visible()
@@ -105,10 +111,10 @@ def test_participant_completes_a_study_then_the_owner_reads_the_results(page: Pa
     page.locator("#results-password input").fill(PASSWORD)
     page.locator("#results-show").click()
     summary = page.locator("#results-summary")
-    expect(summary).to_contain_text("3 votes from 1 participants", timeout=TIMEOUT_MS)  # statistics and plots take seconds
+    expect(summary).to_contain_text(votes, timeout=TIMEOUT_MS)  # statistics and plots take seconds
     expect(summary).to_contain_text("Prefers CBAM")
-    expect(page.get_by_role("link", name=re.compile("KB")).first).to_be_visible()
-    expect(page.get_by_role("cell", name="browser-study-votes.csv")).to_be_visible()
+    expect(page.locator("#results-plots img").first).to_be_visible()
+    expect(page.get_by_role("link", name=re.compile(r"\w-votes\.csv$")).first).to_be_visible()
 
 
 LINK = "?PROLIFIC_PID=5f1a2b3c4d5e&STUDY_ID=s-42&SESSION_ID=sess-7"
@@ -131,7 +137,7 @@ def crowd(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
     store = open_store(None, tmp_path_factory.mktemp("crowd-data"))
     runtime = build_runtime(ctx, store, config)
-    app = app_module.build_app(ctx, runtime, None, compare=False)
+    app = app_module.build_app(ctx, runtime, PASSWORD, compare=False)
     app_module.launch(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
     assert runtime.cache.ready.wait(120)
     try:
@@ -166,24 +172,57 @@ def test_a_platform_link_walks_consent_practice_trials_and_ends_with_the_complet
     (joined,) = store.participants(config.name)
     assert joined.platform_ids == {"PROLIFIC_PID": "5f1a2b3c4d5e", "STUDY_ID": "s-42", "SESSION_ID": "sess-7"}
 
-    # the same link in a fresh browser (nothing in its storage) resumes the same participant
+    # the same link in a fresh browser (nothing in its storage): a message only, no trial, no code
     fresh = new_page(page)
     fresh.goto(url + LINK)
-    expect(fresh.locator("#study-progress")).to_contain_text("Trial 2 of 4")
+    expect(fresh.locator("#study-status")).to_contain_text("already been used to start the study in another browser")
     expect(fresh.locator("#study-start")).to_be_hidden()
+    expect(fresh.locator("#study-trial")).to_be_hidden()
+    fresh.close()
+    first.reload()  # the first browser goes on where it was
     for trial in (2, 3, 4):  # each answer once its trial is shown (an earlier click would race the previous vote)
-        expect(fresh.locator("#study-progress")).to_contain_text(f"Trial {trial} of 4", timeout=TIMEOUT_MS)
-        answer(fresh, "A")
-    status = fresh.locator("#study-status")
+        expect(first.locator("#study-progress")).to_contain_text(f"Trial {trial} of 4", timeout=TIMEOUT_MS)
+        answer(first, "A")
+    status = first.locator("#study-status")
     expect(status).to_contain_text("All trials done", timeout=TIMEOUT_MS)
     expect(status).to_contain_text("Your completion code: CODE-7Q2")
-    expect(fresh.get_by_role("link", name="Return to the study platform")).to_have_attribute(
+    expect(first.get_by_role("link", name="Return to the study platform")).to_have_attribute(
         "href", url + "?done=CODE-7Q2")
-    fresh.wait_for_url(re.compile(r"\?done=CODE-7Q2$"))  # redirected after a few seconds
+    first.wait_for_url(re.compile(r"\?done=CODE-7Q2$"))  # redirected after a few seconds
     votes = store.votes(config.name)
     assert len(store.participants(config.name)) == 1
     assert sorted(v.kind for v in votes) == ["catch", "trial", "trial", "trial"]  # the practice answer is no vote
     assert all(v.response_ms is not None and v.response_ms >= 250 for v in votes)
+    assert all(v.server_ms is not None and v.server_ms >= 250 for v in votes)
+    (conflict,) = store.conflicts(config.name)  # the fresh browser, on record (each of its requests counted)
+    assert conflict.participant_id == joined.participant_id and conflict.other_id == "" and conflict.arrivals >= 1
+    first.close()
+
+
+def test_the_owner_pilots_the_study_then_opens_results_in_the_same_browser(page: Page, crowd) -> None:
+    """Piloting ends with the redirect (once), reopening the page shows the end screen without redirecting,
+    "start over" begins a new participant, and /results is reachable from the same browser throughout."""
+    url, store, config = crowd
+    owner = new_page(page)
+    owner.goto(url)
+    owner.get_by_label("I have read the above and agree to take part").check()
+    owner.locator("#study-start-button").click()
+    expect(owner.locator("#study-progress")).to_contain_text("Practice trial 1 of 1")
+    answer(owner, "A")
+    for trial in (1, 2, 3, 4):
+        expect(owner.locator("#study-progress")).to_contain_text(f"Trial {trial} of 4", timeout=TIMEOUT_MS)
+        answer(owner, "B")
+    expect(owner.locator("#study-status")).to_contain_text("Your completion code: CODE-7Q2", timeout=TIMEOUT_MS)
+    owner.wait_for_url(re.compile(r"\?done=CODE-7Q2$"))  # the pilot's finishing vote redirects, like a participant's
+    owner.goto(url)  # back to the study: the end screen, and no second redirect
+    expect(owner.locator("#study-status")).to_contain_text("All trials done")
+    owner.wait_for_timeout(4000)  # longer than the redirect delay
+    assert owner.url == url
+    owner.locator("#study-restart").click()  # a new pilot participant
+    expect(owner.locator("#study-start")).to_be_visible()
+    expect(owner.locator("#study-status")).not_to_contain_text("All trials done")
+    read_results(owner, url, "votes from")  # the owner's page, same browser
+    assert len(store.participants(config.name)) >= 2
 
 
 def test_the_api_enforces_consent_and_practice(crowd) -> None:
