@@ -195,7 +195,7 @@ def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, t
 
     for _ in range(4):
         answer_all(session, session.join("", consent=True), careful)
-    careless = session.join("", consent=True)
+    careless = session.join("", consent=True, link="?PROLIFIC_PID=careless-5f")
     answer_all(session, careless, lambda t, kind: "A" if t.model_a == "baseline" else "B" if t.model_b == "baseline"
                else ("A" if t.model_a == "background" else "B"))
     votes = store.votes("crowd")
@@ -207,7 +207,12 @@ def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, t
     (analysis,) = report.analyses
     assert len({c.participant for c in analysis.comparisons}) == 4
     assert analysis.ranking.strengths[0].model == "cbam"
-    assert "1 of 5 participants failed at least one" in report.markdown and careless.participant_id in report.markdown
+    assert "1 of 5 participants failed at least one" in report.markdown
+    assert "(careless-5f)" in report.markdown  # by the platform id the owner rejects on the platform
+    assert "Left out: 6 votes from 1 participants who failed an attention check" in report.markdown
+    assert "Power**: Power" not in report.markdown
+    review = {row[0]: row[-1] for row in report.review[1]}
+    assert review == {"careless-5f": "failed an attention check"}
     both = build_report(store, "crowd", both=True)
     assert [a.who for a in both.analyses] == ["passed the attention checks", "everyone"]
     # position bias once per group of participants, with its per-vote and (where it exists) clustered interval
@@ -217,7 +222,7 @@ def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, t
     assert {row[0] for row in both.ranking[1]} == {"passed the attention checks", "everyone"}
     row = next(r for r in report.participants[1] if r[0] == careless.participant_id)
     headers = report.participants[0]
-    assert row[headers.index("catch failed")] == 2 and row[headers.index("PROLIFIC_PID")] is None
+    assert row[headers.index("catch failed")] == 2 and row[headers.index("PROLIFIC_PID")] == "careless-5f"
     assert row[headers.index("excluded")] == "failed an attention check"
     paths = write_exports(report, "crowd", tmp_path / "out") + write_plots(report, tmp_path / "out")
     names = [p.name for p in paths]
@@ -226,6 +231,11 @@ def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, t
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths if p.suffix == ".png")
     exported = json.loads((tmp_path / "out" / "crowd-votes.json").read_text())
     assert sum(r["kind"] == "catch" for r in exported) == 10
+    # a study without attention checks does not speak of passing them
+    plain, plain_store = study(name="plain", catch_trials=0)
+    answer_all(plain, plain.join("", consent=True), careful)
+    unchecked = build_report(plain_store, "plain", both=True)
+    assert [a.who for a in unchecked.analyses] == ["everyone"] and "attention check" not in unchecked.markdown
 
 
 def test_the_results_name_the_models_as_people_read_them(study) -> None:

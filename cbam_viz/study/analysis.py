@@ -223,7 +223,7 @@ class PowerPlan:
     def text(self, names: Mapping[str, str] | None = None) -> str:
         """One line for the Results tab (``names``: model -> display name)."""
         if not self.pairs:
-            return "Power: no decisive votes yet."
+            return "no decisive votes yet."
         names = names or {}
         worst = max(self.pairs, key=lambda p: p.participants_needed)
         return (f"To detect a {self.target:.0%} preference with {self.power:.0%} power (two-sided α = "

@@ -139,7 +139,8 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
     failed = {pid for pid, result in catch.items() if result.failed}
     kept = [v for v in votes if v.participant_id not in failed]
     stats = compute_stats(kept, config.answers, objective or None, models)
-    groups = [(PASSED, failed)] + ([(EVERYONE, set())] if both else [])
+    checked = bool(config.catch_trials or catch)  # "passed the attention checks" only where there were checks
+    groups = [(PASSED, failed)] + ([(EVERYONE, set())] if both else []) if checked else [(EVERYONE, set())]
     analyses = [analyse(to_comparisons(votes, models, exclude), models, who, target) for who, exclude in groups]
     label = lambda m: names.get(m, m)  # noqa: E731
     answers = (["answer (unblinded)", "votes"], [[label(k), v] for k, v in stats.chosen_counts.items()])
@@ -163,11 +164,14 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
 
     free_votes = store.free_votes(config.pair)
     free_md = _free_markdown(config, free_votes, names)
-    people, conflicts = store.participants(study), store.conflicts(study)
     models_line = _models_markdown(models, names, titles)
+    people, conflicts = store.participants(study), store.conflicts(study)
+    left_out = [v for v in votes if v.participant_id in failed and v.kind == TRIAL and not v.is_repeat]
+    excluded_line = (f"Left out: {len(left_out)} votes from {len(failed)} participants who failed an attention check "
+                     "(the switch adds every ranking and agreement figure with everyone)." if failed else "")
     full = summary_markdown(stats, title=f"Study {study!r}", names=names, position_bias=False,
-                            notes=[models_line] if models_line else [])
-    extra = "\n".join(filter(None, [_checks_markdown(config, votes, catch), _conflicts_markdown(conflicts),
+                            notes=[line for line in (excluded_line, models_line) if line])
+    extra = "\n".join(filter(None, [_checks_markdown(config, votes, catch, people), _conflicts_markdown(conflicts),
                                     *(_analysis_markdown(a, names) for a in analyses)]))
     head, tables, tail = full.partition("\n### Per image")
     return ResultsReport(
@@ -377,10 +381,15 @@ def _conflicts_markdown(conflicts: Sequence[Conflict]) -> str:
             "no code. Check these submissions on the platform (the conflicts and platform-review CSVs list them).")
 
 
-def _checks_markdown(config: StudyConfig, votes: Sequence[VoteRecord], catch: Mapping[str, CatchResult]) -> str:
+def _checks_markdown(config: StudyConfig, votes: Sequence[VoteRecord], catch: Mapping[str, CatchResult],
+                     participants: Sequence[Participant] = ()) -> str:
+    """Attention checks and too-fast votes; who failed by platform id where the study has one (what a
+    platform needs to reject a submission), else by our id."""
+    key = config.recruitment.key_param
+    platform = {p.participant_id: p.platform_ids.get(key) for p in participants if key and p.platform_ids.get(key)}
     lines = []
     if catch:
-        failed = sorted(pid for pid, r in catch.items() if r.failed)
+        failed = sorted(platform.get(pid, pid) for pid, r in catch.items() if r.failed)
         answered = sum(r.passed + r.failed for r in catch.values())
         passed = sum(r.passed for r in catch.values())
         lines.append(f"- **Attention checks**: {passed} of {answered} catch trials passed; {len(failed)} of "
