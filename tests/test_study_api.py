@@ -118,7 +118,7 @@ def test_study_endpoints(server: Server) -> None:
     assert params["/study_vote"] == ["credential", "position", "answer", "response_ms"]
     assert "/study_results" not in params  # the owner's page is apart
     results = server.results().view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert [p["parameter_name"] for p in results["/study_results"]["parameters"]] == ["password", "both", "target"]
+    assert [p["parameter_name"] for p in results["/study_results"]["parameters"]] == ["password", "everyone", "target"]
     assert params["/free_vote_show"] == ["image", "pair", "method", "left", "right"]
     assert params["/free_vote"] == ["credential", "answer", "response_ms"]
 

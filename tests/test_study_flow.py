@@ -213,13 +213,18 @@ def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, t
     assert "Power**: Power" not in report.markdown
     review = {row[0]: row[-1] for row in report.review[1]}
     assert review == {"careless-5f": "failed an attention check"}
-    both = build_report(store, "crowd", both=True)
-    assert [a.who for a in both.analyses] == ["passed the attention checks", "everyone"]
-    # position bias once per group of participants, with its per-vote and (where it exists) clustered interval
-    assert report.markdown.count("Position bias") == 1 and both.markdown.count("Position bias") == 2
+    # the switch counts everyone in, in every figure and table
+    everyone = build_report(store, "crowd", everyone=True)
+    assert [a.who for a in report.analyses] == ["passed the attention checks"]
+    assert [a.who for a in everyone.analyses] == ["everyone"]
+    assert report.stats.participants == 4 and everyone.stats.participants == 5 and everyone.stats.votes == 30
+    assert len(report.per_participant[1]) == 4 and len(everyone.per_participant[1]) == 5
+    assert sum(r[1] for r in report.answers[1]) == 24 and sum(r[1] for r in everyone.answers[1]) == 30
+    assert len({c.participant for c in everyone.analyses[0].comparisons}) == 5
+    assert "Counted in: 1 participants who failed" in everyone.markdown
+    # position bias once, with its per-vote and (where it exists) clustered interval
+    assert report.markdown.count("Position bias") == 1 == everyone.markdown.count("Position bias")
     assert "with votes independent (Wilson)" in report.markdown
-    assert len({c.participant for c in both.analyses[1].comparisons}) == 5
-    assert {row[0] for row in both.ranking[1]} == {"passed the attention checks", "everyone"}
     row = next(r for r in report.participants[1] if r[0] == careless.participant_id)
     headers = report.participants[0]
     assert row[headers.index("catch failed")] == 2 and row[headers.index("PROLIFIC_PID")] == "careless-5f"
@@ -234,7 +239,7 @@ def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, t
     # a study without attention checks does not speak of passing them
     plain, plain_store = study(name="plain", catch_trials=0)
     answer_all(plain, plain.join("", consent=True), careful)
-    unchecked = build_report(plain_store, "plain", both=True)
+    unchecked = build_report(plain_store, "plain", everyone=True)
     assert [a.who for a in unchecked.analyses] == ["everyone"] and "attention check" not in unchecked.markdown
 
 

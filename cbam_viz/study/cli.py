@@ -36,8 +36,8 @@ def add_study_commands(subparsers: argparse._SubParsersAction) -> argparse.Argum
     objective.add_argument("--config", type=Path, metavar="CONFIG.toml",
                            help="the study's config: computes the energy pointing game of every compared model on "
                                 "every stimulus with ground truth (loads the pair) and reports agreement")
-    summary.add_argument("--both", action="store_true",
-                         help="also every figure with the participants who failed an attention check")
+    summary.add_argument("--everyone", action="store_true",
+                         help="count the participants who failed an attention check in, in every figure and table")
     summary.add_argument("--target", type=_share, default=0.60, metavar="SHARE",
                          help="the preference share the power line plans for (default 0.60)")
     summary.add_argument("--models-dir", type=Path, help="models folder with the manifest (default: models/)")
@@ -91,7 +91,7 @@ def _summary(args: argparse.Namespace) -> int:
     if args.config:
         objective = objective_scores(args.config, args.models_dir, args.models)
     with open_store(args.db, args.data_dir) as store:
-        report = build_report(store, args.study, objective, both=args.both, target=args.target)
+        report = build_report(store, args.study, objective, everyone=args.everyone, target=args.target)
     print(report.text, end="")
     return 0
 

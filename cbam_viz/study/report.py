@@ -2,8 +2,8 @@
 
 Stored votes become `analysis.Comparison`s here: study trials only (catch trials are attention checks,
 practice trials are never stored), first showings only (a repeat trial feeds the consistency check).
-Participants who failed an attention check are left out by default; ``both=True`` adds every figure
-computed with everyone, next to it.
+Participants who failed an attention check are left out by default, of every figure and table;
+``everyone=True`` counts them in, everywhere.
 """
 from __future__ import annotations
 
@@ -127,9 +127,9 @@ def analyse(comparisons: list[Comparison], models: Sequence[str], who: str, targ
 
 
 def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, float]] | None = None,
-                 both: bool = False, target: float = 0.60, titles: Mapping[str, str] | None = None) -> ResultsReport:
-    """Statistics of `study` without the participants who failed an attention check (`both`: and with
-    everyone), agreement with `objective` where given, the power line for a `target` preference, and
+                 everyone: bool = False, target: float = 0.60, titles: Mapping[str, str] | None = None) -> ResultsReport:
+    """Statistics of `study` without the participants who failed an attention check (`everyone`: with them,
+    in every figure and table), agreement with `objective` where given, the power line for a `target` preference, and
     the free votes cast on the same set from the Compare tab. ``titles``: the models' titles in the set
     (role -> title; `StudyRuntime.titles`), named once at the top and used for roles without a title."""
     config = store.study_config(study)
@@ -137,11 +137,11 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
     votes = store.votes(study)
     catch = catch_results(votes)
     failed = {pid for pid, result in catch.items() if result.failed}
-    kept = [v for v in votes if v.participant_id not in failed]
-    stats = compute_stats(kept, config.answers, objective or None, models)
     checked = bool(config.catch_trials or catch)  # "passed the attention checks" only where there were checks
-    groups = [(PASSED, failed)] + ([(EVERYONE, set())] if both else []) if checked else [(EVERYONE, set())]
-    analyses = [analyse(to_comparisons(votes, models, exclude), models, who, target) for who, exclude in groups]
+    who, exclude = (PASSED, failed) if checked and not everyone else (EVERYONE, set())
+    kept = [v for v in votes if v.participant_id not in exclude]
+    stats = compute_stats(kept, config.answers, objective or None, models)
+    analyses = [analyse(to_comparisons(votes, models, exclude), models, who, target)]
     label = lambda m: names.get(m, m)  # noqa: E731
     answers = (["answer (unblinded)", "votes"], [[label(k), v] for k, v in stats.chosen_counts.items()])
     share = share_title(models, names)
@@ -166,9 +166,10 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
     free_md = _free_markdown(config, free_votes, names)
     models_line = _models_markdown(models, names, titles)
     people, conflicts = store.participants(study), store.conflicts(study)
-    left_out = [v for v in votes if v.participant_id in failed and v.kind == TRIAL and not v.is_repeat]
-    excluded_line = (f"Left out: {len(left_out)} votes from {len(failed)} participants who failed an attention check "
-                     "(the switch adds every ranking and agreement figure with everyone)." if failed else "")
+    left_out = [v for v in votes if v.participant_id in exclude and v.kind == TRIAL and not v.is_repeat]
+    excluded_line = (f"Left out: {len(left_out)} votes from {len(exclude)} participants who failed an attention check "
+                     "(the switch counts them in, everywhere)." if exclude else
+                     f"Counted in: {len(failed)} participants who failed an attention check." if failed else "")
     full = summary_markdown(stats, title=f"Study {study!r}", names=names, position_bias=False,
                             notes=[line for line in (excluded_line, models_line) if line])
     extra = "\n".join(filter(None, [_checks_markdown(config, votes, catch, people), _conflicts_markdown(conflicts),
@@ -193,7 +194,7 @@ def export_stem(study: str) -> str:
 def figures(report: ResultsReport, thumbnails: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The Results tab's charts (matplotlib Figures), by name: the ranking, the pairwise preferences and,
     per pair, a forest plot over images (with `thumbnails`: stimulus id -> image) for the participants
-    who passed the attention checks; position bias; votes over time (everyone); catch-trial pass rate.
+    who count (`build_report`'s ``everyone``); position bias; votes over time; catch-trial pass rate.
     Models are labelled with ``report.names``."""
     from ..render import study_plots as sp
 
@@ -210,9 +211,8 @@ def figures(report: ResultsReport, thumbnails: Mapping[str, Any] | None = None) 
                 name = export_stem(f"images-{row.model}-vs-{row.opponent}")
                 out[name] = sp.forest_figure(rows, thumbnails, overall=row.preference, names=names)
         out["position-bias"] = sp.position_bias_figure(a.position)
-    everyone = to_comparisons(report.votes, models)
-    if everyone:
-        out["votes-over-time"] = sp.votes_over_time_figure(everyone)
+    if a.comparisons:
+        out["votes-over-time"] = sp.votes_over_time_figure(a.comparisons)
     if report.catch:
         counts = {pid: (r.passed, r.passed + r.failed) for pid, r in report.catch.items()}
         out["catch-trials"] = sp.catch_trial_figure(counts, excluded=report.failed)

@@ -1,12 +1,11 @@
 """The owner's Results page: the study's statistics and unblinded exports, behind a password.
 
 A Blocks of its own (app.py serves it at ``/results``), so nothing of it is in the participants' page,
-its config or its API. Its one endpoint, ``study_results(password, both, target)``, returns nothing but
+its config or its API. Its one endpoint, ``study_results(password, everyone, target)``, returns nothing but
 an error unless the password matches; wrong passwords lock out the address that sent them (back-off,
 `cbam_viz.study.limits.Throttle`), never another. Plots and export files travel inside that response
-(inline ``data:`` URIs): no file of them is served at a URL. ``both``: the statistics also with the
-participants who failed an attention check or whose platform id another browser arrived with (left out by
-default); ``target``: the preference share the power line plans for (default 60%).
+(inline ``data:`` URIs): no file of them is served at a URL. ``everyone``: count the participants who
+failed an attention check in, in every figure and table (left out by default); ``target``: the preference share the power line plans for (default 60%).
 """
 from __future__ import annotations
 
@@ -71,9 +70,8 @@ def build_results_page(runtime: StudyRuntime, admin_password: str | None, title:
             password = gr.Textbox(label="Admin password", type="password", elem_id="results-password", scale=3)
             show = gr.Button("Show results", variant="primary", elem_id="results-show", scale=1)
         with gr.Row():
-            show_both = gr.Checkbox(False, label="Also show every figure and table with everyone (participants who "
-                                    "failed an attention check included)",
-                                    elem_id="results-both", scale=2)
+            show_both = gr.Checkbox(False, label="Count the participants who failed an attention check in "
+                                    "(every figure, table and plot)", elem_id="results-both", scale=2)
             power_target = gr.Slider(MIN_TARGET, MAX_TARGET, value=DEFAULT_TARGET, step=0.01, elem_id="results-target",
                                      label="Power line: preference share to detect (80% power)", scale=1)
         summary = gr.Markdown(elem_id="results-summary")
@@ -94,7 +92,7 @@ def build_results_page(runtime: StudyRuntime, admin_password: str | None, title:
                     "conflicts, upload votes, plots (PNG)")
         files = gr.HTML(elem_id="results-files")
 
-    def results(password: Any, both: Any, target: Any, request: gr.Request):
+    def results(password: Any, everyone: Any, target: Any, request: gr.Request):
         address = client_address(request)
         wait = failures.wait(address)
         if wait > 0:
@@ -105,7 +103,7 @@ def build_results_page(runtime: StudyRuntime, admin_password: str | None, title:
         failures.succeeded(address)
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not MIN_TARGET <= target <= MAX_TARGET:
             raise gr.Error(f"The preference share to detect must be a number from {MIN_TARGET} to {MAX_TARGET}.")
-        report = build_report(store, config.name, runtime.objective(), both=both is True, target=float(target),
+        report = build_report(store, config.name, runtime.objective(), everyone=everyone is True, target=float(target),
                               titles=runtime.titles)
         pngs = plots(report, runtime.thumbnails())
         stem = export_stem(config.name)
