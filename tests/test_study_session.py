@@ -298,8 +298,11 @@ def test_report_and_exports(setup, tmp_path: Path) -> None:
     assert "Agrees with the objective score" in report.markdown
     assert "Votes on uploads" in report.free_markdown and "1 votes" in report.free_markdown
     paths = write_exports(report, "s1", tmp_path / "out")
-    assert [p.name for p in paths] == ["s1-votes.csv", "s1-votes.json", "s1-participants.csv", "s1-upload-votes.csv"]
+    assert [p.name for p in paths] == ["s1-votes.csv", "s1-votes.json", "s1-participants.csv", "s1-platform-review.csv",
+                                       "s1-conflicts.csv", "s1-upload-votes.csv"]
+    assert paths[3].read_text().count("\n") == 1 and paths[4].read_text().count("\n") == 1  # headers: no platform ids
     assert paths[2].read_text().count("\n") == 3  # a header and the two participants
     rows = json.loads(paths[1].read_text())
     assert len(rows) == 10 and {r["chosen_model"] for r in rows} <= {BASELINE, CBAM}
+    assert all(r["server_ms"] is not None and r["shown_at"] < r["received_at"] for r in rows)
     assert paths[0].read_text().count("\n") == 11
