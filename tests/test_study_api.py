@@ -558,6 +558,8 @@ def _call(url: str, api_name: str, *data: object, forwarded: str | None = None) 
 
 def test_join_limits_ignore_forwarded_headers_cost_nothing_when_refused_and_survive_a_restart(
         models_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    from cbam_viz.ui.clients import trust_proxies
+
     ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
     config = StudyConfig(name="limits", pair="demo", stimuli=DemoStimuli(seed=11, count=8), trials_per_participant=4,
                          consent="You agree.")
@@ -590,6 +592,7 @@ def test_join_limits_ignore_forwarded_headers_cost_nothing_when_refused_and_surv
         assert event == "error" and "Too many new participants" in data  # the proxy itself is still 127.0.0.1
     finally:
         trusted.close()
+        trust_proxies(())
         store.close()
 
 

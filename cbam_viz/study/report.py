@@ -355,7 +355,8 @@ def _participants_table(config: StudyConfig, participants: Sequence[Participant]
 
 def _review_table(config: StudyConfig, participants: Sequence[Participant], votes: Sequence[VoteRecord],
                   catch: Mapping[str, CatchResult], conflicts: Sequence[Conflict]) -> Table:
-    """One row per participant with a platform id: what a platform needs to approve or reject a submission."""
+    """One row per participant with a platform id: what a platform needs to approve or reject a submission
+    ("ok", or the reasons to check it: a failed attention check, a platform id conflict, most votes too fast)."""
     key = config.recruitment.key_param
     notes = conflict_notes(conflicts)
     headers = [key or "platform id", "participant", "votes", "catch failed", "too fast", "review"]
@@ -365,10 +366,11 @@ def _review_table(config: StudyConfig, participants: Sequence[Participant], vote
             continue
         mine = [v for v in votes if v.participant_id == p.participant_id]
         failed = catch.get(p.participant_id, CatchResult(0, 0)).failed
+        fast = sum(v.too_fast for v in mine)
         reasons = (["failed an attention check"] if failed else []) + (
-            ["platform id conflict: " + notes[p.participant_id]] if p.participant_id in notes else [])
-        rows.append([p.platform_ids[key], p.participant_id, len(mine), failed, sum(v.too_fast for v in mine),
-                     "; ".join(reasons) or "ok"])
+            ["platform id conflict: " + notes[p.participant_id]] if p.participant_id in notes else []) + (
+            [f"{fast} of {len(mine)} votes too fast"] if mine and 2 * fast > len(mine) else [])
+        rows.append([p.platform_ids[key], p.participant_id, len(mine), failed, fast, "; ".join(reasons) or "ok"])
     return headers, rows
 
 
