@@ -230,6 +230,9 @@ def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, t
     headers = report.participants[0]
     assert row[headers.index("catch failed")] == 2 and row[headers.index("PROLIFIC_PID")] == "careless-5f"
     assert row[headers.index("excluded")] == "failed an attention check"
+    # catch votes counted one way: never among the votes, always among the attention checks
+    votes_column = headers.index("votes (study trials)")
+    assert row[votes_column] == 6 and sum(r[votes_column] for r in report.participants[1]) == everyone.stats.votes == 30
     paths = write_exports(report, "crowd", tmp_path / "out") + write_plots(report, tmp_path / "out")
     names = [p.name for p in paths]
     assert "crowd-catch-trials.png" in names and "crowd-ranking.png" in names and "crowd-votes-over-time.png" in names

@@ -339,16 +339,16 @@ def _participants_table(config: StudyConfig, participants: Sequence[Participant]
                         catch: Mapping[str, CatchResult], conflicts: Sequence[Conflict] = ()) -> Table:
     params = list(config.recruitment.params)
     notes = conflict_notes(conflicts)
-    headers = ["participant", *params, "expertise", "joined", "consented", "votes", "catch passed", "catch failed",
-               "too fast", "excluded", "platform id conflict"]
+    headers = ["participant", *params, "expertise", "joined", "consented", "votes (study trials)", "catch passed",
+               "catch failed", "too fast (study trials)", "excluded", "platform id conflict"]
     rows = []
     for p in participants:
-        mine = [v for v in votes if v.participant_id == p.participant_id]
+        mine = [v for v in votes if v.participant_id == p.participant_id and v.kind == TRIAL]  # as the headline counts
         result = catch.get(p.participant_id, CatchResult(0, 0))
         rows.append([p.participant_id, *(p.platform_ids.get(name) for name in params), p.expertise,
                      p.created_at.isoformat(timespec="seconds"),
                      None if p.consented_at is None else p.consented_at.isoformat(timespec="seconds"),
-                     sum(v.kind == TRIAL for v in mine), result.passed, result.failed, sum(v.too_fast for v in mine),
+                     len(mine), result.passed, result.failed, sum(v.too_fast for v in mine),
                      "failed an attention check" if result.failed else "", notes.get(p.participant_id, "")])
     return headers, rows
 
@@ -359,12 +359,13 @@ def _review_table(config: StudyConfig, participants: Sequence[Participant], vote
     ("ok", or the reasons to check it: a failed attention check, a platform id conflict, most votes too fast)."""
     key = config.recruitment.key_param
     notes = conflict_notes(conflicts)
-    headers = [key or "platform id", "participant", "votes", "catch failed", "too fast", "review"]
+    headers = [key or "platform id", "participant", "votes (study trials)", "catch failed", "too fast (study trials)",
+               "review"]
     rows = []
     for p in participants:
         if not p.platform_ids.get(key):
             continue
-        mine = [v for v in votes if v.participant_id == p.participant_id]
+        mine = [v for v in votes if v.participant_id == p.participant_id and v.kind == TRIAL]
         failed = catch.get(p.participant_id, CatchResult(0, 0)).failed
         fast = sum(v.too_fast for v in mine)
         reasons = (["failed an attention check"] if failed else []) + (
