@@ -12,6 +12,10 @@ Nothing per call is stored on the models: no parameter flag or train/eval mode i
 in train mode is explained through an eval-mode copy), grad mode is thread-local, and the hooks a
 call registers act only on forward passes of the thread that registered them. Concurrent calls
 give exactly the results of the same calls made one after another.
+
+Geometry: every map is on the first model's crop (the reference; what displays show). A model whose
+resize or crop differs (torchvision's V2 baseline resizes to 232, SE and CBAM to 256) still gets its own
+input, and its maps are then placed onto the reference's crop (:mod:`.placement`; 0 where it saw nothing).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import copy
 import numbers
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -41,7 +45,9 @@ from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from ..models import preprocess, record_attention
+from ..models import ModelInfo, preprocess, record_attention
+from ..models.transforms import crop_box
+from .placement import place_map
 
 METHODS: dict[str, type[BaseCAM]] = {
     "gradcam": GradCAM,
@@ -66,9 +72,10 @@ GRADIENT_FREE = {"eigencam", "scorecam"}
 
 @dataclass
 class Explanation:
-    """What one model says about one image."""
+    """What one model says about one image. The maps cover the reference model's crop (see the module's
+    docstring), at the sizes below; for a tensor input, the tensor."""
 
-    cam: np.ndarray  # (H, W) in [0, 1] at the input tensor's size
+    cam: np.ndarray  # (H, W) in [0, 1] at the reference's input size
     raw_cam: np.ndarray  # (h, w) at the target layer's size, after ReLU, before normalization
     probs: np.ndarray  # (num_classes,)
     target: int  # the class explained
@@ -199,6 +206,14 @@ def _preprocessing(model: nn.Module) -> tuple:
     return info.input_size, info.resize, tuple(info.mean), tuple(info.std)
 
 
+def _on_crop(result: Explanation, size: tuple[int, int], info: ModelInfo, reference: ModelInfo) -> Explanation:
+    """``result`` (maps over ``info``'s crop of a ``size`` image) with every map placed onto ``reference``'s crop."""
+    box, onto = crop_box(size, info), crop_box(size, reference)
+    return replace(result, cam=place_map(result.cam, box, onto, (reference.input_size,) * 2),
+                   raw_cam=place_map(result.raw_cam, box, onto),
+                   spatial_attention=[place_map(s, box, onto) for s in result.spatial_attention])
+
+
 def _class_index(target: object) -> int:
     """A class index from any integer type (int, NumPy, 0-d tensor); a clear error otherwise."""
     if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 0 and target.dtype not in (torch.bool, bool):
@@ -219,7 +234,8 @@ def explain_batch(
 
     ``targets``: None explains each model's own top-1 class; an int (or one int per image)
     explains that class with every model. ``target_layer`` is a module name such as
-    "layer4.2"; by default the last block of layer4.
+    "layer4.2"; by default the last block of layer4. PIL images go through each model's own transform;
+    the maps of a model that crops differently from the first are placed onto the first one's crop.
     """
     n = images.shape[0] if isinstance(images, torch.Tensor) else len(images)
     if targets is not None and (getattr(targets, "ndim", None) == 0 or not isinstance(targets, Iterable)):
@@ -229,6 +245,7 @@ def explain_batch(
         if len(targets) != n:
             raise ValueError(f"got {len(targets)} targets for {n} images")
     out, batches = {}, {}
+    reference = next(iter(models.values())).info
     for label, model in models.items():
         layer = target_layer or default_target_layer(model)
         if targets is not None and not all(0 <= t < model.fc.out_features for t in targets):
@@ -237,6 +254,8 @@ def explain_batch(
         if key not in batches:  # models with the same preprocessing (every model of a set) share one input
             batches[key] = as_batch(model, images)
         out[label] = _explain_model(model, batches[key], targets, method, layer)
+        if key is not None and (model.info.input_size, model.info.resize) != (reference.input_size, reference.resize):
+            out[label] = [_on_crop(r, image.size, model.info, reference) for r, image in zip(out[label], images)]
     return out
 
 

@@ -8,6 +8,8 @@ from torchvision.transforms import v2
 
 from .resnet import ModelInfo
 
+Box = tuple[float, float, float, float]  # (left, top, right, bottom): pixel edges, fractional
+
 
 def _geometry(info: ModelInfo, transforms=T) -> list:
     """Resize + center crop, or a plain square resize when ``info.resize`` is None (``transforms``:
@@ -32,14 +34,32 @@ def crop_for_display(image: Image.Image, info: ModelInfo) -> Image.Image:
     return T.Compose(_geometry(info))(image.convert("RGB"))
 
 
+def _crop_offset(size: int, crop: int) -> int:
+    """Where CenterCrop starts along one side of ``size`` px (negative: it pads, as torchvision does)."""
+    return int(round((size - crop) / 2.0)) if size >= crop else -((crop - size) // 2)
+
+
+def crop_box(size: tuple[int, int], info: ModelInfo) -> Box:
+    """The part of a ``(width, height)`` image that the model's input covers, in the image's pixel
+    coordinates: torchvision's Resize (short side, long side truncated) + CenterCrop, or the whole
+    image for a plain square resize."""
+    width, height = size
+    if not info.resize:
+        return 0.0, 0.0, float(width), float(height)
+    short, long = sorted((width, height))
+    new_long = int(info.resize * long / short)
+    new_w, new_h = (info.resize, new_long) if width <= height else (new_long, info.resize)
+    left, top = _crop_offset(new_w, info.input_size), _crop_offset(new_h, info.input_size)
+    sx, sy = width / new_w, height / new_h
+    return left * sx, top * sy, (left + info.input_size) * sx, (top + info.input_size) * sy
+
+
 def display_crop(image: Image.Image, info: ModelInfo, max_side: int = 768) -> Image.Image:
-    """The part of ``image`` the model sees, at the image's own resolution (the long side at most
-    ``max_side``): all of it for a plain resize, else the centre square that Resize + CenterCrop keep."""
+    """The part of ``image`` the model sees (:func:`crop_box`, rounded to whole pixels), at the image's own
+    resolution (the long side at most ``max_side``)."""
     rgb = image.convert("RGB")
     if info.resize:
-        side = min(rgb.size) * info.input_size / info.resize
-        left, top = (rgb.width - side) / 2, (rgb.height - side) / 2
-        rgb = rgb.crop((round(left), round(top), round(left + side), round(top + side)))
+        rgb = rgb.crop(tuple(round(edge) for edge in crop_box(rgb.size, info)))
     scale = max_side / max(rgb.size)
     return rgb if scale >= 1 else rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.LANCZOS)
 
