@@ -2,11 +2,14 @@
 import pickle
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torchvision
+from PIL import Image
 from torch import nn
 
+from cbam_viz.explain import explain
 from cbam_viz.models import WeightsError, build_resnet, load_checkpoint, load_weights, save_checkpoint, sets
 from cbam_viz.models.fetch import describe
 from cbam_viz.models.published import LIBRARY_SOURCES
@@ -327,6 +330,10 @@ def test_v2_in_the_hub_cache_and_files_named_by_variables(published, user_places
     monkeypatch.setenv("CBAM_VIZ_SERESNET50", str(_place(published, SE_FILE, user_places.other)))
     monkeypatch.setenv("CBAM_VIZ_RESNET50_CBAM", str(_place(published, AUTHORS, user_places.other)))
     model_set = sets.load_set("imagenet", device="cpu")
+    photo = Image.fromarray(np.random.default_rng(2).integers(0, 255, (300, 420, 3), dtype=np.uint8))
+    maps = explain(model_set.models, photo)  # on the V2 baseline's crop (232): SE and CBAM (256) saw only its centre
+    assert {r.cam.shape for r in maps.values()} == {(224, 224)} and maps["baseline"].cam[:, :10].max() > 0
+    assert maps["se"].cam[:, :10].max() == maps["cbam"].cam[:, :10].max() == maps["cbam"].spatial_attention[0][:, 0].max() == 0
     for role, library in (("baseline", "torchvision-v2"), ("se", "seresnet50b"), ("cbam", "authors")):
         difference = _relative_difference(model_set.models[role], published.logits[library])
         print(f"{role} {library}: float64 max relative difference {difference:.2e}")

@@ -63,7 +63,7 @@ class ModelSet:
     def info(self) -> ModelInfo:
         """The reference model's info: every model of a set shares classes and input size, and displays and
         ``evaluate`` use its crop. Preprocessing may differ (torchvision's V2 baseline resizes to 232, the
-        others to 256): each model's own is used for its input in ``explain``."""
+        others to 256): ``explain`` feeds each model its own crop and places its maps onto this one's."""
         return next(iter(self.models.values())).info
 
     @property
