@@ -245,13 +245,13 @@ def explain_batch(
         if len(targets) != n:
             raise ValueError(f"got {len(targets)} targets for {n} images")
     out, batches = {}, {}
-    reference = next(iter(models.values())).info
+    reference = next((m.info for m in models.values()), None)
     for label, model in models.items():
         layer = target_layer or default_target_layer(model)
         if targets is not None and not all(0 <= t < model.fc.out_features for t in targets):
             raise ValueError(f"target class out of range for {label} ({model.fc.out_features} classes)")
         key = _preprocessing(model) if not isinstance(images, torch.Tensor) else None
-        if key not in batches:  # models with the same preprocessing (every model of a set) share one input
+        if key not in batches:  # models with the same preprocessing share one input
             batches[key] = as_batch(model, images)
         out[label] = _explain_model(model, batches[key], targets, method, layer)
         if key is not None and (model.info.input_size, model.info.resize) != (reference.input_size, reference.resize):
