@@ -307,17 +307,24 @@ def _age(store, participant_id: str, minutes: float) -> None:
                   .values(created_at=datetime.now(UTC) - timedelta(minutes=minutes)))
 
 
-def test_catch_maps_come_from_ground_truth() -> None:
-    from cbam_viz.data import energy_pointing_game, render_sample
+def test_catch_maps_come_from_the_real_maps_and_keep_a_clear_answer() -> None:
+    from cbam_viz.data import render_sample
+    from cbam_viz.study.catch import energy_in_box
 
+    ys, xs = np.mgrid[0:64, 0:64] + 0.5
     for index in range(30):
         box = render_sample(4, index, 64).box
-        cams = catch_cams(box, (64, 64))
-        assert energy_pointing_game(cams["object"], box) > 0.5
-        assert energy_pointing_game(cams["background"], box) < 0.02
-        peak = np.unravel_index(cams["background"].argmax(), (64, 64))
         x0, y0, x1, y1 = box
-        assert not (x0 <= peak[1] < x1 and y0 <= peak[0] < y1)
+        blob = lambda dx, r: np.exp(-((xs - (x0 + x1) / 2 - dx) ** 2 + (ys - (y0 + y1) / 2) ** 2) / r ** 2)  # noqa: E731
+        real = {"baseline": (0.9 * blob(2, 8)).astype(np.float32), "cbam": (0.95 * blob(-2, 12)).astype(np.float32)}
+        cams = catch_cams(real, box, 0.6)
+        again = catch_cams(real, box, 0.6)
+        assert all(np.array_equal(cams[k], again[k]) for k in ("object", "background"))  # deterministic
+        best = max(real, key=lambda m: energy_in_box(real[m], box) / real[m].sum())
+        other = next(m for m in real if m != best)
+        assert np.array_equal(cams["object"], real[best])  # a real map, untouched
+        assert energy_in_box(cams["background"], box) <= 0.5 * energy_in_box(cams["object"], box)
+        assert np.isclose(cams["background"].max(), real[other].max()) and np.isclose(cams["background"].min(), real[other].min())
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -1,6 +1,6 @@
 """Stimulus maps for a study: each stimulus is explained once by the study's models and encoded as PNG
 bytes (the image, one map per model) kept in memory for the life of the process. Stimuli with ground
-truth also get the two maps of a catch trial: one on the object, one on the empty background.
+truth also get the two maps of a catch trial, made from the real maps of the same image (`catch`).
 
 Nothing here imports Gradio. Nothing but the pixels of a map may depend on its model: the maps are
 never files (no name, timestamp or write order), and they are stored uncompressed (`encode_png`
@@ -22,7 +22,7 @@ from PIL import Image
 
 from .config import ConfigError, DemoStimuli, Stimulus, StudyConfig
 from .records import ModelOutput, VoteMeta
-from .scheduler import BACKGROUND, OBJECT
+from .catch import catch_cams
 
 log = logging.getLogger(__name__)
 
@@ -118,23 +118,31 @@ class StimulusRenderer:
 
         return open_image(stimulus.path), stimulus.box
 
+    def maps(self, stimulus: Stimulus, target: int) -> tuple[Image.Image, Mapping[str, Any], dict[str, np.ndarray],
+                                                              tuple[int, int, int, int] | None]:
+        """The image, the models' explanations, every map of the stimulus (model roles, and OBJECT and
+        BACKGROUND with ground truth) and the ground-truth box in map pixels (None without one)."""
+        image, box = self.load(stimulus)
+        explanations = self._explain(image, target)
+        cams = {model: explanations[model].cam for model in self.config.models}
+        cam_box = None
+        if box is not None:
+            cam_box = box_to_input(box, image.size, self.side.input_size, self.side.resize)
+            cams |= catch_cams(cams, cam_box, self.config.threshold)
+        return image, explanations, cams, cam_box
+
     def __call__(self, stimulus: Stimulus, target_class: str) -> RenderedStimulus:
         from ..data import energy_pointing_game
         from ..render import overlay, threshold_regions
 
         target = resolve_target(target_class, self.side.class_names)
-        image, box = self.load(stimulus)
-        explanations = self._explain(image, target)
-        seen = self._display(image)
-        big = display_pixels(seen)
+        image, explanations, cams, cam_box = self.maps(stimulus, target)
+        big = display_pixels(self._display(image))
         shade = ((lambda cam: threshold_regions(big, cam, self.config.threshold))
                  if self.config.display == "threshold" else (lambda cam: overlay(big, cam)))
-        cams = {model: explanations[model].cam for model in self.config.models}
         objective = None
-        if box is not None:
-            cam_box = box_to_input(box, image.size, self.side.input_size, self.side.resize)
+        if cam_box is not None:
             objective = {m: energy_pointing_game(cams[m], cam_box) for m in self.config.models}
-            cams |= catch_cams(cam_box, np.shape(cams[self.config.models[0]]))
         maps = {name: encode_png(shade(cam), fixed_size=True) for name, cam in cams.items()}
         names = self.side.class_names
         meta = vote_meta(explanations, names, target, self.side.checksums)
@@ -160,22 +168,6 @@ def vote_meta(explanations: Mapping[str, Any], class_names: Sequence[str], targe
         pred = int(explanation.prediction)
         outputs[role] = ModelOutput(class_names[pred], float(explanation.probs[pred]), checksums.get(role))
     return VoteMeta(target_class=class_names[target], outputs=outputs)
-
-
-def catch_cams(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """The two maps of a catch trial on an image whose target lies in `box` (x0, y0, x1, y1, in map
-    pixels of a map of `shape`): OBJECT, a blob filling the box; BACKGROUND, a blob as far from the
-    box as the image allows, small enough to stay off it (below e^-4 of its peak at the box)."""
-    h, w = shape[:2]
-    x0, y0, x1, y1 = box
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
-    cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, max((x1 - x0) / 2, 1.0), max((y1 - y0) / 2, 1.0)
-    on_object = np.exp(-(((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2))
-    away = np.hypot(np.maximum(np.maximum(x0 - xs, xs - x1), 0), np.maximum(np.maximum(y0 - ys, ys - y1), 0))
-    py, px = np.unravel_index(int(np.argmax(away)), away.shape)
-    radius = max(away[py, px] / 2, 1.0)
-    off_object = np.exp(-((xs - xs[py, px]) ** 2 + (ys - ys[py, px]) ** 2) / radius ** 2)
-    return {OBJECT: on_object.astype(np.float32), BACKGROUND: off_object.astype(np.float32)}
 
 
 def display_pixels(pixels: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
