@@ -105,6 +105,6 @@ if __name__ == "__main__":
         p = binomtest(correct, total, 0.5, alternative="greater").pvalue
         real = [r[2][name] for r in found["rows"] if not r[0]]
         catch = [r[2][name] for r in found["rows"] if r[0]]
-        print(f"| {name} | {correct}/{total} ({correct / total:.0%}) | {p:.3f} | "
-              f"{np.median(real):.2f} ({min(real):.2f}-{max(real):.2f}) | {np.median(catch):.2f} ({min(catch):.2f}-{max(catch):.2f}) |")
+        spread = [f"{np.median(v):.2f} ({min(v):.2f}-{max(v):.2f})" for v in (real, catch)]
+        print(f"| {name} | {correct}/{total} ({correct / total:.0%}) | {p:.3f} | {spread[0]} | {spread[1]} |")
     print("least OBJECT/BACKGROUND in-box energy ratio:", min(o / max(b, 1e-12) for o, b in found["energies"]))

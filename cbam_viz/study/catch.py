@@ -25,7 +25,7 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in map pixels
 
 
 def energy_in_box(cam: np.ndarray, box: Box) -> float:
-    """Sum of the map's values inside `box` (not a share: both catch maps are scaled to [0, 1])."""
+    """Sum of the map's values inside `box` (a sum, not a share: the energy a participant sees there)."""
     x0, y0, x1, y1 = box
     return float(np.asarray(cam, dtype=np.float64)[max(y0, 0):y1, max(x0, 0):x1].sum())
 
