@@ -27,7 +27,8 @@ from matplotlib import cbook
 from PIL import Image
 
 from .. import CLI
-from ..data import CLASSES, Sample, render_sample
+from ..data import Sample, render_sample
+from ..data.domain import out_of_domain
 from ..explain import METHOD_NAMES, METHODS, Explanation, default_target_layer, target_layers, to_arrays
 from ..images import ImageError, open_image
 from ..models import cbam_blocks, crop_for_display, display_crop
@@ -283,12 +284,8 @@ class CompareTab:
 
     def _out_of_domain(self, r: _Request) -> str | None:
         """A warning when demo models (they know only generated shapes) see anything else."""
-        if r.model_set.class_names != list(CLASSES) or r.digest in self.truth:
-            return None
-        return ("**These models know only the 12 generated shapes** (the demo set was trained on generated images "
-                "only): unless this image comes from the project's generator, their answers and maps mean nothing, "
-                f"whether or not they agree. For real photos: `{CLI} weights fetch imagenet`, then pick "
-                "the `imagenet` set.")
+        note = out_of_domain(r.model_set.class_names, generated=r.digest in self.truth)
+        return note and f"**{note}** For real photos: `{CLI} weights fetch imagenet`, then pick the `imagenet` set."
 
     def export(self, image: Any, model_set: Any, method: Any, layer: Any, target: Any) -> list[str]:
         """The comparison figure (PNG) and every array (``.npz``) of the current explanation, named after the
@@ -298,7 +295,8 @@ class CompareTab:
             folder = self.exports.new()
             parts = ("cbam-viz", model_set, method, layer, "own" if target == OWN else target, r.digest[:10])
             stem = "_".join(re.sub(r"[^\w.+-]+", "-", part) for part in parts)
-            figure = comparison_figure(r.display, r.results, r.model_set.class_names, r.titles)
+            figure = comparison_figure(r.display, r.results, r.model_set.class_names, r.titles,
+                                       out_of_domain(r.model_set.class_names, generated=r.digest in self.truth))
             seen = display_image(r.model_set, r.image)  # as the models see it (resized/cropped): what the CAMs cover
             extra = {"image": seen} if r.mask is None else {"image": seen, "mask": r.mask}
             png = atomic_write(folder / f"{stem}.png", lambda f: figure.save(f, "PNG"))
