@@ -51,13 +51,15 @@ CSS = """
 #summary td, #summary th, #top5 td, #top5 th, #top-channels td, #top-channels th { overflow-wrap: anywhere; }
 """
 # Dropdowns: typing in a search field replaces its text (the current choice is selected on focus), and Tab
-# closes the open menu (as Escape does) instead of leaving it open under the next one.
+# closes the open menu (as Escape does; Gradio would take Tab for typing and reopen it) as focus moves on.
 JS = """
 () => {
   const combobox = (e) => e.target instanceof HTMLInputElement && e.target.getAttribute("role") === "combobox";
   document.addEventListener("focusin", (e) => { if (combobox(e)) requestAnimationFrame(() => e.target.select()); });
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Tab" && combobox(e)) e.target.dispatchEvent(new KeyboardEvent("keydown", {key: "Escape", bubbles: true}));
+    if (e.key !== "Tab" || !combobox(e)) return;
+    e.stopPropagation();
+    e.target.dispatchEvent(new KeyboardEvent("keydown", {key: "Escape", bubbles: true}));
   }, true);
 }
 """
