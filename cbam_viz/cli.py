@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from . import CLI
@@ -246,7 +247,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     def load(name: str):
         return load_set(name, device=shard.device(args.device), user=user)
 
+    timer = _RunTimer(shard.rank == 0)
+
     def run(model_set, layer: str | None):
+        with timer:
+            return _run(model_set, layer)
+
+    def _run(model_set, layer: str | None):
         if fmt:
             return evaluate_folder(model_set, Path(args.images), Path(args.annotations), fmt, methods, args.seed,
                                    layer=layer, **options)
@@ -256,6 +263,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         names = [args.set] if args.no_replicates else replicate_names(args.set, user=user)
         first = load(names[0])
         layers = parse_layers(args.layers, first)
+        if shard.rank == 0:
+            print(_plan(args, names, layers, methods, fmt), file=sys.stderr)
+        timer.runs = len(names) * len(layers)
         if len(names) == 1 and len(layers) == 1:
             evaluations = [run(first, layers[0])]
             result = None
@@ -282,6 +292,37 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         files += write_sweep(result, Path(args.out), rows)
     for path in files:
         print(f"wrote {path}")
+
+
+def _plan(args: argparse.Namespace, names: list[str], layers: list, methods: list[str], fmt: str | None) -> str:
+    """What ``evaluate`` is about to run, said before it starts (a full run with ROAD takes minutes)."""
+    sets = (f"{len(names)} training seeds of set {names[0]!r} ({', '.join(names)}; --no-replicates: only {names[0]!r})"
+            if len(names) > 1 else f"set {names[0]!r}")
+    layer_text = ", ".join(layer or "the last block" for layer in layers)
+    images = f"the images of {args.images}" if fmt else f"{args.n} generated images (seed {args.seed})"
+    road = "without ROAD" if args.no_road else "with ROAD (the slowest metric; --no-road skips it)"
+    runs = len(names) * len(layers)
+    return (f"will run: {sets} x {len(layers)} layer(s) ({layer_text}) x {', '.join(methods)} on {images}, {road}"
+            + (", then the HTML report" if args.report else "") + f": {runs} run(s), each with a progress bar and its "
+            "time left" + ("; after the first, the time for all of them" if runs > 1 else ""))
+
+
+class _RunTimer:
+    """Times each evaluation run; after the first of several, prints about how long the rest will take."""
+
+    def __init__(self, speaks: bool):
+        self.speaks, self.runs, self.done, self.seconds = speaks, 1, 0, 0.0
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += time.perf_counter() - self.started
+        self.done += 1
+        if self.speaks and self.done == 1 and self.runs > 1 and not exc[0]:
+            left = self.seconds * (self.runs - 1)
+            print(f"run 1 of {self.runs} took {self.seconds / 60:.1f} min: about {left / 60:.1f} min more for the "
+                  f"other {self.runs - 1}", file=sys.stderr)
 
 
 def cmd_weights(args: argparse.Namespace) -> None:

@@ -70,6 +70,10 @@ def test_the_cli_sweeps_layers_and_names_the_files_by_layer(tmp_path):
     assert {"tiny3_summary.md", "tiny3_layer1.1_summary.md", "tiny3_layer3.1_per_image.csv", "tiny3_sweep.md",
             "tiny3_sweep.html"} <= names
     assert "Layer and seed sweep of set `tiny3`" in done.stdout
+    plan = done.stderr.splitlines()[0]  # said before anything runs
+    assert plan.startswith("will run: set 'tiny3' x 4 layer(s) (layer1.1, layer2.1, layer3.1, layer4.1) x gradcam on 4 "
+                           "generated images (seed 3), without ROAD: 4 run(s)"), plan
+    assert "run 1 of 4 took" in done.stderr and "min more for the other 3" in done.stderr
     bad = subprocess.run(base + ["--layers", "layer7.0"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert bad.returncode == 2 and "unknown layer(s) layer7.0" in bad.stderr and "Traceback" not in bad.stderr
 
