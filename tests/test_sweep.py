@@ -202,3 +202,23 @@ def test_replicates_must_differ_only_in_the_seed(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"models": models, "sets": sets}))
     with pytest.raises(SetUnavailable, match="twice, or itself"):
         replicate_names("a", tmp_path)
+
+
+def test_a_difference_that_only_holms_correction_stops_is_marked():
+    """SE: energy +0.002 in every seed, consistent (paired SD 0.01, 200 images): each interval excludes 0 and
+    p < 0.05, yet after Holm's correction over the seed's 26 tests it is no clear difference; the sweep says so."""
+    result = Sweep("demo", {f"r{s}": f"seed{s}" for s in range(3)},
+                   {f"r{s}": {"layer3.1": _seed_run(0, 0, s, "layer3.1"), "layer4.1": _seed_run(0.002, 0.05, s)}
+                    for s in range(3)})
+    rows = sweep_rows(result)
+    se = next(r for r in rows if r["model"] == "se" and r["metric"] == "energy pointing game" and r["layer"] == "layer4.1")
+    assert all(se[f"seed{s}_lo"] > 0 and se[f"seed{s}_p"] < 0.05 <= se[f"seed{s}_p_holm"] for s in range(3))
+    assert se["verdict"] == "no clear difference"
+    text = sweep_markdown(result, rows)
+    assert "over that seed's 26 tests (one per row)" in text
+    line = next(line for line in text.splitlines() if line.startswith("| layer4.1 | gradcam | energy pointing game | "
+                                                                       "half-pixel | SE |"))
+    assert line.endswith("| · (Holm), · (Holm), · (Holm) | no clear difference (Holm's correction, in every seed) |")
+    cbam = next(line for line in text.splitlines() if line.startswith("| layer4.1 | gradcam | energy pointing game | "
+                                                                       "half-pixel | CBAM |"))
+    assert "(Holm)" not in cbam and cbam.endswith("| CBAM better |")
