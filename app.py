@@ -33,11 +33,35 @@ from cbam_viz.ui.serving import Blocks, remove_work_dirs  # noqa: E402
 
 TITLE = "cbam-viz · what attention changes"
 STUDY_TITLE = "Heat-map study"  # participants must not read the hypothesis
-THEME = gr.themes.Default(primary_hue="indigo", secondary_hue="slate")
+# Complete system fonts: Gradio's bundled semibold is a small subset, so bold text fell back glyph by glyph ("CʙᴀM").
+FONTS = ["Segoe UI", "Roboto", "Helvetica Neue", "Arial", "Noto Sans", "Liberation Sans", "DejaVu Sans", "sans-serif"]
+MONO = ["SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "DejaVu Sans Mono", "monospace"]
+THEME = gr.themes.Default(primary_hue="indigo", secondary_hue="slate", font=FONTS, font_mono=MONO)
 CSS = """
 .gradio-container { max-width: 1400px !important; }
 .note { font-size: 0.92em; opacity: 0.9; }
 #summary { min-height: 5em; }
+/* CAM gallery: as tall as its images, each model's full name under its CAM (not cut, not over the image) */
+#views .grid-wrap.fixed-height { min-height: 0; max-height: none; overflow-y: visible; }
+#views .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
+#views .thumbnail-item > img { aspect-ratio: 1 / 1; height: auto; }
+#views .caption-label { position: static; max-width: none; white-space: normal; overflow: visible; text-overflow: clip;
+                        border: 0; border-top: 1px solid var(--border-color-primary); border-radius: 0; text-align: center; }
+/* long model and class names wrap inside their table cells */
+#summary td, #summary th, #top5 td, #top5 th, #top-channels td, #top-channels th { overflow-wrap: anywhere; }
+"""
+# Dropdowns: typing in a search field replaces its text (the current choice is selected on focus), and Tab
+# closes the open menu (as Escape does; Gradio would take Tab for typing and reopen it) as focus moves on.
+JS = """
+() => {
+  const combobox = (e) => e.target instanceof HTMLInputElement && e.target.getAttribute("role") === "combobox";
+  document.addEventListener("focusin", (e) => { if (combobox(e)) requestAnimationFrame(() => e.target.select()); });
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "Tab" || !combobox(e)) return;
+    e.stopPropagation();
+    e.target.dispatchEvent(new KeyboardEvent("keydown", {key: "Escape", bubbles: true}));
+  }, true);
+}
 """
 
 
@@ -103,7 +127,7 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_file_s
     # Explanations run in parallel (no model lock): a slow Score-CAM takes one of the 4 slots, the others go on.
     return app.queue(default_concurrency_limit=4).launch(
         server_name=host, server_port=port, max_file_size=max_file_size, show_error=False,
-        theme=THEME, css=CSS, footer_links=footer, **kwargs)
+        theme=THEME, css=CSS, js=JS, footer_links=footer, **kwargs)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

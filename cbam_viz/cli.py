@@ -1,11 +1,13 @@
-"""Command line: ``bash run.sh cli COMMAND ...`` (``python -m cbam_viz COMMAND ...`` with the project's venv active)."""
+"""Command line: ``bash run.sh cli COMMAND ...`` (``python -m cbam_viz COMMAND ...`` with the project's venv active).
+
+Arguments and input files are checked before torch and the models load (heavy modules are imported inside
+the commands that need them), so a mistyped command answers at once."""
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
-
-import numpy as np
 
 from . import CLI
 
@@ -62,18 +64,54 @@ def _check_layer(models: dict, layer: str | None) -> None:
         raise CLIError(str(e)) from None
 
 
-def cmd_explain(args: argparse.Namespace) -> None:
-    from .explain import METHODS, explain, to_arrays
+def _check_method(method: str) -> None:
+    from .explain.methods import METHOD_NAMES
+
+    if method not in METHOD_NAMES:
+        raise CLIError(f"unknown method {method!r}; choose from {', '.join(METHOD_NAMES)}")
+
+
+def _open_images(paths: list[str]) -> list:
+    """Every image opened and checked, or one error line per bad image."""
     from .images import ImageError, open_image
+
+    images, bad = [], []
+    for path in paths:
+        try:
+            images.append(open_image(path))
+        except ImageError as e:
+            bad.append(str(e))
+    if bad:
+        raise CLIError("\n".join(bad))
+    return images
+
+
+def _domain_note(class_names: list[str], paths: list[str]) -> str | None:
+    """The out-of-domain warning (demo models on images not known to be generated), printed on the console
+    and drawn on the figure; with several images, naming those it concerns."""
+    from .data.domain import out_of_domain, written_by_samples
+
+    unknown = [Path(p).name for p in paths if out_of_domain(class_names, generated=written_by_samples(p))]
+    if not unknown:
+        return None
+    note = out_of_domain(class_names, generated=False)
+    return note if len(unknown) == len(paths) else f"{note} Not generated: {', '.join(unknown)}."
+
+
+def _warn(note: str | None) -> None:
+    if note:
+        print(f"warning: {note} For real photos: {CLI} weights fetch imagenet, then --set imagenet.", file=sys.stderr)
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    image, = _open_images([args.image])
+    _check_method(args.method)
+    import numpy as np
+
+    from .explain import explain, to_arrays
     from .models import display_crop
     from .render import comparison_figure
 
-    try:
-        image = open_image(args.image)
-    except ImageError as e:
-        raise CLIError(str(e)) from None
-    if args.method not in METHODS:
-        raise CLIError(f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
     models, source = _load_models(args)
     _check_layer(models, args.layer)
     info = next(iter(models.values())).info
@@ -84,34 +122,31 @@ def cmd_explain(args: argparse.Namespace) -> None:
     stem = Path(args.image).stem
     display = np.asarray(display_crop(image, info))
     titles = {role: model.info.title for role, model in models.items()}
-    comparison_figure(display, results, class_names, titles).save(out / f"{stem}_{args.method}.png")
+    note = _domain_note(class_names, [args.image])
+    comparison_figure(display, results, class_names, titles, note).save(out / f"{stem}_{args.method}.png")
     np.savez_compressed(out / f"{stem}_{args.method}.npz", **to_arrays(results))
+    _warn(note)
     for role, r in results.items():
         print(f"{role:8s} {titles[role]:28s} pred {class_names[r.prediction]} ({r.probs[r.prediction]:.1%}), explained {class_names[r.target]}")
     print(f"wrote {out / f'{stem}_{args.method}.png'} and .npz ({source})")
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
-    from .explain import METHOD_NAMES, METHODS, explain_batch
-    from .images import ImageError, open_image
-    from .models import display_crop
-    from .render import GridRow, cam_grid, figure_format, save_grid
+    from .fileio import figure_format
 
     out = Path(args.out)
     try:
         figure_format(out)
     except ValueError as e:
         raise CLIError(f"--out {e}") from None
-    if args.method not in METHODS:
-        raise CLIError(f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
-    images, bad = [], []
-    for path in args.images:
-        try:
-            images.append(open_image(path))
-        except ImageError as e:
-            bad.append(str(e))
-    if bad:
-        raise CLIError("\n".join(bad))
+    _check_method(args.method)
+    images = _open_images(args.images)
+    import numpy as np
+
+    from .explain import METHOD_NAMES, explain_batch
+    from .models import display_crop
+    from .render import GridRow, cam_grid, save_grid
+
     models, source = _load_models(args)
     _check_layer(models, args.layer)
     info = next(iter(models.values())).info
@@ -120,9 +155,11 @@ def cmd_figure(args: argparse.Namespace) -> None:
     rows = [GridRow(Path(path).name, np.asarray(display_crop(image, info, max_side=512)),
                     {role: results[role][i] for role in models}) for i, (path, image) in enumerate(zip(args.images, images))]
     titles = {role: model.info.title for role, model in models.items()}
-    figure = cam_grid(rows, class_names, titles, METHOD_NAMES[args.method])
+    note = _domain_note(class_names, args.images)
+    figure = cam_grid(rows, class_names, titles, METHOD_NAMES[args.method], note)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_grid(figure, out)
+    _warn(note)
     print(f"wrote {out} ({len(rows)} images x {len(models)} models of {source}, {METHOD_NAMES[args.method]})")
 
 
@@ -183,22 +220,25 @@ def _annotation_format(args: argparse.Namespace) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .data.annotations import AnnotationError
-    from .evaluate import evaluate, evaluate_folder, markdown_table, summary_rows
-    from .evaluate.distributed import start, stop
-    from .evaluate.sweep import parse_layers, sweep, sweep_markdown, sweep_rows, write_sweep
-    from .explain import METHODS
-    from .models.sets import SetUnavailable, load_set, replicate_names
+    from .explain.methods import METHOD_NAMES
 
     methods = args.methods.split(",")
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in METHOD_NAMES]
     if unknown:
-        raise CLIError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        raise CLIError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)}")
     if args.batch_size < 1 or args.workers < 0:
         raise CLIError("--batch-size must be at least 1 and --workers at least 0")
     if bool(args.images) != bool(args.annotations):
         raise CLIError("give both --images DIR and --annotations PATH, or neither (then generated images are scored)")
+    if args.images and not Path(args.images).is_dir():
+        raise CLIError(f"{args.images}: no such folder")
     fmt = _annotation_format(args) if args.annotations else None
+    from .data.annotations import AnnotationError
+    from .evaluate import evaluate, evaluate_folder, markdown_table, summary_rows
+    from .evaluate.distributed import start, stop
+    from .evaluate.sweep import parse_layers, sweep, sweep_markdown, sweep_rows, write_sweep
+    from .models.sets import SetUnavailable, load_set, replicate_names
+
     shard = start(args.device)  # under torchrun: this process's rank; alone: rank 0 of 1
     user = _user_models(args)
     options = dict(batch_size=args.batch_size, road=not args.no_road, workers=args.workers, shard=shard, out=Path(args.out),
@@ -207,7 +247,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     def load(name: str):
         return load_set(name, device=shard.device(args.device), user=user)
 
+    timer = _RunTimer(shard.rank == 0)
+
     def run(model_set, layer: str | None):
+        with timer:
+            return _run(model_set, layer)
+
+    def _run(model_set, layer: str | None):
         if fmt:
             return evaluate_folder(model_set, Path(args.images), Path(args.annotations), fmt, methods, args.seed,
                                    layer=layer, **options)
@@ -217,6 +263,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         names = [args.set] if args.no_replicates else replicate_names(args.set, user=user)
         first = load(names[0])
         layers = parse_layers(args.layers, first)
+        if shard.rank == 0:
+            print(_plan(args, names, layers, methods, fmt), file=sys.stderr)
+        timer.runs = len(names) * len(layers)
         if len(names) == 1 and len(layers) == 1:
             evaluations = [run(first, layers[0])]
             result = None
@@ -243,6 +292,37 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         files += write_sweep(result, Path(args.out), rows)
     for path in files:
         print(f"wrote {path}")
+
+
+def _plan(args: argparse.Namespace, names: list[str], layers: list, methods: list[str], fmt: str | None) -> str:
+    """What ``evaluate`` is about to run, said before it starts (a full run with ROAD takes minutes)."""
+    sets = (f"{len(names)} training seeds of set {names[0]!r} ({', '.join(names)}; --no-replicates: only {names[0]!r})"
+            if len(names) > 1 else f"set {names[0]!r}")
+    layer_text = ", ".join(layer or "the last block" for layer in layers)
+    images = f"the images of {args.images}" if fmt else f"{args.n} generated images (seed {args.seed})"
+    road = "without ROAD" if args.no_road else "with ROAD (the slowest metric; --no-road skips it)"
+    runs = len(names) * len(layers)
+    return (f"will run: {sets} x {len(layers)} layer(s) ({layer_text}) x {', '.join(methods)} on {images}, {road}"
+            + (", then the HTML report" if args.report else "") + f": {runs} run(s), each with a progress bar and its "
+            "time left" + ("; after the first, the time for all of them" if runs > 1 else ""))
+
+
+class _RunTimer:
+    """Times each evaluation run; after the first of several, prints about how long the rest will take."""
+
+    def __init__(self, speaks: bool):
+        self.speaks, self.runs, self.done, self.seconds = speaks, 1, 0, 0.0
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += time.perf_counter() - self.started
+        self.done += 1
+        if self.speaks and self.done == 1 and self.runs > 1 and not exc[0]:
+            left = self.seconds * (self.runs - 1)
+            print(f"run 1 of {self.runs} took {self.seconds / 60:.1f} min: about {left / 60:.1f} min more for the "
+                  f"other {self.runs - 1}", file=sys.stderr)
 
 
 def cmd_weights(args: argparse.Namespace) -> None:

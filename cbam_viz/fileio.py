@@ -1,4 +1,4 @@
-"""Writing files so that no reader ever sees part of one."""
+"""Writing files so that no reader ever sees part of one; the formats figures are written in."""
 from __future__ import annotations
 
 import os
@@ -19,3 +19,15 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+FIGURE_FORMATS = ("pdf", "svg", "png")
+
+
+def figure_format(path: str | Path) -> str:
+    """"pdf", "svg" or "png", from the file name; a ValueError naming the file otherwise (checked before
+    anything is computed: this module imports nothing heavy)."""
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FIGURE_FORMATS:
+        raise ValueError(f"{Path(path).name}: the figure is written as .pdf, .svg or .png, not {Path(path).suffix or 'no suffix'!r}")
+    return fmt

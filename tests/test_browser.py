@@ -17,6 +17,8 @@ from PIL import Image
 from browser_support import chromium_page
 from playwright.sync_api import Page, expect
 
+from cbam_viz.models.sets import role_title
+from cbam_viz.render import panels
 from cbam_viz.service import AppContext, random_imagenet_set
 
 pytestmark = pytest.mark.browser
@@ -59,6 +61,29 @@ def expect_images(page: Page, *selectors: str) -> None:
         page.wait_for_function("s => document.querySelector(s)?.naturalWidth > 0", arg=f"{selector} img")
 
 
+# Text that must show in full: block titles, gallery captions, table cells, headings, list items of the summary
+# and the legend, the set's description. An element is clipped when its content is larger than its box.
+TEXT = ("label[data-testid=block-label], #views .caption-label, #summary td, #summary th, #summary li, #top5 td, "
+        "#top5 th, #top-channels td, #top-channels th, #legend li, #set-info p, .prose h3")
+CLIPPED = """s => [...document.querySelectorAll(s)].filter(e => e.offsetParent !== null)
+  .filter(e => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1)
+  .map(e => `${e.tagName} ${e.scrollWidth}x${e.scrollHeight} in ${e.clientWidth}x${e.clientHeight}: ${e.textContent.trim()}`)"""
+# Where Gradio's label sits over an image, and where the image shows (the page's pixels, after scaling).
+LABEL_OVER_IMAGE = """s => { const b = document.querySelector(s + ' label[data-testid=block-label]').getBoundingClientRect();
+  const i = document.querySelector(s + ' img'); const r = i.getBoundingClientRect();
+  return {label_bottom: b.bottom, top: r.top, scale: r.height / i.naturalHeight}; }"""
+
+
+def expect_every_panel_named_and_nothing_clipped(page: Page, titles: list[str]) -> None:
+    """Each CAM's caption is its model's full title; the attention panels' first title lies below Gradio's
+    label (panels.TOP pixels are left for it; test_panels checks every model's title is drawn); no text clipped."""
+    expect(page.locator("#views .caption-label")).to_have_text(titles)
+    for selector in ("#spatial", "#channels"):
+        box = page.evaluate(LABEL_OVER_IMAGE, selector)
+        assert box["label_bottom"] <= box["top"] + panels.TOP * box["scale"] + 1, (selector, box)
+    assert page.evaluate(CLIPPED, TEXT) == []
+
+
 def test_compare_tab(page: Page) -> None:
     summary = page.locator("#summary")
     page.get_by_text("demo: circle", exact=True).click()  # an example from the gallery
@@ -69,6 +94,19 @@ def test_compare_tab(page: Page) -> None:
     expect(page.locator("#views img")).to_have_count(3)  # one CAM per model of the demo set: baseline, SE, CBAM
     expect(page.locator("#top5")).to_contain_text("SE · ")
     expect(page.locator("#top5")).to_contain_text("CBAM · ")
+    demo = ["ResNet-18/w16 (demo)", "ResNet-18/w16 + SE (demo)", "ResNet-18/w16 + CBAM (demo)"]
+    expect_every_panel_named_and_nothing_clipped(page, [f"{role_title(r)} · {t}" for r, t in zip(["baseline", "se", "cbam"], demo)])
+    expect(page.locator("#legend")).to_contain_text("own range")
+
+    page.get_by_role("combobox", name="CAM method").click()  # Tab closes an open menu
+    expect(page.get_by_role("option", name="Grad-CAM++", exact=True)).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("option", name="Grad-CAM++", exact=True)).to_have_count(0)
+    target = page.get_by_role("combobox", name="Target class")  # typing replaces the current choice's text
+    target.click()
+    page.keyboard.type("sta")
+    expect(target).to_have_value("sta")
+    page.keyboard.press("Escape")
 
     choose(page, "CAM method", "Grad-CAM++")
     expect(summary).to_contain_text("Grad-CAM++ of layer4.1")
@@ -96,7 +134,12 @@ def test_compare_tab(page: Page) -> None:
 
     choose(page, "Model set", "imagenet (unavailable)")
     expect(page.locator("#set-info")).to_contain_text("unavailable")
-    expect(page.get_by_text("missing ResNet-50").first).to_be_visible()
+    expect(summary).to_contain_text("This model set is unavailable")
+    for selector in ("#views", "#slider", "#spatial", "#channels"):  # the previous set's panels are gone
+        expect(page.locator(f"{selector} img")).to_have_count(0)
+    expect(page.locator("#top5")).to_have_text("")
+    expect(page.get_by_text("missing ResNet-50")).to_have_count(1)  # the set's message, once: no error toast
+    expect(page.locator(".toast-body")).to_have_count(0)
 
 
 def _png(side: int) -> bytes:
@@ -116,6 +159,13 @@ def test_a_three_model_set_on_a_photo(page: Page) -> None:
     expect(page.locator("#views img")).to_have_count(3)
     expect(page.locator("#top5")).to_contain_text("SE · ")
     expect_images(page, "#views", "#spatial", "#channels")
+    expect(summary).to_contain_text("Random weights: these models were never trained")
+    expect(page.locator("#legend")).to_contain_text("own range")
+    titles = ["ResNet-50", "ResNet-50 + SE", "ResNet-50 + CBAM"]
+    expect_every_panel_named_and_nothing_clipped(
+        page, [f"{role_title(r)} · {t} (random weights)" for r, t in zip(["baseline", "se", "cbam"], titles)])
+    page.get_by_label("Raw values on one shared colour scale").check()
+    expect(page.locator("#legend")).to_contain_text("shared by all 3 models")
     page.wait_for_timeout(500)
     page.screenshot(path=SCREENSHOT_THREE, full_page=True)
 

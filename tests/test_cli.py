@@ -77,3 +77,45 @@ def test_samples_command(tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "s").glob("*_mask.png"))) == 3
     assert (tmp_path / "s" / "labels.csv").read_text().count("\n") == 4
+
+
+HEAVY = ("torch", "torchvision", "pytorch_grad_cam", "gradio", "sqlalchemy", "matplotlib", "cv2", "scipy")
+PROBE = ("import sys\nfrom cbam_viz.cli import main\ntry:\n    status = main(sys.argv[1:])\nexcept SystemExit as e:\n"
+         "    status = e.code\nprint('status', status, 'heavy', *sorted(m for m in {heavy} if m in sys.modules))\n")
+
+
+def loaded_modules(*args: str) -> tuple[str, list[str]]:
+    """The command's exit status and the heavy modules it imported, in a fresh interpreter."""
+    result = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    words = result.stdout.strip().splitlines()[-1].split()
+    return words[1], words[3:]
+
+
+def test_argument_and_file_errors_answer_before_torch_loads(tmp_path):
+    """--help, a bad option and a missing input file (explain, figure, evaluate --images) import neither torch
+    nor any other heavy library (benchmarks/bench_cli_startup.py times them)."""
+    missing, photo = str(tmp_path / "cheetah.jpg"), str(tmp_path / "photo.png")
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(photo)
+    cases = [
+        (["--help"], "0"),
+        (["explain", missing, "--out", str(tmp_path)], "2"),
+        (["explain", photo, "--method", "magic", "--out", str(tmp_path)], "2"),
+        (["figure", missing, "--out", str(tmp_path / "fig.pdf")], "2"),
+        (["figure", missing, "--out", str(tmp_path / "fig.jpg")], "2"),
+        (["evaluate", "--images", str(tmp_path / "photos"), "--annotations", str(tmp_path / "boxes.csv")], "2"),
+        (["evaluate", "--methods", "magic"], "2"),
+    ]
+    for args, status in cases:
+        assert loaded_modules(*args) == (status, []), args
+
+
+def test_a_missing_image_folder_is_named(tmp_path):
+    result = run("evaluate", "--images", str(tmp_path / "photos"), "--annotations", str(tmp_path / "boxes.csv"))
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {tmp_path / 'photos'}: no such folder"
+
+
+def test_the_method_names_checked_before_loading_are_the_engines():
+    from cbam_viz.explain import METHOD_NAMES, METHODS
+
+    assert list(METHOD_NAMES) == list(METHODS)

@@ -6,7 +6,8 @@ import pytest
 
 from cbam_viz.data import DIFFICULTIES, write_samples
 from cbam_viz.evaluate import evaluate_folder
-from cbam_viz.evaluate.report import disagreement
+from cbam_viz.evaluate import NO_VERDICT
+from cbam_viz.evaluate.report import _verdict, disagreement
 from tests.browser_support import chromium_page
 from tests.evaluate_support import SIZE, tiny_set
 
@@ -36,6 +37,20 @@ def test_report_renders_offline_with_the_gallery(tmp_path):
         loaded = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
         assert len(loaded) == N * 4 and all(loaded)
         assert "missing.png" in page.locator("body").inner_text()  # the skip list
+        headings = page.locator("table thead th").all_inner_texts()
+        explained = " | ".join(page.locator("ul.note li b").all_inner_texts())
+        assert headings and all(h in explained for h in headings), (headings, explained)  # every column explained
+        columns = page.locator("ul.note").inner_text()
+        assert "half-pixel" in columns and "receptive-field" in columns and "higher is better" in columns
+        assert "Holm's correction for multiple comparisons over all 14 rows" in columns
         page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
     assert all(url.startswith(("file://", "data:")) for url in requests), requests
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_the_verdict_says_when_the_correction_is_why():
+    row = {"call": NO_VERDICT, "verdict": NO_VERDICT, "diff_lo": 0.02, "diff_hi": 0.09, "p": 0.004, "p_holm": 0.09}
+    assert _verdict(row, 24) == ("no clear difference: the interval excludes 0 and p = 0.004, but Holm's correction "
+                                 "over 24 tests gives p = 0.09 (needs < 0.05)")
+    assert _verdict({**row, "diff_lo": -0.01}, 24) == NO_VERDICT  # the interval itself includes 0
+    assert _verdict({**row, "call": "CBAM better", "verdict": "CBAM better", "p_holm": 0.01}, 24) == "CBAM better"

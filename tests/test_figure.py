@@ -23,13 +23,17 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from matplotlib import cbook  # noqa: E402
+
 from cbam_viz.cli import main  # noqa: E402
 from cbam_viz.data import render_sample  # noqa: E402
-from cbam_viz.explain import explain_batch  # noqa: E402
+from cbam_viz.data.domain import OUT_OF_DOMAIN  # noqa: E402
+from cbam_viz.explain import explain, explain_batch  # noqa: E402
 from cbam_viz.models import build_resnet  # noqa: E402
 from cbam_viz.models.config import read_models_config  # noqa: E402
 from cbam_viz.models.sets import load_set  # noqa: E402
 from cbam_viz.render import GridRow, caption, cam_grid  # noqa: E402
+from cbam_viz.render.figure import PAD_INCHES, comparison_plot, to_picture  # noqa: E402
 from cbam_viz.render.grid import PANEL  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,3 +217,74 @@ def test_bad_options_one_line(images: list[Path], tmp_path: Path, capsys, args: 
     assert main(["figure", str(images[0]), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_comparison_figure_titles_lie_inside_the_image(models_file: Path, images: list[Path]) -> None:
+    """The exported comparison figure (CLI `explain`, the app's downloads): long, wrapped, multi-line titles, the
+    out-of-domain note and the row titles all lie inside the rendered image, none cut at its edge."""
+    model_set = load_set("tiny3", device="cpu", user=read_models_config(models_file))
+    picture = np.asarray(Image.open(images[1]).convert("RGB"))
+    results = explain(model_set.models, Image.fromarray(picture), target=1)  # "explained: ..." adds a caption line
+    fig = comparison_plot(picture, results, CLASSES, TITLES, note=OUT_OF_DOMAIN)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    canvas = fig.get_tightbbox(renderer).padded(PAD_INCHES)  # inches: what to_picture keeps
+    titles = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()
+              and (t in [ax.title for ax in fig.axes] or t is fig._suptitle or t in [s._suptitle for s in fig.subfigs])]
+    assert len(titles) == 1 + 3 + 4 + 1 + 1  # input, 3 CAMs, 4 stages, the CBAM row's title, the note
+    assert any("ResNet-18 baseline trained" in t.get_text() for t in titles)
+    assert fig._suptitle.get_text().replace("\n", " ") == OUT_OF_DOMAIN
+    for t in titles:
+        box = t.get_window_extent(renderer)
+        inches = [v / fig.dpi for v in (box.x0, box.y0, box.x1, box.y1)]
+        assert canvas.x0 <= inches[0] and canvas.y0 <= inches[1] and inches[2] <= canvas.x1 and inches[3] <= canvas.y1, t
+    image = np.asarray(to_picture(fig))
+    assert abs(image.shape[1] - canvas.width * fig.dpi) <= 2 and abs(image.shape[0] - canvas.height * fig.dpi) <= 2
+    frame = np.concatenate([image[:3].reshape(-1, 3), image[-3:].reshape(-1, 3), image[:, :3].reshape(-1, 3),
+                            image[:, -3:].reshape(-1, 3)])
+    assert (frame == 255).all()  # a white margin all round: no title cut at an edge
+    assert (image[:40] < 200).any()  # and the note's ink at the top
+
+
+def test_the_grid_carries_the_out_of_domain_note_without_overlaps(models_file: Path, images: list[Path]) -> None:
+    model_set = load_set("tiny3", device="cpu", user=read_models_config(models_file))
+    pictures = [Image.open(p).convert("RGB") for p in images[:2]]
+    results = explain_batch(model_set.models, pictures)
+    rows = [GridRow(p.name, np.asarray(picture), {role: results[role][i] for role in model_set.roles})
+            for i, (p, picture) in enumerate(zip(images, pictures))]
+    fig = cam_grid(rows, CLASSES, TITLES, "Grad-CAM", note=OUT_OF_DOMAIN)
+    try:
+        assert fig._suptitle.get_text().replace("\n", " ") == OUT_OF_DOMAIN
+        assert overlaps(fig) == []
+    finally:
+        plt.close(fig)
+
+
+def test_demo_models_on_a_photo_say_so_on_the_console_and_the_figure(tmp_path: Path, capsys) -> None:
+    """A photo with the demo set: a warning line on the console and on the figure; images that `samples` wrote
+    (listed in its labels.csv) carry none."""
+    photo = tmp_path / "grace_hopper.jpg"
+    photo.write_bytes(Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes())
+    assert main(["explain", str(photo), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr()
+    assert out.err.startswith("warning: These models know only the 12 generated shapes") and "--set imagenet" in out.err
+    assert "pred " in out.out
+
+    generated = main_samples(tmp_path / "samples")
+    assert main(["figure", str(photo), str(generated), "--out", str(tmp_path / "fig.svg")]) == 0
+    out = capsys.readouterr()
+    assert "warning: These models know only the 12 generated shapes" in out.err and "Not generated: grace_hopper.jpg." in out.err
+    assert f"Not generated: {generated.name}" not in out.err
+    svg = ET.parse(tmp_path / "fig.svg").getroot()
+    text = " ".join("".join(t.itertext()) for t in svg.iter("{http://www.w3.org/2000/svg}text"))
+    assert OUT_OF_DOMAIN in " ".join(text.split()) and "Not generated: grace_hopper.jpg." in text
+
+    assert main(["figure", str(generated), "--out", str(tmp_path / "generated.svg")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert "know only" not in (tmp_path / "generated.svg").read_text()
+
+
+def main_samples(folder: Path) -> Path:
+    """One image written by `python -m cbam_viz samples` (with its labels.csv)."""
+    assert main(["samples", "--out", str(folder), "-n", "1", "--seed", "9"]) == 0
+    return next(p for p in folder.glob("*.png") if not p.name.endswith("_mask.png"))

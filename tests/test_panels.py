@@ -38,8 +38,8 @@ def test_channel_heatmap_sorts_channels_and_lines_up_blocks() -> None:
     channel = [np.linspace(0, 1, 16), np.linspace(1, 0, 64)]
     heat = panels.channel_heatmap(["layer1.0", "layer2.0"], channel, width=128)
     assert heat.dtype == np.uint8 and heat.shape[1] > 128
-    top = panels.TOP + 18
-    rows = [heat[top + 2, 104:104 + 128], heat[top + 14 + 3 + 2, 104:104 + 128]]
+    top, left = panels.FONT_SIZE + 8, 124  # under the heading, right of the block names
+    rows = [heat[top + 2, left:left + 128], heat[top + 14 + 3 + 2, left:left + 128]]
     np.testing.assert_array_equal(rows[0], rows[1])  # both sorted high -> low on the same 0..1 scale
 
 
@@ -75,11 +75,24 @@ def test_text_panels() -> None:
     warned = panels.agreement({"baseline": a, "cbam": a}, names, titles, out_of_domain="**Outside.**")
     assert warned.startswith("**Outside.**") and "agree" not in warned
     stacked = panels.titled([("one", np.zeros((10, 30, 3), np.uint8)), ("two", np.zeros((5, 50, 3), np.uint8))])
-    assert stacked.shape == (22 + 10 + 22 + 5, 50, 3) and panels.titled([]) is None
+    assert stacked.shape == (panels.TOP + panels.STRIP + 10 + panels.STRIP + 5, 50, 3) and panels.titled([]) is None
+    assert (stacked[:panels.TOP] == 255).all()  # left free for the label Gradio draws over the image
+    assert (stacked[panels.TOP:panels.TOP + panels.STRIP] < 128).any()  # the first title, below that label
+    assert (stacked[panels.TOP + panels.STRIP + 10 + 2] == panels.RULE).all()  # a rule above the second model
     mask = np.zeros((64, 64), bool)
     mask[40:, 40:] = True  # where the test CAM is highest
     assert "| Baseline | hit |" in panels.localization({"baseline": a}, titles, mask)
     assert "shared by both models" in panels.legend(True, 2.0) and "own range" in panels.legend(False)
+    assert "shared by all 3 models" in panels.legend(True, 2.0, models=3) and "both" not in panels.legend(True, 2.0, 3)
+    assert "SE or CBAM channel gate" in panels.legend(False)
+
+
+def test_slider_halves_name_their_models() -> None:
+    image = np.zeros((100, 200, 3), np.uint8)
+    left, right = panels.labelled(image, "Baseline", "left"), panels.labelled(image, "CBAM", "right")
+    assert (left[-5:, :4] == 255).all() and (left[-5:, -4:] == 0).all()  # a white box in the bottom-left corner
+    assert (right[-5:, -4:] == 255).all() and (right[-5:, :4] == 0).all()
+    assert (left[:70] == 0).all() and (left[-20:, :100] < 128).any()  # the rest untouched; ink in the box
 
 
 def test_the_tab_scores_the_pointing_game_with_the_benchmarks_tolerance() -> None:

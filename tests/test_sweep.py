@@ -70,6 +70,10 @@ def test_the_cli_sweeps_layers_and_names_the_files_by_layer(tmp_path):
     assert {"tiny3_summary.md", "tiny3_layer1.1_summary.md", "tiny3_layer3.1_per_image.csv", "tiny3_sweep.md",
             "tiny3_sweep.html"} <= names
     assert "Layer and seed sweep of set `tiny3`" in done.stdout
+    plan = done.stderr.splitlines()[0]  # said before anything runs
+    assert plan.startswith("will run: set 'tiny3' x 4 layer(s) (layer1.1, layer2.1, layer3.1, layer4.1) x gradcam on 4 "
+                           "generated images (seed 3), without ROAD: 4 run(s)"), plan
+    assert "run 1 of 4 took" in done.stderr and "min more for the other 3" in done.stderr
     bad = subprocess.run(base + ["--layers", "layer7.0"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert bad.returncode == 2 and "unknown layer(s) layer7.0" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -198,3 +202,23 @@ def test_replicates_must_differ_only_in_the_seed(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"models": models, "sets": sets}))
     with pytest.raises(SetUnavailable, match="twice, or itself"):
         replicate_names("a", tmp_path)
+
+
+def test_a_difference_that_only_holms_correction_stops_is_marked():
+    """SE: energy +0.002 in every seed, consistent (paired SD 0.01, 200 images): each interval excludes 0 and
+    p < 0.05, yet after Holm's correction over the seed's 26 tests it is no clear difference; the sweep says so."""
+    result = Sweep("demo", {f"r{s}": f"seed{s}" for s in range(3)},
+                   {f"r{s}": {"layer3.1": _seed_run(0, 0, s, "layer3.1"), "layer4.1": _seed_run(0.002, 0.05, s)}
+                    for s in range(3)})
+    rows = sweep_rows(result)
+    se = next(r for r in rows if r["model"] == "se" and r["metric"] == "energy pointing game" and r["layer"] == "layer4.1")
+    assert all(se[f"seed{s}_lo"] > 0 and se[f"seed{s}_p"] < 0.05 <= se[f"seed{s}_p_holm"] for s in range(3))
+    assert se["verdict"] == "no clear difference"
+    text = sweep_markdown(result, rows)
+    assert "over that seed's 26 tests (one per row)" in text
+    line = next(line for line in text.splitlines() if line.startswith("| layer4.1 | gradcam | energy pointing game | "
+                                                                       "half-pixel | SE |"))
+    assert line.endswith("| · (Holm), · (Holm), · (Holm) | no clear difference (Holm's correction, in every seed) |")
+    cbam = next(line for line in text.splitlines() if line.startswith("| layer4.1 | gradcam | energy pointing game | "
+                                                                       "half-pixel | CBAM |"))
+    assert "(Holm)" not in cbam and cbam.endswith("| CBAM better |")

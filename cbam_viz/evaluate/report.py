@@ -20,7 +20,7 @@ from ..explain import explain_batch
 from ..models.sets import role_title
 from ..render.overlay import outline, overlay
 from .scoring import Target, model_input
-from .summary import LABELS, NO_VERDICT, SKIPS_SHOWN, Evaluation, summary_rows, surviving
+from .summary import ALPHA, LABELS, NO_VERDICT, SKIPS_SHOWN, Evaluation, summary_rows, surviving
 
 GALLERY = 12  # images shown
 PANEL = 192  # px per panel in the gallery
@@ -95,6 +95,43 @@ def _interval(row: dict, key: str, mean: str) -> str:
     return f"{row[mean]:.3f} [{row[f'{key}_lo']:.3f}, {row[f'{key}_hi']:.3f}]"
 
 
+def _columns(ref: str, tests: int) -> list[tuple[str, str]]:
+    """What each column of the summary table means (for every metric, higher is better)."""
+    return [
+        ("method", "the CAM method; \"all methods\" rows are top-1 accuracy, which needs no CAM."),
+        ("metric", f"{LABELS['pointing']}: share of images whose CAM peak lies on the object (within half a feature "
+                   f"cell); {LABELS['energy']}: share of the CAM's energy inside the object's boxes; {LABELS['iou']}: "
+                   "overlap of the CAM thresholded at 0.5 with the object's mask; "
+                   f"{LABELS['road']}: how much of the target class's probability is lost when the 20% of pixels the "
+                   "CAM ranks most relevant are imputed away (ROAD, most relevant first). For every metric, higher is "
+                   "better: a larger ROAD drop means the map found pixels the model needs."),
+        ("placement", "how the CAM, computed on the target layer's coarse grid (e.g. 7x7), is laid on the image: "
+                      "half-pixel puts each cell's value at the middle of its block of pixels (what grad-cam and the "
+                      "app draw), receptive-field at the centre of the cell's receptive field. The verdict needs both."),
+        ("model", "the model compared with the reference."),
+        (f"{ref} [95% CI], model [95% CI]", "each model's mean score with its 95% confidence interval."),
+        (f"model - {ref} [95% CI]", "the mean paired difference (same images) with its 95% interval; above 0: the "
+                                    "model scores higher."),
+        ("p", "the paired test's p-value (exact McNemar for proportions, sign-flip permutation otherwise), "
+              "before correction."),
+        ("Holm p", f"p after Holm's correction for multiple comparisons over all {tests} rows of this table."),
+        ("this placement", f"this row's call: a side is better only when Holm p < {ALPHA:g} and the interval of the "
+                           "difference excludes 0."),
+        ("verdict", "the call both placements agree on; \"depends on placement\" when they differ. A row whose "
+                    "interval excludes 0 can still read \"no clear difference\": its cell then says that the "
+                    "multiple-comparison correction is why."),
+    ]
+
+
+def _verdict(row: dict, tests: int) -> str:
+    """The verdict, with the reason when only the multiple-comparison correction stands in the way."""
+    excludes_zero = not row["diff_lo"] <= 0 <= row["diff_hi"]
+    if row["call"] == NO_VERDICT and excludes_zero and row["p"] < ALPHA <= row["p_holm"]:
+        return (f"{row['verdict']}: the interval excludes 0 and p = {row['p']:.2g}, but Holm's correction over "
+                f"{tests} tests gives p = {row['p_holm']:.2g} (needs < {ALPHA:g})")
+    return row["verdict"]
+
+
 def _table(evaluation: Evaluation, rows: list[dict]) -> list[str]:
     ref = role_title(evaluation.reference_role)
     head = ["method", "metric", "placement", "model", f"{ref} [95% CI]", "model [95% CI]", f"model - {ref} [95% CI]",
@@ -106,8 +143,9 @@ def _table(evaluation: Evaluation, rows: list[dict]) -> list[str]:
                    f"{r['diff']:+.3f} [{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}]", f"{r['p']:.2g}", f"{r['p_holm']:.2g}"]
         win = ' class="win"' if r["call"] != NO_VERDICT else ""
         out.append(f"<tr{win}>" + "".join(f"<td>{c}</td>" for c in cells) + "".join(f'<td class="num">{n}</td>' for n in numbers)
-                   + f'<td class="call">{html.escape(r["call"])}</td><td>{html.escape(r["verdict"])}</td></tr>')
-    return out + ["</tbody></table>"]
+                   + f'<td class="call">{html.escape(r["call"])}</td><td>{html.escape(_verdict(r, len(rows)))}</td></tr>')
+    columns = "".join(f"<li><b>{html.escape(name)}</b>: {html.escape(text)}</li>" for name, text in _columns(ref, len(rows)))
+    return out + ["</tbody></table>", f"<h3>The columns</h3><ul class='note'>{columns}</ul>"]
 
 
 def write_report(evaluation: Evaluation, models: Mapping[str, nn.Module], dataset: Dataset, class_names: Sequence[str],

@@ -28,7 +28,7 @@ from ..explain import target_layers
 from ..models.sets import ModelSet, role_title
 from ..render.study_plots import figure_png
 from ..render.sweep_plot import depth_plot
-from .summary import DEPENDS_ON_PLACEMENT, LABELS, NO_VERDICT, Evaluation, judge, output_stem, tested_rows
+from .summary import ALPHA, DEPENDS_ON_PLACEMENT, LABELS, NO_VERDICT, Evaluation, judge, output_stem, tested_rows
 
 DEPENDS_ON_SEED = "depends on the seed"
 DEPENDS_ON_LAYER = "depends on the layer"
@@ -143,7 +143,7 @@ def sweep_rows(result: Sweep) -> list[dict]:
                "verdict": across_seeds([r["verdict"] for r in seeds])}
         for rep, r in zip(result.replicates, seeds):
             tag = result.labels[rep]
-            row.update({f"{tag}_diff": r["diff"], f"{tag}_lo": r["diff_lo"], f"{tag}_hi": r["diff_hi"],
+            row.update({f"{tag}_diff": r["diff"], f"{tag}_lo": r["diff_lo"], f"{tag}_hi": r["diff_hi"], f"{tag}_p": r["p"],
                         f"{tag}_p_holm": r["p_holm"], f"{tag}_verdict": r["verdict"]})
         out.append(row)
     return out
@@ -156,6 +156,18 @@ def _sd(row: dict) -> str:
 def _short(verdict: str) -> str:
     return {NO_VERDICT: "·", DEPENDS_ON_SEED: "seed-dependent", DEPENDS_ON_PLACEMENT: "placement-dependent",
             DEPENDS_ON_LAYER: "layer-dependent"}.get(verdict, verdict)
+
+
+HOLM = " (Holm)"  # marks a seed whose difference only the multiple-comparison correction stops
+
+
+def _seed_call(row: dict, seed: str) -> str:
+    """A seed's verdict, marked with :data:`HOLM` when the row's interval excludes 0 and p < ALPHA but the
+    Holm-adjusted p is not: the correction, not the data alone, is why it reads "no clear difference"."""
+    call = _short(row[f"{seed}_verdict"])
+    corrected = (row[f"{seed}_verdict"] == NO_VERDICT and not row[f"{seed}_lo"] <= 0 <= row[f"{seed}_hi"]
+                 and row[f"{seed}_p"] < ALPHA <= row[f"{seed}_p_holm"])
+    return call + HOLM if corrected else call
 
 
 def sweep_markdown(result: Sweep, rows: list[dict]) -> str:
@@ -174,7 +186,9 @@ def sweep_markdown(result: Sweep, rows: list[dict]) -> str:
              "95% intervals); Holm's correction runs over all rows of one seed (every layer, method, metric, model and "
              "placement). A seed's verdict needs both placements to agree. **Across seeds a side wins only if it wins "
              f"in every seed**; when some seeds call a winner and others do not, the verdict is \"{DEPENDS_ON_SEED}\". "
-             "SD: the between-seed standard deviation of the difference.", "", *warning]
+             f"SD: the between-seed standard deviation of the difference. \"{HOLM.strip()}\" after a seed's verdict: its "
+             f"interval excludes 0 and p < {ALPHA:g}, but not after Holm's correction over that seed's "
+             f"{len(rows)} tests (one per row), so it is no clear difference.", "", *warning]
     accuracy = [r for r in rows if r["metric"] == ACCURACY]
     if accuracy:
         lines += ["| top-1 accuracy | " + " | ".join(seeds) + " | mean | between-seed SD | verdict across seeds |",
@@ -204,10 +218,11 @@ def sweep_markdown(result: Sweep, rows: list[dict]) -> str:
               + " | mean diff | SD | seed verdicts | across seeds |", "|---" * (11 + len(seeds)) + "|"]
     for r in cams:
         cells = [f"{r[f'{s}_diff']:+.3f} [{r[f'{s}_lo']:+.3f}, {r[f'{s}_hi']:+.3f}]" for s in seeds]
-        calls = ", ".join(_short(r[f"{s}_verdict"]) for s in seeds)
+        calls = [_seed_call(r, s) for s in seeds]
+        across = r["verdict"] + (" (Holm's correction, in every seed)" if all(c.endswith(HOLM) for c in calls) else "")
         lines.append(f"| {r['layer']} | {r['method']} | {r['metric']} | {r['placement']} | {role_title(r['model'])} "
                      f"| {r['baseline']:.3f} | {r['model_mean']:.3f} | " + " | ".join(cells)
-                     + f" | {r['diff_mean']:+.3f} | {_sd(r)} | {calls} | {r['verdict']} |")
+                     + f" | {r['diff_mean']:+.3f} | {_sd(r)} | {', '.join(calls)} | {across} |")
     return "\n".join(lines) + "\n"
 
 

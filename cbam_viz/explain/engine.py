@@ -47,6 +47,7 @@ from torch import nn
 
 from ..models import ModelInfo, preprocess, record_attention
 from ..models.transforms import crop_box
+from .methods import GRADIENT_FREE
 from .placement import place_map
 
 METHODS: dict[str, type[BaseCAM]] = {
@@ -60,14 +61,6 @@ METHODS: dict[str, type[BaseCAM]] = {
     "eigencam": EigenCAM,
     "scorecam": ScoreCAM,
 }
-# How each method is named in figures and menus.
-METHOD_NAMES = {
-    "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM", "layercam": "LayerCAM",
-    "hirescam": "HiResCAM", "gradcamelementwise": "Grad-CAM element-wise", "eigengradcam": "Eigen-Grad-CAM",
-    "eigencam": "EigenCAM", "scorecam": "Score-CAM",
-}
-# Methods that need no gradient: they skip the backward step entirely.
-GRADIENT_FREE = {"eigencam", "scorecam"}
 
 
 @dataclass

@@ -11,16 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.font_manager import FontProperties  # noqa: E402
-from matplotlib.textpath import text_to_path  # noqa: E402
 
 from ..explain import Explanation  # noqa: E402
-from .figure import caption, colorbar  # noqa: E402
+from ..fileio import figure_format  # noqa: E402
+from .figure import FONT, NOTE_COLOR, PAD_INCHES, caption, colorbar, wrap  # noqa: E402
 from .overlay import overlay  # noqa: E402
 
 PANEL = 1.9  # inches per panel side
-FONT = 8  # points
-FORMATS = ("pdf", "svg", "png")
 # Vector text: TrueType fonts embedded in PDF (not Type 3 glyph procedures), real <text> elements in SVG.
 VECTOR_TEXT = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none"}
 
@@ -33,45 +30,21 @@ class GridRow(NamedTuple):
     results: Mapping[str, Explanation]
 
 
-def wrap(text: str, width_pt: float, size: float = FONT) -> str:
-    """``text`` broken into lines no wider than ``width_pt`` points when set at ``size`` points (measured
-    with the default font's advance widths); words longer than a line are split."""
-    prop = FontProperties(size=size)
-
-    def fits(line: str) -> bool:
-        return text_to_path.get_text_width_height_descent(line, prop, ismath=False)[0] <= width_pt
-
-    lines: list[str] = []
-    for paragraph in text.split("\n"):
-        line = ""
-        for word in paragraph.split(" "):
-            candidate = f"{line} {word}" if line else word
-            if fits(candidate):
-                line = candidate
-                continue
-            if line:
-                lines.append(line)
-            while not fits(word) and len(word) > 1:
-                low, high = 1, len(word) - 1  # the longest prefix that fits (at least one character)
-                while low < high:
-                    middle = (low + high + 1) // 2
-                    low, high = (middle, high) if fits(word[:middle]) else (low, middle - 1)
-                lines.append(word[:low])
-                word = word[low:]
-            line = word
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def cam_grid(rows: Sequence[GridRow], class_names: Sequence[str], titles: Mapping[str, str], method: str) -> Figure:
+def cam_grid(rows: Sequence[GridRow], class_names: Sequence[str], titles: Mapping[str, str], method: str,
+             note: str | None = None) -> Figure:
     """The figure: columns input + each model's CAM overlay (titled with the model's title), the predicted
-    class and its probability under each CAM, the row's label left of its input, one colour bar for all."""
+    class and its probability under each CAM, the row's label left of its input, one colour bar for all;
+    ``note`` (the out-of-domain warning) on top."""
     if not rows:
         raise ValueError("the grid needs at least one image")
     roles = list(rows[0].results)
     columns = 1 + len(roles)
     width = PANEL * 72 * 0.95  # text may use 95% of a panel's width
-    fig = plt.figure(figsize=(PANEL * columns + 1.2, (PANEL + 0.45) * len(rows) + 0.45), layout="constrained")
+    note = wrap(note, (PANEL * columns + 1.0) * 72 * 0.95, FONT) if note else ""
+    note_height = (note.count("\n") + 1) * FONT * 1.4 / 72 if note else 0  # inches, added to the figure's height
+    fig = plt.figure(figsize=(PANEL * columns + 1.2, (PANEL + 0.45) * len(rows) + 0.45 + note_height), layout="constrained")
+    if note:
+        fig.suptitle(note, fontsize=FONT, color=NOTE_COLOR)
     axes = fig.subplots(len(rows), columns, squeeze=False)
     for i, row in enumerate(rows):
         axes[i, 0].imshow(row.image)
@@ -89,18 +62,10 @@ def cam_grid(rows: Sequence[GridRow], class_names: Sequence[str], titles: Mappin
     return fig
 
 
-def figure_format(path: str | Path) -> str:
-    """"pdf", "svg" or "png", from the file name; a ValueError naming the file otherwise."""
-    fmt = Path(path).suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise ValueError(f"{Path(path).name}: the figure is written as .pdf, .svg or .png, not {Path(path).suffix or 'no suffix'!r}")
-    return fmt
-
-
 def save_grid(fig: Figure, path: str | Path, dpi: int = 300) -> Path:
     """Write the figure as PDF, SVG (both with vector text) or PNG (``dpi``), chosen by the file suffix."""
     path = Path(path)
     fmt = figure_format(path)
     with matplotlib.rc_context(VECTOR_TEXT):
-        fig.savefig(path, format=fmt, dpi=dpi)
+        fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=PAD_INCHES)
     return path

@@ -18,30 +18,32 @@ from .overlay import colorize, outline, overlay
 CAM_CMAP = "jet"
 ATTENTION_CMAP = "viridis"
 INK = (33, 37, 41)
+RULE = (173, 181, 189)  # the line between two models' panels
 PAD = 6
-FONT_SIZE = 11
-TOP = 28  # room for the label Gradio draws over an image's top-left corner
+FONT_SIZE = 13  # labels; panels are shown at about their own size, so this is close to the size on screen
+TITLE_SIZE = 16  # the model's name above its panels
+TOP = 30  # room for the label Gradio draws over an image's top-left corner
 Text = tuple[tuple[int, int], str]  # (x, y) top-left, text
 
 
-@lru_cache(maxsize=1)
-def _font() -> ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=FONT_SIZE)
+@lru_cache(maxsize=4)
+def _font(size: int = FONT_SIZE) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
 
 
 @lru_cache(maxsize=4096)
-def _text_mask(text: str) -> Image.Image:
+def _text_mask(text: str, size: int = FONT_SIZE) -> Image.Image:
     """``text`` rendered once as an alpha mask (labels such as block names repeat on every request)."""
-    _, _, right, bottom = _font().getbbox(text)
+    _, _, right, bottom = _font(size).getbbox(text)
     mask = Image.new("L", (max(1, int(right)), max(1, int(bottom))))
-    ImageDraw.Draw(mask).text((0, 0), text, fill=255, font=_font())
+    ImageDraw.Draw(mask).text((0, 0), text, fill=255, font=_font(size))
     return mask
 
 
-def _with_text(canvas: np.ndarray, texts: Sequence[Text]) -> np.ndarray:
+def _with_text(canvas: np.ndarray, texts: Sequence[Text], size: int = FONT_SIZE, ink: tuple[int, int, int] = INK) -> np.ndarray:
     picture = Image.fromarray(canvas)
     for xy, text in texts:
-        picture.paste(INK, xy, _text_mask(text))
+        picture.paste(ink, xy, _text_mask(text, size))
     return np.asarray(picture)
 
 
@@ -98,16 +100,16 @@ def attention_grid(image: np.ndarray, blocks: Sequence[str], maps: Sequence[np.n
     groups = stages(blocks)
     cols = max((len(g) for g in groups.values()), default=1)
     per_row = 2 if 2 * cols <= max_cols else 1
-    label_w, cap_h = 64, 18
+    label_w, cap_h = 64, 2 * (FONT_SIZE + 3)  # caption: the block, then its value range
     section_w = label_w + cols * (tile + PAD)
     base = _resize(image, tile, tile)
-    height = TOP + -(-len(groups) // per_row) * (tile + cap_h + PAD) + 30
+    height = -(-len(groups) // per_row) * (tile + cap_h + PAD) + 34
     canvas = np.full((height, per_row * section_w, 3), 255, np.uint8)
     texts: list[Text] = []
     for k, (stage, indices) in enumerate(groups.items()):
-        x0, y = (k % per_row) * section_w, TOP + (k // per_row) * (tile + cap_h + PAD)
+        x0, y = (k % per_row) * section_w, (k // per_row) * (tile + cap_h + PAD)
         h, w = maps[indices[0]].shape
-        texts += [((x0, y + tile // 2 - 14), stage), ((x0, y + tile // 2 + 2), f"{h}x{w}")]
+        texts += [((x0, y + tile // 2 - 16), stage), ((x0, y + tile // 2 + 2), f"{h}x{w}")]
         for col, i in enumerate(indices):
             values = maps[i]
             lo, hi = float(values.min()), float(values.max())
@@ -115,7 +117,7 @@ def attention_grid(image: np.ndarray, blocks: Sequence[str], maps: Sequence[np.n
             x = x0 + label_w + col * (tile + PAD)
             tinted = overlay(base, values, alpha=0.6, cmap=ATTENTION_CMAP, vmin=vmin, vmax=vmax)
             canvas[y:y + tile, x:x + tile] = _outlined(tinted, mask)
-            texts.append(((x, y + tile + 2), f"{blocks[i]}  {lo:.2f}-{hi:.2f}"))
+            texts += [((x, y + tile + 2), blocks[i]), ((x, y + tile + 2 + FONT_SIZE + 3), f"{lo:.2f} to {hi:.2f}")]
     low, high = ("0 suppressed", "1 kept") if shared else ("min of each map", "max of each map")
     bar_w = min(canvas.shape[1] - label_w - PAD, 320)
     bar = colorbar(ATTENTION_CMAP, bar_w, low, high)
@@ -126,12 +128,12 @@ def attention_grid(image: np.ndarray, blocks: Sequence[str], maps: Sequence[np.n
 def channel_heatmap(blocks: Sequence[str], channel: Sequence[np.ndarray], width: int = 384, row: int = 14) -> np.ndarray:
     """Channel attention, blocks x channels: each block's channels sorted from highest to lowest
     attention and resampled to ``width`` columns, so blocks of different widths line up; colour bar."""
-    label_w, gap, top = 104, 3, TOP + 18
+    label_w, gap, top = 124, 3, FONT_SIZE + 8
     order = [(i, stage) for stage, indices in enumerate(stages(blocks).values()) for i in indices]
     y_of = {i: top + n * row + stage * gap for n, (i, stage) in enumerate(order)}  # a gap between stages
     height = top + len(order) * row + (order[-1][1] + 1) * gap + 32
     canvas = np.full((height, label_w + width + PAD, 3), 255, np.uint8)
-    texts: list[Text] = [((label_w, TOP), "channels sorted by attention: highest -> lowest")]
+    texts: list[Text] = [((label_w, 0), "channels sorted by attention: highest -> lowest")]
     for i, values in enumerate(channel):
         ranked = np.sort(values)[::-1]
         resampled = np.interp(np.linspace(0, 1, width), np.linspace(0, 1, len(ranked)), ranked)
@@ -175,20 +177,38 @@ def top_channels_table(channel: Mapping[str, np.ndarray], block: str | None, k: 
                                                       for title, values in channel.items()}, k)
 
 
+STRIP = TITLE_SIZE + 16  # a model's title strip: a rule, the title, a gap
+
+
+def labelled(image: np.ndarray, text: str, side: str) -> np.ndarray:
+    """``image`` with ``text`` on a white box in its bottom ``side`` ("left" or "right") corner (the halves
+    of the before/after slider name their models)."""
+    width, height = int(_font().getlength(text)) + 2 * PAD, FONT_SIZE + 2 * PAD
+    width = min(width, image.shape[1])
+    x = 0 if side == "left" else image.shape[1] - width
+    y = image.shape[0] - height
+    out = image.copy()
+    out[y:, x:x + width] = 255
+    return _with_text(out, [((x + PAD, y + PAD - 2), text)])
+
+
 def titled(panels: Sequence[tuple[str, np.ndarray]]) -> np.ndarray | None:
-    """Panels stacked top to bottom on white, each under its title; None when there are none."""
+    """Panels stacked top to bottom on white, each under its title (a rule between two models), below
+    :data:`TOP` pixels left free for Gradio's label; None when there are none."""
     if not panels:
         return None
     width = max(p.shape[1] for _, p in panels)
-    parts, texts, y = [], [], 0
-    for title, panel in panels:
-        strip = np.full((22, width, 3), 255, np.uint8)
+    parts, texts, y = [np.full((TOP, width, 3), 255, np.uint8)], [], TOP
+    for k, (title, panel) in enumerate(panels):
+        strip = np.full((STRIP, width, 3), 255, np.uint8)
+        if k:
+            strip[2:4] = RULE
         body = np.full((panel.shape[0], width, 3), 255, np.uint8)
         body[:, :panel.shape[1]] = panel
-        texts.append(((4, y + 5), title))
+        texts.append(((4, y + 8), title))
         parts += [strip, body]
         y += strip.shape[0] + body.shape[0]
-    return _with_text(np.concatenate(parts), texts)
+    return _with_text(np.concatenate(parts), texts, TITLE_SIZE)
 
 
 def _pred(result: Explanation, names: Sequence[str]) -> str:
@@ -223,9 +243,10 @@ def localization(results: Mapping[str, Explanation], titles: Mapping[str, str], 
     return "\n".join(rows)
 
 
-def legend(shared: bool, scale: float | None = None) -> str:
-    """Markdown: what the colours of every panel mean."""
-    cam = (f"raw CAM values (after ReLU) on one scale shared by both models, blue = 0 to red = {scale:.3g}"
+def legend(shared: bool, scale: float | None = None, models: int = 2) -> str:
+    """Markdown: what the colours of every panel mean, for a set of ``models`` models."""
+    every = "both models" if models == 2 else f"all {models} models"
+    cam = (f"raw CAM values (after ReLU) on one scale shared by {every}, blue = 0 to red = {scale:.3g}"
            if shared else "each CAM normalized to its own range: blue = its minimum, red = its maximum")
     spatial = ("the gate's value on a fixed scale, dark purple = 0 (suppressed) to yellow = 1 (kept)"
                if shared else "each map stretched to its own range, printed under it (purple = min, yellow = max)")
@@ -233,6 +254,7 @@ def legend(shared: bool, scale: float | None = None) -> str:
         f"- **CAM overlays** (jet): {cam}.",
         f"- **Spatial attention** (viridis): {spatial}.",
         ("- **Channel attention** (viridis): the gate value of every channel, 0 = suppressed, 1 = kept; "
-         "each row is one CBAM block, its channels sorted from the highest value (left) to the lowest."),
+         "each row is one block of that model (its SE or CBAM channel gate), its channels sorted from the highest "
+         "value (left) to the lowest."),
         "- A white outline marks the ground-truth object, where the image has one.",
     ])

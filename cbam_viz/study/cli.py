@@ -11,9 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .export import FORMATS, write_votes
-from .report import build_report
-from .storage import open_store
+from .export import FORMATS
 
 
 def add_study_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -75,6 +73,9 @@ def _reporting_errors(command: Callable[[argparse.Namespace], int]) -> Callable[
 
 
 def _export(args: argparse.Namespace) -> int:
+    from .export import write_votes
+    from .storage import open_store
+
     with open_store(args.db, args.data_dir) as store:
         votes = store.votes(args.study)
     if args.out == "-":
@@ -87,6 +88,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from .report import build_report
+    from .storage import open_store
+
     objective = json.loads(args.objective.read_text(encoding="utf-8")) if args.objective else None
     if args.config:
         objective = objective_scores(args.config, args.models_dir, args.models)

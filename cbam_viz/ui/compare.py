@@ -27,7 +27,8 @@ from matplotlib import cbook
 from PIL import Image
 
 from .. import CLI
-from ..data import CLASSES, Sample, render_sample
+from ..data import Sample, render_sample
+from ..data.domain import out_of_domain
 from ..explain import METHOD_NAMES, METHODS, Explanation, default_target_layer, target_layers, to_arrays
 from ..images import ImageError, open_image
 from ..models import cbam_blocks, crop_for_display, display_crop
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 OWN = "each model's own prediction"
 METHOD_LABELS = {**METHOD_NAMES, "scorecam": f"{METHOD_NAMES['scorecam']} (slow: one forward pass per channel)"}
 HINT = "Upload an image, paste one or pick an example."
+UNAVAILABLE = "*This model set is unavailable (see under “Model set”): choose another to explain the image.*"
 VIEW = 256  # CAM views are drawn at least this large
 EXAMPLE_SEED = 9001  # a dataset seed that training (1), validation (2), evaluation (3) and the study (0) do not use
 MAX_TEXT = 200  # longest accepted option value (set, method, layer, class, block, model)
@@ -129,10 +131,15 @@ def _choices(model_set: ModelSet) -> dict[str, Any]:
             "right": model_set.roles[-1]}
 
 
+def _random_weights(model_set: ModelSet) -> bool:
+    """Whether a model of the set has random weights (``app.py --random-imagenet``, for benchmarks)."""
+    return any("random weights" in m.info.title for m in model_set.models.values())
+
+
 def _set_label(ctx: AppContext, name: str) -> str:
     if name not in ctx.sets:
         return f"{name} (unavailable)"
-    return f"{name} (random weights)" if any("random weights" in m.info.title for m in ctx.sets[name].models.values()) else name
+    return f"{name} (random weights)" if _random_weights(ctx.sets[name]) else name
 
 
 def _set_info(ctx: AppContext, name: str) -> str:
@@ -243,6 +250,14 @@ class CompareTab:
                 raise BadRequest(f"unknown attention block {block!r}; choose from {', '.join(blocks) or 'none'}")
             return self._panels(r, method, layer, target, shared, block, left, right)
 
+    def after_set(self, image: Any, model_set: Any, method: Any, layer: Any, target: Any, shared: Any, block: Any,
+                  left: Any, right: Any, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
+        """Once a set is chosen: the image explained by it; for an unavailable set, blank panels (what is
+        missing shows once, in the set's description above, not as an error on every panel)."""
+        if isinstance(model_set, str) and model_set in self.ctx.unavailable:
+            return (UNAVAILABLE, *[None] * 7)
+        return self.compare(image, model_set, method, layer, target, shared, block, left, right, progress)
+
     def _panels(self, r: _Request, method: str, layer: str, target: str, shared: bool, block: str | None,
                 left: str, right: str) -> tuple:
         """The summary and every panel of one explained request."""
@@ -267,28 +282,31 @@ class CompareTab:
             summary += [f"\n**Localization against the ground-truth mask** (target layer {layer})\n",
                         panels.localization(r.results, r.titles, r.mask)]
             link = sweep_link(r.model_set.name)
-            summary.append(f"\n*These scores are for one image at one layer. Every layer, on held-out images and "
-                           f"for each training seed: {link}.*" if link else
+            summary.append(f"\n*These scores are for one image at one layer.* Every layer, on held-out images and "
+                           f"for each training seed: {link}" if link else
                            f"\n*These scores are for one image at one layer; `{CLI} evaluate --layers all` "
                            "scores every layer on held-out images.*")
-        spatial = [(r.titles[role], panels.attention_grid(view, x.blocks, x.spatial_attention, r.mask, shared))
+        spatial = [(f"{r.titles[role]}: spatial attention",
+                    panels.attention_grid(view, x.blocks, x.spatial_attention, r.mask, shared))
                    for role, x in r.results.items() if x.spatial_attention]
-        channel = [(r.titles[role], panels.channel_heatmap(x.blocks, x.channel_attention))
+        channel = [(f"{r.titles[role]}: channel attention", panels.channel_heatmap(x.blocks, x.channel_attention))
                    for role, x in r.results.items() if x.channel_attention]
+        slider = (panels.labelled(views[left], role_title(left), "left"),  # short: each fits in its half
+                  panels.labelled(views[right], role_title(right), "right"))
         top_channels = {r.titles[role]: x.channel_attention[x.blocks.index(block)]
                         for role, x in r.results.items() if block in x.blocks}
-        return ("\n".join(summary), [(views[role], r.titles[role]) for role in r.results], (views[left], views[right]),
-                panels.top_k_table(r.results, r.names, r.titles), panels.legend(shared, scale),
+        return ("\n".join(summary), [(views[role], r.titles[role]) for role in r.results], slider,
+                panels.top_k_table(r.results, r.names, r.titles), panels.legend(shared, scale, len(r.results)),
                 panels.titled(spatial), panels.titled(channel), panels.top_channels_table(top_channels, block))
 
     def _out_of_domain(self, r: _Request) -> str | None:
-        """A warning when demo models (they know only generated shapes) see anything else."""
-        if r.model_set.class_names != list(CLASSES) or r.digest in self.truth:
-            return None
-        return ("**These models know only the 12 generated shapes** (the demo set was trained on generated images "
-                "only): unless this image comes from the project's generator, their answers and maps mean nothing, "
-                f"whether or not they agree. For real photos: `{CLI} weights fetch imagenet`, then pick "
-                "the `imagenet` set.")
+        """A warning that replaces the verdict: random weights (never trained), or demo models (they know only
+        generated shapes) on anything else."""
+        if _random_weights(r.model_set):
+            return ("**Random weights: these models were never trained**, so their predictions, whether they agree, "
+                    "and their maps mean nothing; this set shows the layout of the panels only.")
+        note = out_of_domain(r.model_set.class_names, generated=r.digest in self.truth)
+        return note and f"**{note}** For real photos: `{CLI} weights fetch imagenet`, then pick the `imagenet` set."
 
     def export(self, image: Any, model_set: Any, method: Any, layer: Any, target: Any) -> list[str]:
         """The comparison figure (PNG) and every array (``.npz``) of the current explanation, named after the
@@ -298,7 +316,8 @@ class CompareTab:
             folder = self.exports.new()
             parts = ("cbam-viz", model_set, method, layer, "own" if target == OWN else target, r.digest[:10])
             stem = "_".join(re.sub(r"[^\w.+-]+", "-", part) for part in parts)
-            figure = comparison_figure(r.display, r.results, r.model_set.class_names, r.titles)
+            figure = comparison_figure(r.display, r.results, r.model_set.class_names, r.titles,
+                                       out_of_domain(r.model_set.class_names, generated=r.digest in self.truth))
             seen = display_image(r.model_set, r.image)  # as the models see it (resized/cropped): what the CAMs cover
             extra = {"image": seen} if r.mask is None else {"image": seen, "mask": r.mask}
             png = atomic_write(folder / f"{stem}.png", lambda f: figure.save(f, "PNG"))
@@ -363,6 +382,7 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
             summary = gr.Markdown(HINT, label="Summary", elem_id="summary")
             views = gr.Gallery(label="CAM of every model", columns=3, object_fit="contain", height="auto",
                                format="jpeg", interactive=False, buttons=["download"], elem_id="views")
+            legend = gr.Markdown(panels.legend(False), label="Legend", elem_classes="note", elem_id="legend")
             top5 = gr.Markdown(elem_id="top5")
             with gr.Row():
                 left = gr.Dropdown(c["roles"], value=c["left"], label="Slider: left model", elem_id="slider-left")
@@ -370,7 +390,6 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
             slider = gr.ImageSlider(label="Before / after: the two chosen models", format="jpeg", interactive=False,
                                     max_height=420, elem_id="slider")
     gr.Markdown("### Attention in every block (SE: channel; CBAM: channel and spatial)")
-    legend = gr.Markdown(panels.legend(False), label="Legend", elem_classes="note")
     with gr.Row(equal_height=False):
         spatial = gr.Image(label="Spatial attention of every block, grouped by stage (CBAM models)", format="jpeg",
                            interactive=False, scale=3, elem_id="spatial")
@@ -389,7 +408,7 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     gr.on([image.change, run.click, method.input, layer.input, target.input, shared.input, block.input, left.input,
            right.input], tab.compare, inputs, outputs, api_name="compare", trigger_mode="always_last", preprocess=False)
     model_set.input(tab.select_set, model_set, [set_info, layer, target, block, left, right], api_name="select_set",
-                    preprocess=False).then(tab.compare, inputs, outputs, api_visibility="private", preprocess=False)
+                    preprocess=False).then(tab.after_set, inputs, outputs, api_visibility="private", preprocess=False)
     export.click(tab.export, inputs[:5], files, api_name="export", preprocess=False).success(
         lambda: gr.File(visible=True), None, files, api_visibility="private", queue=False)
     return {"image": image, "model_set": model_set, "method": method, "layer": layer, "target": target,
