@@ -20,7 +20,8 @@ from ..explain import explain_batch
 from ..models.sets import role_title
 from ..render.overlay import outline, overlay
 from .scoring import Target, model_input
-from .summary import LABELS, NO_VERDICT, SKIPS_SHOWN, Evaluation, summary_rows, surviving
+from .summary import (ANALYSES, LABELS, NO_VERDICT, PRIMARY, SKIPS_SHOWN, Evaluation, analysis_counts, metric_lines,
+                      summary_rows, surviving)
 
 GALLERY = 12  # images shown
 PANEL = 192  # px per panel in the gallery
@@ -77,9 +78,11 @@ def _gallery(evaluation: Evaluation, models: Mapping[str, nn.Module], dataset: D
         for role in evaluation.roles:
             r = results[role][k]
             values = evaluation.values[method]["half-pixel"][role]
-            caption = (f"<b>{html.escape(role_title(role))}</b>: predicts {html.escape(class_names[r.prediction])} "
+            caption = (f"<b>{html.escape(role_title(role))}</b>: explains {html.escape(class_names[r.target])} "
+                       f"({r.probs[r.target]:.0%}); predicts {html.escape(class_names[r.prediction])} "
                        f"({r.probs[r.prediction]:.0%})<br>pointing {'hit' if values['pointing'][i] else 'miss'}, "
-                       f"energy {values['energy'][i]:.2f}, IoU {values['iou'][i]:.2f}")
+                       f"AUC {values['auc'][i]:.2f}, rank hit {values['rank_hit'][i]:.2f}, energy {values['energy'][i]:.2f}, "
+                       f"concentration {values['concentration'][i]:.2f}, IoU {values['iou'][i]:.2f}")
             panels.append(_figure(_png(outline(overlay(image, r.cam), t.mask)), f"{role} CAM of {t.image}", caption))
         out.append(f'<div class="item"><div><b>{html.escape(t.image)}</b> &middot; class {html.escape(t.class_name)} '
                    f'&middot; largest difference {gaps[i]:.2f}</div><div class="row">{"".join(panels)}</div></div>')
@@ -97,11 +100,12 @@ def _interval(row: dict, key: str, mean: str) -> str:
 
 def _table(evaluation: Evaluation, rows: list[dict]) -> list[str]:
     ref = role_title(evaluation.reference_role)
-    head = ["method", "metric", "placement", "model", f"{ref} [95% CI]", "model [95% CI]", f"model - {ref} [95% CI]",
-            "p", "Holm p", "this placement", "verdict"]
+    head = ["analysis", "n", "method", "metric", "placement", "model", f"{ref} [95% CI]", "model [95% CI]",
+            f"model - {ref} [95% CI]", "p", "Holm p", "this placement", "verdict"]
     out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
     for r in rows:
-        cells = [html.escape(str(r[k])) for k in ("method", "metric", "placement")] + [html.escape(role_title(r["model"]))]
+        cells = ([html.escape(str(r[k])) for k in ("analysis", "n", "method", "metric", "placement")]
+                 + [html.escape(role_title(r["model"]))])
         numbers = [_interval(r, "baseline", "baseline"), _interval(r, "model", "model_mean"),
                    f"{r['diff']:+.3f} [{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}]", f"{r['p']:.2g}", f"{r['p_holm']:.2g}"]
         win = ' class="win"' if r["call"] != NO_VERDICT else ""
@@ -124,17 +128,22 @@ def write_report(evaluation: Evaluation, models: Mapping[str, nn.Module], datase
              f"<p class='note'>{evaluation.n} {_text(evaluation.source)}, {h}x{w} px as the models see them; models: {names}; "
              f"CAMs at {html.escape(evaluation.layer or 'the last block')}. "
              f"Every model is compared with {html.escape(role_title(evaluation.reference_role))}: paired tests (exact McNemar "
-             "for proportions, sign-flip permutation otherwise), Holm-adjusted over every row; a verdict needs the adjusted "
-             "p &lt; 0.05, an interval that excludes 0, and both CAM placements to agree.</p>"]
+             "for proportions, sign-flip permutation otherwise), Holm-adjusted over the rows of each analysis; a verdict needs "
+             "the adjusted p &lt; 0.05, an interval that excludes 0, and both CAM placements to agree.</p>",
+             "<p class='note'>Analyses: " + "; ".join(f"<b>{html.escape(a)}</b> (n = {n}): {html.escape(ANALYSES[a])}"
+                                                      for a, n in analysis_counts(evaluation).items())
+             + f". A model localizes better only if it wins on <b>{html.escape(PRIMARY)}</b>.</p>",
+             "<h2>What each metric measures, and what it does not</h2><ul>"
+             + "".join(f"<li>{html.escape(line)}</li>" for line in metric_lines(evaluation.metrics)) + "</ul>"]
     if evaluation.reference_note:
         parts.append(f"<p class='note'>{_text(evaluation.reference_note)}</p>")
     if evaluation.seen_as:
         parts.append(f"<p class='note'><b>Warning: these images were used to build the models ({evaluation.seen_as} seed).</b></p>")
-    parts.append("<h2>Differences that survive</h2>")
+    parts.append(f"<h2>Differences that survive ({html.escape(PRIMARY)} images; accuracy: all images)</h2>")
     parts.append("<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in survivors) + "</ul>" if survivors else "<p>None.</p>")
     parts += ["<h2>Summary</h2>", *_table(evaluation, rows)]
     parts += [f"<h2>Where the models disagree most ({html.escape(method)}, {LABELS['pointing']}, "
-              f"{LABELS['energy']}, {LABELS['iou']})</h2>",
+              f"{LABELS['energy']}, {LABELS['iou']}; maps of the annotated class)</h2>",
               "<p class='note'>Largest difference to the reference first; each CAM with the annotated object's outline "
               "(white; green on the input).</p>",
               *_gallery(evaluation, models, dataset, method, class_names, count)]
