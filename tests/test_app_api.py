@@ -20,7 +20,7 @@ from PIL import Image
 from cbam_viz.data import CLASSES, render_sample
 from cbam_viz.explain import METHODS
 import cbam_viz.ui.compare as compare_ui
-from cbam_viz.ui.compare import EXAMPLE_SEED, OWN
+from cbam_viz.ui.compare import EXAMPLE_SEED, OWN, TRUTH
 from cbam_viz.service import AppContext, random_imagenet_set
 
 LAYER = "layer4.1"  # last block of a ResNet-18
@@ -143,9 +143,9 @@ def test_sets(client: Client, sample_path: Path) -> None:
     with pytest.raises(AppError, match="missing ResNet-50"):
         compare(client, sample_path, model_set="imagenet")
     info, layer, target, block, left, right = client.predict("demo", api_name="/select_set")
-    assert layer["value"] == LAYER and target["value"] == OWN and block["value"] == LAYER
+    assert layer["value"] == LAYER and target["value"] == TRUTH and block["value"] == LAYER
     assert (left["value"], right["value"]) == ("baseline", "cbam")
-    assert [c[1] for c in target["choices"]] == [OWN, *CLASSES]
+    assert [c[1] for c in target["choices"]] == [TRUTH, OWN, *CLASSES]
     assert compare(client, sample_path)[1]
 
 
