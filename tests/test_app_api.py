@@ -20,7 +20,7 @@ from PIL import Image
 from cbam_viz.data import CLASSES, render_sample
 from cbam_viz.explain import METHODS
 import cbam_viz.ui.compare as compare_ui
-from cbam_viz.ui.compare import EXAMPLE_SEED, OWN
+from cbam_viz.ui.compare import EXAMPLE_SEED, OWN, TRUTH
 from cbam_viz.service import AppContext, random_imagenet_set
 
 LAYER = "layer4.1"  # last block of a ResNet-18
@@ -85,7 +85,8 @@ def test_compare_shows_every_model_and_every_attention_panel(client: Client, sam
     assert ("agree" in summary) and "Grad-CAM of layer4.1" in summary
     assert "know only the 12 generated shapes" not in summary  # a generated shape: in the models' domain
     pixels = gallery(views)
-    assert list(pixels) == ["Baseline · Demo ResNet-18", "CBAM · Demo ResNet-18 + CBAM"]
+    assert [caption.split(" · explains ")[0] for caption in pixels] == ["Baseline · Demo ResNet-18", "CBAM · Demo ResNet-18 + CBAM"]
+    assert all(re.fullmatch(r".* · explains \w+ \(\d+\.\d%\)", caption) for caption in pixels)  # the class and its probability
     assert all(p.shape[:2] == (256, 256) for p in pixels.values())
     baseline, cbam = pixels.values()
     assert baseline.std() > 0 and not np.array_equal(baseline, cbam)
@@ -145,9 +146,9 @@ def test_sets(client: Client, sample_path: Path) -> None:
     with pytest.raises(AppError, match="missing ResNet-50"):
         compare(client, sample_path, model_set="imagenet")
     info, layer, target, block, left, right = client.predict("demo", api_name="/select_set")
-    assert layer["value"] == LAYER and target["value"] == OWN and block["value"] == LAYER
+    assert layer["value"] == LAYER and target["value"] == TRUTH and block["value"] == LAYER
     assert (left["value"], right["value"]) == ("baseline", "cbam")
-    assert [c[1] for c in target["choices"]] == [OWN, *CLASSES]
+    assert [c[1] for c in target["choices"]] == [TRUTH, OWN, *CLASSES]
     assert compare(client, sample_path)[1]
 
 
@@ -156,7 +157,7 @@ def test_random_imagenet_set_and_invalid_options(client: Client, sample_path: Pa
     assert "RANDOM WEIGHTS" in info and layer["value"] == block["value"] == "layer4.2"
     assert [c[1] for c in left["choices"]] == ["baseline", "se", "cbam"] and right["value"] == "cbam"
     classes = [c[1] for c in target["choices"]]
-    assert len(classes) == len(set(classes)) == 1001 and "tabby" in classes
+    assert len(classes) == len(set(classes)) == 2 + 1000 and "tabby" in classes  # the ground truth, own prediction, classes
     summary, views, _slider, top5, _legend, spatial, channels, top_ch = compare(
         client, sample_path, model_set=RANDOM, layer="layer3.5", target="tabby", block="layer2.3", right="se")
     assert "(random weights)" in summary and "of layer3.5 for class tabby" in summary and "all agree" not in summary

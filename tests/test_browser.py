@@ -7,6 +7,7 @@ docs/screenshot-compare-three.png (a three-model ResNet-50 set, random weights, 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,9 +18,12 @@ from PIL import Image
 from browser_support import chromium_page
 from playwright.sync_api import Page, expect
 
-from cbam_viz.models.sets import role_title
+from cbam_viz.data import CLASSES, render_sample
+from cbam_viz.explain import explain_batch
+from cbam_viz.models.sets import load_set, role_title
 from cbam_viz.render import panels
 from cbam_viz.service import AppContext, random_imagenet_set
+from cbam_viz.ui.compare import EXAMPLE_SEED, OWN, TRUTH
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot-compare.png"
@@ -75,20 +79,36 @@ LABEL_OVER_IMAGE = """s => { const b = document.querySelector(s + ' label[data-t
 
 
 def expect_every_panel_named_and_nothing_clipped(page: Page, titles: list[str]) -> None:
-    """Each CAM's caption is its model's full title; the attention panels' first title lies below Gradio's
-    label (panels.TOP pixels are left for it; test_panels checks every model's title is drawn); no text clipped."""
-    expect(page.locator("#views .caption-label")).to_have_text(titles)
+    """Each CAM's caption is its model's full title, then the class its map explains; the attention panels'
+    first title lies below Gradio's label (panels.TOP pixels are left for it; test_panels checks every model's
+    title is drawn); no text clipped."""
+    expect(page.locator("#views .caption-label")).to_have_text([re.compile("^" + re.escape(t) + r" · explains .+ \(\d+\.\d%\)$")
+                                                                for t in titles])
     for selector in ("#spatial", "#channels"):
         box = page.evaluate(LABEL_OVER_IMAGE, selector)
         assert box["label_bottom"] <= box["top"] + panels.TOP * box["scale"] + 1, (selector, box)
     assert page.evaluate(CLIPPED, TEXT) == []
 
 
+def misclassified_example() -> tuple[str, str, str]:
+    """(class, model title, predicted class) of the first Compare-tab example that a bundled demo model gets wrong."""
+    demo = load_set("demo", device="cpu")
+    samples = [render_sample(EXAMPLE_SEED, i) for i in range(len(CLASSES))]
+    results = explain_batch(demo.models, [s.image for s in samples])
+    for i, sample in enumerate(samples):
+        for role, by_image in results.items():
+            if by_image[i].prediction != sample.label:
+                return sample.class_name, demo.models[role].info.title, CLASSES[by_image[i].prediction]
+    raise AssertionError("every bundled demo model classifies every example correctly: this check needs a mistake")
+
+
 def test_compare_tab(page: Page) -> None:
     summary = page.locator("#summary")
     page.get_by_text("demo: circle", exact=True).click()  # an example from the gallery
-    expect(summary).to_contain_text("Grad-CAM of layer4.1", timeout=TIMEOUT_MS)
+    expect(summary).to_contain_text("Grad-CAM of layer4.1 for the ground truth, circle", timeout=TIMEOUT_MS)
     expect(summary).to_contain_text("pointing game")  # the example's ground truth is known
+    expect(summary).to_contain_text("rank hit")
+    expect(page.locator("#views")).to_contain_text("explains circle")  # every caption names its class
     expect_images(page, "#views", "#spatial", "#channels")
     expect(page.locator("#slider img")).to_have_count(2)
     expect(page.locator("#views img")).to_have_count(3)  # one CAM per model of the demo set: baseline, SE, CBAM
@@ -112,8 +132,8 @@ def test_compare_tab(page: Page) -> None:
     expect(summary).to_contain_text("Grad-CAM++ of layer4.1")
     choose(page, "Target class", "star", search="sta")
     expect(summary).to_contain_text("Grad-CAM++ of layer4.1 for class star")
-    choose(page, "Target class", "each model's own prediction")
-    expect(summary).to_contain_text("Grad-CAM++ of layer4.1 for each model's own prediction")
+    choose(page, "Target class", OWN)
+    expect(summary).to_contain_text(f"Grad-CAM++ of layer4.1 for {OWN}")
     expect_images(page, "#views", "#spatial", "#channels")
 
     page.get_by_role("button", name="Prepare downloads").click()
@@ -123,6 +143,14 @@ def test_compare_tab(page: Page) -> None:
     page.wait_for_timeout(500)  # let the images finish painting
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=SCREENSHOT, full_page=True)
+
+    truth, title, predicted = misclassified_example()  # with each model's own prediction, a wrong model's map is not scored
+    page.get_by_text(f"demo: {truth}", exact=True).click()
+    expect(summary).to_contain_text(f"Ground truth: {truth}")
+    expect(summary.locator("tr", has_text=title)).to_contain_text(f"explains {predicted}: not scored")
+    choose(page, "Target class", TRUTH)  # the default: every map explains the ground truth and is scored
+    expect(summary).to_contain_text(f"for the ground truth, {truth}")
+    expect(summary).not_to_contain_text(": not scored")
 
     upload = page.locator("#image input[type=file]")
     page.locator("#image").get_by_role("button", name="Remove Image").click()

@@ -30,7 +30,9 @@ def test_report_renders_offline_with_the_gallery(tmp_path):
         page.on("request", lambda request: requests.append(request.url))
         page.goto(report.as_uri())
         assert page.title() == "Localization: tiny3_images"
-        assert page.locator("table tbody tr").count() == 2 + 3 * 2 * 2  # accuracy x2; 3 metrics x 2 models x 2 placements
+        analyses = 2 + (result.all_correct.sum() >= 2)  # all images, own prediction (+ all correct with 2 images or more)
+        assert page.locator("table tbody tr").count() == 2 + analyses * 6 * 2 * 2  # accuracy x2; 6 metrics x 2 models x 2 placements
+        assert "concentration" in page.locator("body").inner_text() and "explains" in page.locator(".item").first.inner_text()
         assert page.locator(".item").count() == N
         assert page.locator(".item").first.inner_text().startswith(expected_first)  # the largest difference first
         assert page.locator(".item").first.locator("figure").count() == 1 + 3  # the input and every model's CAM

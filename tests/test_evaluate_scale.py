@@ -91,6 +91,6 @@ def test_torchrun_with_two_cpu_processes_matches_one_process(samples, tmp_path):
         one, two = (tmp_path / "one" / name).read_text(), (tmp_path / "two" / name).read_text()
         assert one == two, name
     rows = (tmp_path / "two" / f"tiny3_{samples.name}_per_image.csv").read_text().splitlines()
-    assert len(rows) == 1 + N * 3 * 4  # images x models x (2 placements + 2 reference maps)
+    assert len(rows) == 1 + N * 3 * 6  # images x models x (2 placements x 2 targets + 2 reference maps)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
     assert sorted(p.suffix for p in (tmp_path / "two").iterdir()) == [".csv", ".csv", ".md"]  # no partial file left

@@ -6,7 +6,7 @@ import io
 import numpy as np
 import pytest
 
-from cbam_viz.data import CLASSES, DIFFICULTIES, energy_pointing_game, pointing_game, render_sample
+from cbam_viz.data import CLASSES, DIFFICULTIES, energy_pointing_game, pointing_game, rank_hit, render_sample, roc_auc
 from cbam_viz.evaluate import Evaluation, evaluate, markdown_table, ordered_roles, summary_rows, surviving, write_outputs
 from cbam_viz.evaluate.summary import read_scores, write_scores
 from cbam_viz.explain import explain_batch
@@ -28,14 +28,24 @@ def test_every_model_is_scored_and_compared_with_the_baseline(three, evaluation,
     assert evaluation.roles == ["baseline", "cbam", "se"] and evaluation.reference_role == "baseline"
     samples = [render_sample(5, i, SIZE, difficulty=DIFFICULTIES["easy"]) for i in range(6)]
     direct = explain_batch(three.models, [s.image for s in samples], targets=[s.label for s in samples])
+    own = explain_batch(three.models, [s.image for s in samples])  # each model's own top-1 class
     for role in ("baseline", "se", "cbam"):
         values = evaluation.values["gradcam"]["half-pixel"][role]
         shape = direct[role][0].raw_cam.shape
         assert values["pointing"].tolist() == [pointing_game(r.cam, s.mask, feature_shape=shape) for r, s in zip(direct[role], samples)]
         assert np.allclose(values["energy"], [energy_pointing_game(r.cam, s.box) for r, s in zip(direct[role], samples)])
+        assert np.allclose(values["auc"], [roc_auc(r.cam, s.mask) for r, s in zip(direct[role], samples)], atol=1e-6)
         assert evaluation.accuracy[role].tolist() == [r.prediction == s.label for r, s in zip(direct[role], samples)]
+        mine = evaluation.own["gradcam"]["half-pixel"][role]  # the map of the model's own prediction
+        assert np.allclose(mine["rank_hit"], [rank_hit(r.cam, s.mask) for r, s in zip(own[role], samples)], atol=1e-6)
+        assert evaluation.predicted[role] == [CLASSES[r.prediction] for r in own[role]]
+    wrong = ~evaluation.accuracy["baseline"]
+    assert wrong.any()  # random weights: the own-prediction maps differ from the annotated-class maps somewhere
+    assert evaluation.all_correct.sum() < 2  # ...and no analysis of the images every model gets right
     rows = summary_rows(evaluation)
-    assert len(rows) == 2 + 2 * 4 * 2 * 2  # accuracy per compared model; methods x metrics x models x placements
+    # accuracy per compared model; all images: methods x 7 tested metrics x models x placements; own prediction: no ROAD
+    assert len(rows) == 2 + 2 * 7 * 2 * 2 + 2 * 6 * 2 * 2
+    assert {r["analysis"] for r in rows} == {"all images", "own prediction"} and {r["n"] for r in rows} == {6}
     assert {r["model"] for r in rows} == {"se", "cbam"} and {r["reference"] for r in rows} == {"baseline"}
     smallest = min(rows, key=lambda r: r["p"])
     assert smallest["p_holm"] == pytest.approx(min(1.0, len(rows) * smallest["p"]))
@@ -43,9 +53,10 @@ def test_every_model_is_scored_and_compared_with_the_baseline(three, evaluation,
     assert "Every model is compared with Baseline" in table and "| gradcam | pointing game | half-pixel | SE |" in table
     per_image, _, md = write_outputs(evaluation, tmp_path)
     lines = per_image.read_text().splitlines()
-    assert lines[0] == "image,index,class,model,method,placement,accuracy,pointing,energy,iou,road"
-    assert len(lines) == 1 + 6 * 3 * (2 * 2 + 2)  # images x models x (methods x placements + reference maps)
-    assert lines[1].startswith(f"00000,0,{CLASSES[0]},baseline,gradcam,half-pixel,")
+    assert lines[0] == ("image,index,class,model,method,placement,target,predicted,accuracy,all_correct,pointing,auc,rank_hit,"
+                        "energy,energy_matched,concentration,iou,road")
+    assert len(lines) == 1 + 6 * 3 * (2 * 2 * 2 + 2)  # images x models x (methods x placements x targets + reference maps)
+    assert lines[1].startswith(f"00000,0,{CLASSES[0]},baseline,gradcam,half-pixel,annotated,{evaluation.predicted['baseline'][0]},")
     assert md.read_text() == table
 
 
@@ -57,9 +68,11 @@ def test_partial_rows_read_back_exactly(evaluation):
     again = Evaluation.from_scores(rows, evaluation.roles, list(evaluation.values), True, name="tiny3", seed=5,
                                    image_shape=evaluation.image_shape, feature_shapes=evaluation.feature_shapes)
     for role in evaluation.roles:
-        for metric in ("pointing", "energy", "iou", "road"):
+        for metric in ("pointing", "auc", "rank_hit", "energy", "energy_matched", "concentration", "iou", "road"):
             assert np.array_equal(again.values["eigencam"]["receptive-field"][role][metric],
                                   evaluation.values["eigencam"]["receptive-field"][role][metric])
+        assert np.array_equal(again.own["gradcam"]["half-pixel"][role]["auc"], evaluation.own["gradcam"]["half-pixel"][role]["auc"])
+    assert again.predicted == evaluation.predicted
     assert summary_rows(again) == summary_rows(evaluation)
 
 
@@ -67,7 +80,7 @@ def test_scores_do_not_depend_on_the_batch(three, evaluation):
     """ROAD's noise is seeded per image: another batch size gives the same per-image scores."""
     other = evaluate(three, ["gradcam", "eigencam"], n=6, seed=5, batch_size=6, road=True)
     for role in evaluation.roles:
-        for metric in ("pointing", "energy", "iou", "road"):
+        for metric in ("pointing", "auc", "energy", "energy_matched", "iou", "road"):
             a = other.values["gradcam"]["half-pixel"][role][metric]
             b = evaluation.values["gradcam"]["half-pixel"][role][metric]
             assert np.allclose(a, b, rtol=1e-4, atol=1e-6), (role, metric)
@@ -113,8 +126,8 @@ def _constructed() -> Evaluation:
 def test_holm_runs_across_models_and_the_summary_names_what_survives():
     evaluation = _constructed()
     rows = summary_rows(evaluation)
-    assert len(rows) == 2 + 3 * 2 * 2
-    calls = {(r["model"], r["metric"], r["placement"]): r["call"] for r in rows}
+    assert len(rows) == 2 + 2 * 3 * 2 * 2  # every model is right on every image: two analyses of the same images
+    calls = {(r["model"], r["metric"], r["placement"]): r["call"] for r in rows if r["analysis"] == "all correct"}
     assert calls[("se", "energy pointing game", "receptive-field")] == "SE better"
     assert calls[("cbam", "energy pointing game", "half-pixel")] == "CBAM better"
     assert calls[("cbam", "energy pointing game", "receptive-field")] == "no clear difference"
@@ -123,4 +136,4 @@ def test_holm_runs_across_models_and_the_summary_names_what_survives():
     table = markdown_table(evaluation, rows)
     assert "| energy pointing game | CBAM | depends on placement |" in table
     assert "| energy pointing game | SE | SE better |" in table
-    assert "Differences that survive Holm correction and agree across placements: \n\n- SE vs Baseline" in table
+    assert "agree across placements (`all correct` images; accuracy: all images): \n\n- SE vs Baseline" in table

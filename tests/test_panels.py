@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from cbam_viz.explain import Explanation
 from cbam_viz.render import panels
@@ -81,7 +80,10 @@ def test_text_panels() -> None:
     assert (stacked[panels.TOP + panels.STRIP + 10 + 2] == panels.RULE).all()  # a rule above the second model
     mask = np.zeros((64, 64), bool)
     mask[40:, 40:] = True  # where the test CAM is highest
-    assert "| Baseline | hit |" in panels.localization({"baseline": a}, titles, mask)
+    table = panels.localization({"baseline": a, "cbam": b}, titles, mask, panels.unique_names(names), truth=1)
+    assert "| Baseline | hit | 0.87 | 0.38 |" in table  # a explains class 1, the ground truth: scored (values by hand: 0.869, 0.375)
+    assert "| CBAM | explains dog: not scored |" in table  # b explains its own prediction, dog: not scored
+    assert panels.cam_caption("CBAM", b, names) == "CBAM · explains dog (60.0%)"
     assert "shared by both models" in panels.legend(True, 2.0) and "own range" in panels.legend(False)
     assert "shared by all 3 models" in panels.legend(True, 2.0, models=3) and "both" not in panels.legend(True, 2.0, 3)
     assert "SE or CBAM channel gate" in panels.legend(False)
@@ -106,4 +108,4 @@ def test_the_tab_scores_the_pointing_game_with_the_benchmarks_tolerance() -> Non
     mask = np.zeros((64, 64), bool)
     mask[26:, 20:] = True  # 6 px below the peak: within 8 px, not within 4.3 px
     assert not pointing_game(cam, mask)  # the old, too small tolerance
-    assert "| Baseline | hit |" in panels.localization({"baseline": r}, {"baseline": "Baseline"}, mask)
+    assert "| Baseline | hit |" in panels.localization({"baseline": r}, {"baseline": "Baseline"}, mask, ["circle"], 0)

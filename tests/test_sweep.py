@@ -162,7 +162,9 @@ def test_the_verdict_across_seeds_on_data_with_a_known_answer():
     result = Sweep("demo", {f"r{s}": f"seed{s}" for s in shifts},
                    {f"r{s}": {"layer3.1": _seed_run(0, 0, s, "layer3.1"), "layer4.1": _seed_run(se, cbam, s)}
                     for s, (se, cbam) in shifts.items()})
-    rows = sweep_rows(result)
+    every = sweep_rows(result)
+    assert {r["analysis"] for r in every} == {"all correct", "all images"}  # no own-class maps here
+    rows = [r for r in every if r["analysis"] == "all images"]
     verdict = {(r["model"], r["metric"], r["placement"]): r["verdict"] for r in rows if r["layer"] in ("layer4.1", "-")}
     assert {r["verdict"] for r in rows if r["layer"] == "layer3.1"} == {"no clear difference"}
     assert verdict[("cbam", "energy pointing game", "half-pixel")] == "CBAM better"
@@ -172,7 +174,8 @@ def test_the_verdict_across_seeds_on_data_with_a_known_answer():
     se = next(r for r in rows if r["model"] == "se" and r["metric"] == "energy pointing game" and r["layer"] == "layer4.1")
     assert se["diff_mean"] == pytest.approx(0.1 / 3) and se["diff_sd"] == pytest.approx(np.std([0.05, 0.05, 0.0], ddof=1))
     assert [se[f"seed{s}_verdict"] for s in shifts] == ["SE better", "SE better", "no clear difference"]
-    text = sweep_markdown(result, rows)
+    text = sweep_markdown(result, every)
+    assert "Verdicts across seeds, **all images** (n = seed0 200, seed1 200, seed2 200), gradcam" in text
     assert "| layer4.1 | · | seed-dependent | · | · | CBAM better | · |" in text and "| layer3.1 | · | · | · | · | · | · |" in text
     assert "| **every layer** | **·** | **seed-dependent** | **·** | **·** | **layer-dependent** | **·** |" in text
     assert json.dumps(rows)  # plain values: the CSV and the app can read them

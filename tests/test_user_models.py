@@ -17,6 +17,7 @@ from cbam_viz.models import build_resnet, save_checkpoint
 from cbam_viz.models.config import ModelsConfigError, read_models_config
 from cbam_viz.models.sets import load_set
 from cbam_viz.service import AppContext
+from cbam_viz.ui.compare import OWN, TRUTH
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["benign", "malignant"]
@@ -108,7 +109,7 @@ def test_compare_tab_and_export_with_the_users_models(models_file: Path, lesion:
     with serve(ctx) as url:
         client = Client(url, verbose=False, ssl_verify=False)
         info, layer, target, block, left, right = client.predict("skin", api_name="/select_set")
-        assert "dermoscopy" in info and [c[1] for c in target["choices"]] == ["each model's own prediction", *CLASSES]
+        assert "dermoscopy" in info and [c[1] for c in target["choices"]] == [TRUTH, OWN, *CLASSES]
         outputs = client.predict(handle_file(str(lesion)), model_set="skin", method="gradcam", layer="layer4.1",
                                  target="malignant", shared=False, block="layer4.1", left="baseline", right="cbam",
                                  api_name="/compare")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cbam_viz.evaluate import Evaluation, combine_placements, decide, markdown_table, summary_rows
+from cbam_viz.evaluate import Evaluation, combine_placements, decide, markdown_table, summary_rows, surviving
 from cbam_viz.training import Recipe, build_demo_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def _constructed(seen_as: str | None = None) -> Evaluation:
 
 def test_summary_rows_apply_holm_and_the_placement_rule():
     evaluation = _constructed()
-    rows = summary_rows(evaluation)
+    rows = [r for r in summary_rows(evaluation) if r["analysis"] == "all images"]  # one Holm family: accuracy and 6 rows
     assert [(r["metric"], r["placement"]) for r in rows] == [("top-1 accuracy", "-")] + [
         (m, p) for m in ("pointing game", "energy pointing game", "IoU@0.5") for p in ("half-pixel", "receptive-field")]
     by_key = {(r["metric"], r["placement"]): r for r in rows}
@@ -129,3 +129,30 @@ def test_evaluate_scores_a_seen_seed_only_when_asked_and_says_so(tmp_path):
     assert "warning: dataset seed 1 is the set's training seed" in result.stderr
     assert "**Warning: dataset seed 1 is the set's training seed" in (tmp_path / "demo_summary.md").read_text()
     assert "**Warning: dataset seed 1 is the set's training seed" in (tmp_path / "demo_sweep.md").read_text()  # replicates
+
+
+def test_only_images_every_model_gets_right_decide_which_model_localizes_better():
+    """The baseline misclassifies images 0-59 and localizes worse there; CBAM is right everywhere. CBAM's
+    energy advantage over all images comes only from the baseline's mistakes: it must not survive."""
+    evaluation = _constructed()
+    evaluation.accuracy["baseline"] = np.arange(N) >= 60
+    wrong_se = np.zeros(N, bool)
+    wrong_se[[3, 70, 71]] = True  # a third model wrong elsewhere: the filter needs every model right
+    evaluation.roles.append("se")
+    evaluation.accuracy["se"] = ~wrong_se
+    for by_role in evaluation.values["gradcam"].values():
+        base = by_role["baseline"]["energy"]
+        by_role["cbam"] = dict(by_role["cbam"], energy=base + np.where(np.arange(N) < 60, 0.2, np.tile([0.01, -0.01], N // 2)))
+        by_role["se"] = dict(by_role["baseline"])
+    for by_role in evaluation.reference.values():
+        by_role["se"] = by_role["baseline"]
+    keep = {analysis: k for analysis, k, _ in evaluation.analyses()}
+    assert np.flatnonzero(keep["all correct"]).tolist() == [i for i in range(60, N) if i not in (70, 71)]
+    assert keep["all images"].all() and "own prediction" not in keep  # no own-class maps in this evaluation
+    rows = summary_rows(evaluation)
+    energy = {r["analysis"]: r for r in rows if r["model"] == "cbam" and r["metric"] == "energy pointing game"}
+    assert energy["all correct"]["n"] == N - 62 and energy["all images"]["n"] == N
+    assert energy["all images"]["verdict"] == "CBAM better"
+    assert energy["all correct"]["verdict"] == "no clear difference"
+    assert not any("energy pointing game: CBAM better" in line for line in surviving(rows))
+    assert "**all correct** (n = 138)" in markdown_table(evaluation, rows)

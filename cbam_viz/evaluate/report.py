@@ -7,6 +7,7 @@ import base64
 import html
 import io
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from ..explain import explain_batch
 from ..models.sets import role_title
 from ..render.overlay import outline, overlay
 from .scoring import Target, model_input
-from .summary import ALPHA, LABELS, NO_VERDICT, SKIPS_SHOWN, Evaluation, summary_rows, surviving
+from .summary import (ALPHA, ANALYSES, LABELS, NO_VERDICT, PRIMARY, SKIPS_SHOWN, Evaluation, analysis_counts,
+                      metric_lines, summary_rows, surviving)
 
 GALLERY = 12  # images shown
 PANEL = 192  # px per panel in the gallery
@@ -77,9 +79,11 @@ def _gallery(evaluation: Evaluation, models: Mapping[str, nn.Module], dataset: D
         for role in evaluation.roles:
             r = results[role][k]
             values = evaluation.values[method]["half-pixel"][role]
-            caption = (f"<b>{html.escape(role_title(role))}</b>: predicts {html.escape(class_names[r.prediction])} "
+            caption = (f"<b>{html.escape(role_title(role))}</b>: explains {html.escape(class_names[r.target])} "
+                       f"({r.probs[r.target]:.0%}); predicts {html.escape(class_names[r.prediction])} "
                        f"({r.probs[r.prediction]:.0%})<br>pointing {'hit' if values['pointing'][i] else 'miss'}, "
-                       f"energy {values['energy'][i]:.2f}, IoU {values['iou'][i]:.2f}")
+                       f"AUC {values['auc'][i]:.2f}, rank hit {values['rank_hit'][i]:.2f}, energy {values['energy'][i]:.2f}, "
+                       f"concentration {values['concentration'][i]:.2f}, IoU {values['iou'][i]:.2f}")
             panels.append(_figure(_png(outline(overlay(image, r.cam), t.mask)), f"{role} CAM of {t.image}", caption))
         out.append(f'<div class="item"><div><b>{html.escape(t.image)}</b> &middot; class {html.escape(t.class_name)} '
                    f'&middot; largest difference {gaps[i]:.2f}</div><div class="row">{"".join(panels)}</div></div>')
@@ -95,16 +99,14 @@ def _interval(row: dict, key: str, mean: str) -> str:
     return f"{row[mean]:.3f} [{row[f'{key}_lo']:.3f}, {row[f'{key}_hi']:.3f}]"
 
 
-def _columns(ref: str, tests: int) -> list[tuple[str, str]]:
+def _columns(ref: str, metrics: Sequence[str]) -> list[tuple[str, str]]:
     """What each column of the summary table means (for every metric, higher is better)."""
     return [
+        ("analysis, n", "which images and maps a row scores, and how many images: " + "; ".join(
+            f"{a}: {text}" for a, text in ANALYSES.items()) + f". Only {PRIMARY} decides which model localizes better."),
         ("method", "the CAM method; \"all methods\" rows are top-1 accuracy, which needs no CAM."),
-        ("metric", f"{LABELS['pointing']}: share of images whose CAM peak lies on the object (within half a feature "
-                   f"cell); {LABELS['energy']}: share of the CAM's energy inside the object's boxes; {LABELS['iou']}: "
-                   "overlap of the CAM thresholded at 0.5 with the object's mask; "
-                   f"{LABELS['road']}: how much of the target class's probability is lost when the 20% of pixels the "
-                   "CAM ranks most relevant are imputed away (ROAD, most relevant first). For every metric, higher is "
-                   "better: a larger ROAD drop means the map found pixels the model needs."),
+        ("metric", " ".join(metric_lines(metrics)) + " For every metric, higher is better: a larger ROAD drop means "
+                   "the map found pixels the model needs."),
         ("placement", "how the CAM, computed on the target layer's coarse grid (e.g. 7x7), is laid on the image: "
                       "half-pixel puts each cell's value at the middle of its block of pixels (what grad-cam and the "
                       "app draw), receptive-field at the centre of the cell's receptive field. The verdict needs both."),
@@ -114,7 +116,7 @@ def _columns(ref: str, tests: int) -> list[tuple[str, str]]:
                                     "model scores higher."),
         ("p", "the paired test's p-value (exact McNemar for proportions, sign-flip permutation otherwise), "
               "before correction."),
-        ("Holm p", f"p after Holm's correction for multiple comparisons over all {tests} rows of this table."),
+        ("Holm p", "p after Holm's correction for multiple comparisons over the rows of the same analysis."),
         ("this placement", f"this row's call: a side is better only when Holm p < {ALPHA:g} and the interval of the "
                            "difference excludes 0."),
         ("verdict", "the call both placements agree on; \"depends on placement\" when they differ. A row whose "
@@ -134,17 +136,20 @@ def _verdict(row: dict, tests: int) -> str:
 
 def _table(evaluation: Evaluation, rows: list[dict]) -> list[str]:
     ref = role_title(evaluation.reference_role)
-    head = ["method", "metric", "placement", "model", f"{ref} [95% CI]", "model [95% CI]", f"model - {ref} [95% CI]",
-            "p", "Holm p", "this placement", "verdict"]
+    head = ["analysis", "n", "method", "metric", "placement", "model", f"{ref} [95% CI]", "model [95% CI]",
+            f"model - {ref} [95% CI]", "p", "Holm p", "this placement", "verdict"]
     out = ["<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    tests = Counter(r["analysis"] for r in rows)  # Holm's correction runs per analysis
     for r in rows:
-        cells = [html.escape(str(r[k])) for k in ("method", "metric", "placement")] + [html.escape(role_title(r["model"]))]
+        cells = ([html.escape(str(r[k])) for k in ("analysis", "n", "method", "metric", "placement")]
+                 + [html.escape(role_title(r["model"]))])
         numbers = [_interval(r, "baseline", "baseline"), _interval(r, "model", "model_mean"),
                    f"{r['diff']:+.3f} [{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}]", f"{r['p']:.2g}", f"{r['p_holm']:.2g}"]
         win = ' class="win"' if r["call"] != NO_VERDICT else ""
         out.append(f"<tr{win}>" + "".join(f"<td>{c}</td>" for c in cells) + "".join(f'<td class="num">{n}</td>' for n in numbers)
-                   + f'<td class="call">{html.escape(r["call"])}</td><td>{html.escape(_verdict(r, len(rows)))}</td></tr>')
-    columns = "".join(f"<li><b>{html.escape(name)}</b>: {html.escape(text)}</li>" for name, text in _columns(ref, len(rows)))
+                   + f'<td class="call">{html.escape(r["call"])}</td><td>{html.escape(_verdict(r, tests[r["analysis"]]))}</td></tr>')
+    columns = "".join(f"<li><b>{html.escape(name)}</b>: {html.escape(text)}</li>"
+                      for name, text in _columns(ref, evaluation.metrics))
     return out + ["</tbody></table>", f"<h3>The columns</h3><ul class='note'>{columns}</ul>"]
 
 
@@ -162,17 +167,22 @@ def write_report(evaluation: Evaluation, models: Mapping[str, nn.Module], datase
              f"<p class='note'>{evaluation.n} {_text(evaluation.source)}, {h}x{w} px as the models see them; models: {names}; "
              f"CAMs at {html.escape(evaluation.layer or 'the last block')}. "
              f"Every model is compared with {html.escape(role_title(evaluation.reference_role))}: paired tests (exact McNemar "
-             "for proportions, sign-flip permutation otherwise), Holm-adjusted over every row; a verdict needs the adjusted "
-             "p &lt; 0.05, an interval that excludes 0, and both CAM placements to agree.</p>"]
+             "for proportions, sign-flip permutation otherwise), Holm-adjusted over the rows of each analysis; a verdict needs "
+             "the adjusted p &lt; 0.05, an interval that excludes 0, and both CAM placements to agree.</p>",
+             "<p class='note'>Analyses: " + "; ".join(f"<b>{html.escape(a)}</b> (n = {n}): {html.escape(ANALYSES[a])}"
+                                                      for a, n in analysis_counts(evaluation).items())
+             + f". A model localizes better only if it wins on <b>{html.escape(PRIMARY)}</b>.</p>",
+             "<h2>What each metric measures, and what it does not</h2><ul>"
+             + "".join(f"<li>{html.escape(line)}</li>" for line in metric_lines(evaluation.metrics)) + "</ul>"]
     if evaluation.reference_note:
         parts.append(f"<p class='note'>{_text(evaluation.reference_note)}</p>")
     if evaluation.seen_as:
         parts.append(f"<p class='note'><b>Warning: these images were used to build the models ({evaluation.seen_as} seed).</b></p>")
-    parts.append("<h2>Differences that survive</h2>")
+    parts.append(f"<h2>Differences that survive ({html.escape(PRIMARY)} images; accuracy: all images)</h2>")
     parts.append("<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in survivors) + "</ul>" if survivors else "<p>None.</p>")
     parts += ["<h2>Summary</h2>", *_table(evaluation, rows)]
     parts += [f"<h2>Where the models disagree most ({html.escape(method)}, {LABELS['pointing']}, "
-              f"{LABELS['energy']}, {LABELS['iou']})</h2>",
+              f"{LABELS['energy']}, {LABELS['iou']}; maps of the annotated class)</h2>",
               "<p class='note'>Largest difference to the reference first; each CAM with the annotated object's outline "
               "(white; green on the input).</p>",
               *_gallery(evaluation, models, dataset, method, class_names, count)]

@@ -19,7 +19,7 @@ from .datasets import GeneratedImages, Skipped, folder_dataset
 from .distributed import PartialFile, Shard, barrier, gather, merge
 from .scoring import Target, score_batch
 from .report import write_report
-from .summary import Evaluation, Score, output_stem, write_outputs
+from .summary import COLUMNS, Evaluation, Score, output_stem, write_outputs
 
 EVAL_SEED = 3  # distinct from the training (1) and validation (2) dataset seeds
 
@@ -102,7 +102,8 @@ def _settings(model_set: ModelSet, roles: list[str], methods: Sequence[str], roa
     models = {r: model_set.entries.get(r, {}).get("sha256") or model_set.entries.get(r, {}).get("file")
               or model_set.models[r].info.title for r in roles}
     return json.loads(json.dumps({"set": model_set.name, "models": models, "methods": list(methods), "road": road,
-                                  "seed": seed, "batch_size": job.batch_size, "data": data, "layer": layer}))
+                                  "seed": seed, "batch_size": job.batch_size, "data": data, "layer": layer,
+                                  "columns": list(COLUMNS)}))  # a partial file of an older row layout is not resumed
 
 
 def resolve_layer(model_set: ModelSet, layer: str | None) -> tuple[str, bool]:

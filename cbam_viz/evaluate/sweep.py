@@ -4,8 +4,9 @@ A *replicated* set lists, in the manifest, sets with the same recipe and data bu
 seeds (``python -m cbam_viz train --seeds K``); each is labelled by its training seed (``seed3``),
 or ``run1``, ``run2``, ... when a replicate has no (distinct) seed on record. :func:`sweep`
 evaluates every replicate at every target layer; :func:`sweep_rows` puts the paired tests of all
-those runs in one table. Within a seed, Holm's correction runs over every row of every layer (one
-family per seed). Across seeds the rule is deliberately strict (:func:`across_seeds`): a side wins
+those runs in one table, for each analysis (images every model classifies correctly -- the one that
+decides --, all images, each model's own predicted class). Within a seed, Holm's correction runs over
+every row of every layer of one analysis (one family per seed and analysis). Across seeds the rule is deliberately strict (:func:`across_seeds`): a side wins
 only when it wins, after Holm and under both placements, in *every* seed; when some seeds call a
 winner and others do not, the verdict is "depends on the seed"; seeds that all say the same keep
 that (also "depends on placement"). Between-seed spread is the standard deviation of the per-seed
@@ -28,7 +29,8 @@ from ..explain import target_layers
 from ..models.sets import ModelSet, role_title
 from ..render.study_plots import figure_png
 from ..render.sweep_plot import depth_plot
-from .summary import ALPHA, DEPENDS_ON_PLACEMENT, LABELS, NO_VERDICT, Evaluation, judge, output_stem, tested_rows
+from .summary import (ALPHA, ANALYSES, DEPENDS_ON_PLACEMENT, LABELS, NO_VERDICT, PRIMARY, Evaluation, judge, metric_lines,
+                      output_stem, tested_rows)
 
 DEPENDS_ON_SEED = "depends on the seed"
 DEPENDS_ON_LAYER = "depends on the layer"
@@ -120,30 +122,35 @@ def across_layers(verdicts: Sequence[str]) -> str:
 
 
 def sweep_rows(result: Sweep) -> list[dict]:
-    """One row per layer, method, metric, compared model and placement (accuracy once, layer "-"):
-    each seed's difference, interval, Holm-adjusted p (family: all of that seed's rows) and verdict,
-    the mean and between-seed SD of the difference, and the verdict across seeds."""
+    """One row per analysis, layer, method, metric, compared model and placement (accuracy once, layer
+    "-"): each seed's n, difference, interval, Holm-adjusted p (family: all of that seed's rows of the
+    analysis) and verdict, the mean and between-seed SD of the difference, and the verdict across seeds.
+    A row some seed lacks (an analysis with too few images there) is left out."""
     per_seed: dict[str, dict[tuple, dict]] = {}
     for replicate, by_layer in result.runs.items():
         rows = []
         for position, (layer, evaluation) in enumerate(by_layer.items()):
             rows += [{**r, "layer": "-" if r["metric"] == ACCURACY else layer} for r in tested_rows(evaluation)
                      if position == 0 or r["metric"] != ACCURACY]
-        judge(rows, group=("layer", "method", "metric", "model"))
-        per_seed[replicate] = {(r["layer"], r["method"], r["metric"], r["model"], r["placement"]): r for r in rows}
+        judge(rows, group=("layer", "analysis", "method", "metric", "model"))
+        per_seed[replicate] = {(r["analysis"], r["layer"], r["method"], r["metric"], r["model"], r["placement"]): r
+                               for r in rows}
     out = []
     for key in per_seed[result.replicates[0]]:
+        if any(key not in per_seed[rep] for rep in result.replicates):
+            continue
         seeds = [per_seed[rep][key] for rep in result.replicates]
         diffs = np.array([r["diff"] for r in seeds], dtype=np.float64)
-        layer, method, metric, model, placement = key
-        row = {"layer": layer, "method": method, "metric": metric, "model": model, "placement": placement,
+        analysis, layer, method, metric, model, placement = key
+        row = {"analysis": analysis, "layer": layer, "method": method, "metric": metric, "model": model, "placement": placement,
                "reference": seeds[0]["reference"], "baseline": float(np.mean([r["baseline"] for r in seeds])),
                "model_mean": float(np.mean([r["model_mean"] for r in seeds])), "diff_mean": float(diffs.mean()),
                "diff_sd": float(diffs.std(ddof=1)) if len(diffs) > 1 else None,
                "verdict": across_seeds([r["verdict"] for r in seeds])}
         for rep, r in zip(result.replicates, seeds):
             tag = result.labels[rep]
-            row.update({f"{tag}_diff": r["diff"], f"{tag}_lo": r["diff_lo"], f"{tag}_hi": r["diff_hi"], f"{tag}_p": r["p"],
+            row.update({f"{tag}_n": r["n"], f"{tag}_diff": r["diff"], f"{tag}_lo": r["diff_lo"], f"{tag}_hi": r["diff_hi"],
+                        f"{tag}_p": r["p"],
                         f"{tag}_p_holm": r["p_holm"], f"{tag}_verdict": r["verdict"]})
         out.append(row)
     return out
@@ -184,11 +191,15 @@ def sweep_markdown(result: Sweep, rows: list[dict]) -> str:
              f"{', '.join(f'`{r}`' for r in result.replicates)}), {first.n} {first.source}. Every model is compared with "
              f"{ref} on the same images with the tests of the single-run tables (exact McNemar or sign-flip permutation, "
              "95% intervals); Holm's correction runs over all rows of one seed (every layer, method, metric, model and "
-             "placement). A seed's verdict needs both placements to agree. **Across seeds a side wins only if it wins "
-             f"in every seed**; when some seeds call a winner and others do not, the verdict is \"{DEPENDS_ON_SEED}\". "
+             "placement of one analysis). A seed's verdict needs both placements to agree. **Across seeds a side wins only "
+             f"if it wins in every seed**; when some seeds call a winner and others do not, the verdict is \"{DEPENDS_ON_SEED}\". "
              f"SD: the between-seed standard deviation of the difference. \"{HOLM.strip()}\" after a seed's verdict: its "
-             f"interval excludes 0 and p < {ALPHA:g}, but not after Holm's correction over that seed's "
-             f"{len(rows)} tests (one per row), so it is no clear difference.", "", *warning]
+             f"interval excludes 0 and p < {ALPHA:g}, but not after Holm's correction over that seed's tests of the "
+             "same analysis, so it is no clear difference.", "",
+             "Analyses: " + "; ".join(f"**{a}**: {text}" for a, text in ANALYSES.items())
+             + f". **A model localizes better only if it wins on `{PRIMARY}`.**", "",
+             "What each metric measures, and what it does not:", "", *[f"- {line}" for line in metric_lines(first.metrics)],
+             "", *warning]
     accuracy = [r for r in rows if r["metric"] == ACCURACY]
     if accuracy:
         lines += ["| top-1 accuracy | " + " | ".join(seeds) + " | mean | between-seed SD | verdict across seeds |",
@@ -200,27 +211,30 @@ def sweep_markdown(result: Sweep, rows: list[dict]) -> str:
         lines.append("")
     cams = [r for r in rows if r["metric"] != ACCURACY]
     methods = list(dict.fromkeys(r["method"] for r in cams))
-    verdicts = {(r["layer"], r["method"], r["metric"], role_title(r["model"])): r["verdict"] for r in cams}
+    verdicts = {(r["analysis"], r["layer"], r["method"], r["metric"], role_title(r["model"])): r["verdict"] for r in cams}
     metrics = list(dict.fromkeys(r["metric"] for r in cams))
-    for method in methods:
-        lines += [f"Verdicts across seeds, {method} (· = no clear difference):", "",
-                  "| layer | " + " | ".join(f"{m}: {model}" for model in compared for m in metrics) + " |",
-                  "|---" * (1 + len(compared) * len(metrics)) + "|"]
-        for layer in result.layers:
-            lines.append(f"| {layer} | " + " | ".join(_short(verdicts[(layer, method, m, model)])
-                                                     for model in compared for m in metrics) + " |")
-        if len(result.layers) > 1:
-            lines.append("| **every layer** | " + " | ".join(
-                f"**{_short(across_layers([verdicts[(layer, method, m, model)] for layer in result.layers]))}**"
-                for model in compared for m in metrics) + " |")
-        lines.append("")
-    lines += [f"| layer | method | metric | placement | model | {ref} mean | model mean | " + " | ".join(f"{s}: diff [95%]" for s in seeds)
-              + " | mean diff | SD | seed verdicts | across seeds |", "|---" * (11 + len(seeds)) + "|"]
+    for analysis in dict.fromkeys(r["analysis"] for r in cams):
+        for method in methods:
+            n = ", ".join(f"{s} {next(r[f'{s}_n'] for r in cams if r['analysis'] == analysis)}" for s in seeds)
+            lines += [f"Verdicts across seeds, **{analysis}** (n = {n}), {method} (· = no clear difference):", "",
+                      "| layer | " + " | ".join(f"{m}: {model}" for model in compared for m in metrics) + " |",
+                      "|---" * (1 + len(compared) * len(metrics)) + "|"]
+            for layer in result.layers:
+                lines.append(f"| {layer} | " + " | ".join(_short(verdicts.get((analysis, layer, method, m, model), "n/a"))
+                                                         for model in compared for m in metrics) + " |")
+            if len(result.layers) > 1:
+                lines.append("| **every layer** | " + " | ".join(
+                    f"**{_short(across_layers([verdicts.get((analysis, layer, method, m, model), NO_VERDICT) for layer in result.layers]))}**"
+                    for model in compared for m in metrics) + " |")
+            lines.append("")
+    lines += [f"| analysis | layer | method | metric | placement | model | {ref} mean | model mean | "
+              + " | ".join(f"{s}: diff [95%]" for s in seeds) + " | mean diff | SD | seed verdicts | across seeds |",
+              "|---" * (12 + len(seeds)) + "|"]
     for r in cams:
         cells = [f"{r[f'{s}_diff']:+.3f} [{r[f'{s}_lo']:+.3f}, {r[f'{s}_hi']:+.3f}]" for s in seeds]
         calls = [_seed_call(r, s) for s in seeds]
         across = r["verdict"] + (" (Holm's correction, in every seed)" if all(c.endswith(HOLM) for c in calls) else "")
-        lines.append(f"| {r['layer']} | {r['method']} | {r['metric']} | {r['placement']} | {role_title(r['model'])} "
+        lines.append(f"| {r['analysis']} | {r['layer']} | {r['method']} | {r['metric']} | {r['placement']} | {role_title(r['model'])} "
                      f"| {r['baseline']:.3f} | {r['model_mean']:.3f} | " + " | ".join(cells)
                      + f" | {r['diff_mean']:+.3f} | {_sd(r)} | {', '.join(calls)} | {across} |")
     return "\n".join(lines) + "\n"
@@ -248,7 +262,8 @@ def write_sweep(result: Sweep, out_dir: Path, rows: list[dict] | None = None) ->
     text = sweep_markdown(result, rows)
     paths[1].write_text(text)
     first = result.first
-    plots = {method: {LABELS[m]: curves(result, method, m) for m in first.metrics} for method in first.values}
+    plots = {method: {LABELS[m]: curves(result, method, m) for m in first.metrics if m != "energy_matched"}
+             for method in first.values}
     seeds = "; thin lines: one training seed each, thick: their mean" if len(result.replicates) > 1 else ""
     image = figure_png(depth_plot(result.layers, plots, f"{result.name}: mean per target layer ({PLOTTED_PLACEMENT} placement{seeds})"))
     paths[2].write_bytes(image)

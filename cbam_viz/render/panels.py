@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..data import energy_pointing_game, pointing_game
+from ..data import concentration, energy_pointing_game, pointing_game, rank_hit, roc_auc
 from ..explain import Explanation
 from .overlay import colorize, outline, overlay
 
@@ -152,12 +152,16 @@ def unique_names(names: Sequence[str]) -> list[str]:
     return [f"{name} ({i})" if counts[name] > 1 else name for i, name in enumerate(names)]
 
 
+def _cell(text: object) -> str:
+    """Text for a Markdown table cell: ``|`` escaped."""
+    return str(text).replace("|", "\\|")
+
+
 def _ranked_table(corner: str, columns: Mapping[str, Sequence[str]], k: int) -> str:
     """Markdown: rank 1..k down, one column per heading; ``|`` in any text is escaped."""
-    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
-    rows = [f"| {rank + 1} | " + " | ".join(cell(col[rank]) if rank < len(col) else "" for col in columns.values())
+    rows = [f"| {rank + 1} | " + " | ".join(_cell(col[rank]) if rank < len(col) else "" for col in columns.values())
             + " |" for rank in range(k)]
-    head = f"| {cell(corner)} | " + " | ".join(cell(title) for title in columns) + " |"
+    head = f"| {_cell(corner)} | " + " | ".join(_cell(title) for title in columns) + " |"
     return "\n".join([head, "|---" * (len(columns) + 1) + "|", *rows])
 
 
@@ -232,14 +236,25 @@ def agreement(results: Mapping[str, Explanation], names: Sequence[str], titles: 
     return "\n".join([head, *lines])
 
 
-def localization(results: Mapping[str, Explanation], titles: Mapping[str, str], mask: np.ndarray) -> str:
-    """Markdown table: pointing game and energy-based pointing game of each CAM against ``mask``."""
+def cam_caption(title: str, result: Explanation, names: Sequence[str]) -> str:
+    """A CAM's caption: the model, the class its map explains and that class's probability."""
+    return f"{title} · explains {names[result.target]} ({result.probs[result.target]:.1%})"
+
+
+def localization(results: Mapping[str, Explanation], titles: Mapping[str, str], mask: np.ndarray,
+                 names: Sequence[str], truth: int | None) -> str:
+    """Markdown table: pointing game, AUC, rank hit, energy in the mask's box and concentration of each
+    CAM against ``mask``; a map of any class but the ground truth ``truth`` is not scored."""
     ys, xs = np.nonzero(mask)
     box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    rows = ["| model | pointing game | energy in box |", "|---|---|---|"]
+    rows = ["| model | pointing game | AUC | rank hit | energy in box | concentration |", "|---|---|---|---|---|---|"]
     for label, r in results.items():
+        if r.target != truth:
+            rows.append(f"| {_cell(titles[label])} | explains {_cell(names[r.target])}: not scored | | | | |")
+            continue
         hit = "hit" if pointing_game(r.cam, mask, feature_shape=r.raw_cam.shape) else "miss"  # as `evaluate` scores
-        rows.append(f"| {titles[label]} | {hit} | {energy_pointing_game(r.cam, box):.1%} |")
+        rows.append(f"| {_cell(titles[label])} | {hit} | {roc_auc(r.cam, mask):.2f} | {rank_hit(r.cam, mask):.2f} "
+                    f"| {energy_pointing_game(r.cam, box):.1%} | {concentration(r.cam):.1%} |")
     return "\n".join(rows)
 
 

@@ -42,6 +42,7 @@ from .serving import BoundedFolder, Refused, Uploads, work_dir
 log = logging.getLogger(__name__)
 
 OWN = "each model's own prediction"
+TRUTH = "the ground truth where known, else each model's prediction"  # the default target
 METHOD_LABELS = {**METHOD_NAMES, "scorecam": f"{METHOD_NAMES['scorecam']} (slow: one forward pass per channel)"}
 HINT = "Upload an image, paste one or pick an example."
 UNAVAILABLE = "*This model set is unavailable (see under “Model set”): choose another to explain the image.*"
@@ -126,7 +127,7 @@ def _choices(model_set: ModelSet) -> dict[str, Any]:
     blocks = [name for name, _ in cbam_blocks(attentive[-1])] if attentive else []
     roles = [(f"{role_title(r)} · {m.info.title}", r) for r, m in model_set.models.items()]
     return {"layers": target_layers(reference), "layer": default_target_layer(reference),
-            "classes": [OWN, *panels.unique_names(model_set.class_names)], "blocks": blocks,
+            "classes": [TRUTH, OWN, *panels.unique_names(model_set.class_names)], "blocks": blocks,
             "block": blocks[-1] if blocks else None, "roles": roles, "left": model_set.roles[0],
             "right": model_set.roles[-1]}
 
@@ -214,21 +215,21 @@ class CompareTab:
         if _text("target layer", layer) not in layers:
             raise BadRequest(f"unknown target layer {layer!r} for set {model_set}; choose from {layers[0]} … {layers[-1]}")
         names = panels.unique_names(loaded.class_names)
-        if _text("target class", target) not in (OWN, *names):
+        if _text("target class", target) not in (TRUTH, OWN, *names):
             raise BadRequest(f"unknown target class {target!r} for set {model_set}")
         path = self.uploads.path(image)
         name = image.get("orig_name")
         picture = open_image(path, name=name if isinstance(name, str) and name else path.name)
         digest = image_sha256(picture)
-        results, timing = self.ctx.explain_timed(model_set, picture, method,
-                                                 None if target == OWN else names.index(target), layer, digest)
         info = loaded.info
         sample = self.truth.get(digest)
+        truth = loaded.class_names.index(sample.class_name) if sample and sample.class_name in loaded.class_names else None
+        index = names.index(target) if target in names else truth if target == TRUTH else None
+        results, timing = self.ctx.explain_timed(model_set, picture, method, index, layer, digest)
         mask = None
         if sample is not None:
             mask = np.asarray(crop_for_display(Image.fromarray(sample.mask.astype(np.uint8) * 255), info))[..., 0] >= 128
         titles = {role: f"{role_title(role)} · {m.info.title}" for role, m in loaded.models.items()}
-        truth = loaded.class_names.index(sample.class_name) if sample and sample.class_name in loaded.class_names else None
         return _Request(loaded, picture, digest, results, timing, names, titles, np.asarray(display_crop(picture, info)),
                         mask if mask is not None and mask.any() else None, truth)
 
@@ -264,7 +265,8 @@ class CompareTab:
         view = panels.upscale(r.display, VIEW)
         scale = panels.shared_scale(r.results) if shared else None
         views = {role: panels.cam_view(view, result, scale, r.mask) for role, result in r.results.items()}
-        explained = OWN if target == OWN else f"class {target}"
+        explained = (f"class {target}" if target not in (OWN, TRUTH) else OWN if target == OWN or r.truth is None
+                     else f"the ground truth, {r.names[r.truth]}")
         t = r.timing
         if t.cached:
             spent = "cached result" + (f", ready after {t.waited:.2f} s" if t.waited else "")
@@ -280,7 +282,10 @@ class CompareTab:
             summary.append(f"*The image ({width}×{height}) is smaller than the model input ({size} px); it was enlarged.*")
         if r.mask is not None:
             summary += [f"\n**Localization against the ground-truth mask** (target layer {layer})\n",
-                        panels.localization(r.results, r.titles, r.mask)]
+                        panels.localization(r.results, r.titles, r.mask, r.names, r.truth),
+                        "\n*Pointing, AUC and rank hit depend only on where a map's values rank; energy also rises with a "
+                        "sharper map (concentration: share of pixels at or above half the maximum). A map of another "
+                        "class than the ground truth is not scored.*"]
             link = sweep_link(r.model_set.name)
             summary.append(f"\n*These scores are for one image at one layer.* Every layer, on held-out images and "
                            f"for each training seed: {link}" if link else
@@ -295,7 +300,8 @@ class CompareTab:
                   panels.labelled(views[right], role_title(right), "right"))
         top_channels = {r.titles[role]: x.channel_attention[x.blocks.index(block)]
                         for role, x in r.results.items() if block in x.blocks}
-        return ("\n".join(summary), [(views[role], r.titles[role]) for role in r.results], slider,
+        captions = {role: panels.cam_caption(r.titles[role], x, r.names) for role, x in r.results.items()}
+        return ("\n".join(summary), [(views[role], captions[role]) for role in r.results], slider,
                 panels.top_k_table(r.results, r.names, r.titles), panels.legend(shared, scale, len(r.results)),
                 panels.titled(spatial), panels.titled(channel), panels.top_channels_table(top_channels, block))
 
@@ -314,7 +320,7 @@ class CompareTab:
         with user_errors():
             r = self._run(image, model_set, method, layer, target)
             folder = self.exports.new()
-            parts = ("cbam-viz", model_set, method, layer, "own" if target == OWN else target, r.digest[:10])
+            parts = ("cbam-viz", model_set, method, layer, {OWN: "own", TRUTH: "truth"}.get(target, target), r.digest[:10])
             stem = "_".join(re.sub(r"[^\w.+-]+", "-", part) for part in parts)
             figure = comparison_figure(r.display, r.results, r.model_set.class_names, r.titles,
                                        out_of_domain(r.model_set.class_names, generated=r.digest in self.truth))
@@ -333,7 +339,7 @@ class CompareTab:
             return _set_info(self.ctx, model_set), *[gr.Dropdown()] * 5
         c = _choices(self.ctx.sets[model_set])
         return (_set_info(self.ctx, model_set), gr.Dropdown(choices=c["layers"], value=c["layer"]),
-                gr.Dropdown(choices=c["classes"], value=OWN), gr.Dropdown(choices=c["blocks"], value=c["block"]),
+                gr.Dropdown(choices=c["classes"], value=TRUTH), gr.Dropdown(choices=c["blocks"], value=c["block"]),
                 gr.Dropdown(choices=c["roles"], value=c["left"]), gr.Dropdown(choices=c["roles"], value=c["right"]))
 
 
@@ -352,7 +358,7 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
     examples = write_examples(work / "examples")
     name = default_set(ctx)
     c = (_choices(ctx.sets[name]) if name in ctx.sets else
-         {"layers": [], "layer": None, "classes": [OWN], "blocks": [], "block": None, "roles": [], "left": None,
+         {"layers": [], "layer": None, "classes": [TRUTH, OWN], "blocks": [], "block": None, "roles": [], "left": None,
           "right": None})
     set_labels = [(_set_label(ctx, p), p) for p in [*ctx.sets, *ctx.unavailable]]
 
@@ -367,7 +373,7 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
                                  elem_id="method")
             layer = gr.Dropdown(c["layers"], value=c["layer"], label="Target layer", info="default: last block of layer4",
                                 elem_id="layer")
-            target = gr.Dropdown(c["classes"], value=OWN, label="Target class", filterable=True, elem_id="target",
+            target = gr.Dropdown(c["classes"], value=TRUTH, label="Target class", filterable=True, elem_id="target",
                                  info="type to search; one class explains every model")
             shared = gr.Checkbox(label="Raw values on one shared colour scale",
                                  info="CAMs of all models, and the attention maps")
