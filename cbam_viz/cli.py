@@ -235,6 +235,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     fmt = _annotation_format(args) if args.annotations else None
     from .data.annotations import AnnotationError
     from .evaluate import evaluate, evaluate_folder, markdown_table, summary_rows
+    from .evaluate.run import check_seed
     from .evaluate.distributed import start, stop
     from .evaluate.sweep import parse_layers, sweep, sweep_markdown, sweep_rows, write_sweep
     from .models.sets import SetUnavailable, load_set, replicate_names
@@ -263,6 +264,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         names = [args.set] if args.no_replicates else replicate_names(args.set, user=user)
         first = load(names[0])
         layers = parse_layers(args.layers, first)
+        if not fmt:  # a seen seed is refused before the plan is announced
+            check_seed(first, args.seed, args.allow_training_seed)
         if shard.rank == 0:
             print(_plan(args, names, layers, methods, fmt), file=sys.stderr)
         timer.runs = len(names) * len(layers)

@@ -44,7 +44,7 @@ def test_report_renders_offline_with_the_gallery(tmp_path):
         assert headings and all(h in explained for h in headings), (headings, explained)  # every column explained
         columns = page.locator("ul.note").inner_text()
         assert "half-pixel" in columns and "receptive-field" in columns and "higher is better" in columns
-        assert "Holm's correction for multiple comparisons over all 14 rows" in columns
+        assert "Holm's correction for multiple comparisons over the rows of the same analysis" in columns
         page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
     assert all(url.startswith(("file://", "data:")) for url in requests), requests
     assert (tmp_path / "report.png").stat().st_size > 10_000

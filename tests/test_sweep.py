@@ -171,7 +171,8 @@ def test_the_verdict_across_seeds_on_data_with_a_known_answer():
     assert verdict[("se", "energy pointing game", "receptive-field")] == DEPENDS_ON_SEED
     for model in ("se", "cbam"):
         assert verdict[(model, "IoU@0.5", "half-pixel")] == verdict[(model, "pointing game", "half-pixel")] == "no clear difference"
-    se = next(r for r in rows if r["model"] == "se" and r["metric"] == "energy pointing game" and r["layer"] == "layer4.1")
+    se = next(r for r in rows if r["model"] == "se" and r["metric"] == "energy pointing game" and r["layer"] == "layer4.1"
+              and r["analysis"] == "all images")
     assert se["diff_mean"] == pytest.approx(0.1 / 3) and se["diff_sd"] == pytest.approx(np.std([0.05, 0.05, 0.0], ddof=1))
     assert [se[f"seed{s}_verdict"] for s in shifts] == ["SE better", "SE better", "no clear difference"]
     text = sweep_markdown(result, every)
@@ -209,19 +210,20 @@ def test_replicates_must_differ_only_in_the_seed(tmp_path):
 
 def test_a_difference_that_only_holms_correction_stops_is_marked():
     """SE: energy +0.002 in every seed, consistent (paired SD 0.01, 200 images): each interval excludes 0 and
-    p < 0.05, yet after Holm's correction over the seed's 26 tests it is no clear difference; the sweep says so."""
+    p < 0.05 on all images, yet after Holm's correction over that analysis's tests it is no clear difference; the sweep says so."""
     result = Sweep("demo", {f"r{s}": f"seed{s}" for s in range(3)},
                    {f"r{s}": {"layer3.1": _seed_run(0, 0, s, "layer3.1"), "layer4.1": _seed_run(0.002, 0.05, s)}
                     for s in range(3)})
     rows = sweep_rows(result)
-    se = next(r for r in rows if r["model"] == "se" and r["metric"] == "energy pointing game" and r["layer"] == "layer4.1")
+    se = next(r for r in rows if r["model"] == "se" and r["metric"] == "energy pointing game" and r["layer"] == "layer4.1"
+              and r["analysis"] == "all images")
     assert all(se[f"seed{s}_lo"] > 0 and se[f"seed{s}_p"] < 0.05 <= se[f"seed{s}_p_holm"] for s in range(3))
     assert se["verdict"] == "no clear difference"
     text = sweep_markdown(result, rows)
-    assert "over that seed's 26 tests (one per row)" in text
-    line = next(line for line in text.splitlines() if line.startswith("| layer4.1 | gradcam | energy pointing game | "
+    assert "not after Holm's correction over that seed's tests of the same analysis" in text
+    line = next(line for line in text.splitlines() if line.startswith("| all images | layer4.1 | gradcam | energy pointing game | "
                                                                        "half-pixel | SE |"))
     assert line.endswith("| · (Holm), · (Holm), · (Holm) | no clear difference (Holm's correction, in every seed) |")
-    cbam = next(line for line in text.splitlines() if line.startswith("| layer4.1 | gradcam | energy pointing game | "
+    cbam = next(line for line in text.splitlines() if line.startswith("| all images | layer4.1 | gradcam | energy pointing game | "
                                                                        "half-pixel | CBAM |"))
     assert "(Holm)" not in cbam and cbam.endswith("| CBAM better |")

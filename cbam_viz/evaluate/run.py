@@ -24,6 +24,16 @@ from .summary import COLUMNS, Evaluation, Score, output_stem, write_outputs
 EVAL_SEED = 3  # distinct from the training (1) and validation (2) dataset seeds
 
 
+def check_seed(model_set: ModelSet, seed: int, allow_seen_seed: bool = False) -> str | None:
+    """What ``seed`` was to ``model_set`` ("training", "validation") or None; ValueError for a seen seed
+    unless ``allow_seen_seed``."""
+    seen_as = seen_seeds(model_set).get(seed)
+    if seen_as and not allow_seen_seed:
+        raise ValueError(f"dataset seed {seed} is the {seen_as} seed of set {model_set.name!r}: its images were used to build "
+                         f"the models; use another seed (default {EVAL_SEED}) or --allow-training-seed to score them anyway")
+    return seen_as
+
+
 def seen_seeds(model_set: ModelSet) -> dict[int, str]:
     """Dataset seeds whose images were used to build ``model_set``: seed -> "training" or "validation"."""
     seeds = {TRAIN_SEED: "training", VAL_SEED: "validation"}
@@ -170,10 +180,7 @@ def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int =
         if model.info.class_names != list(CLASSES):
             raise ValueError(f"model {role!r} of set {model_set.name!r} was not trained on the generated shapes; "
                              "evaluate needs ground truth for its classes (use --images for your own labelled images)")
-    seen_as = seen_seeds(model_set).get(seed)
-    if seen_as and not allow_seen_seed:
-        raise ValueError(f"dataset seed {seed} is the {seen_as} seed of set {model_set.name!r}: its images were used to build "
-                         f"the models; use another seed (default {EVAL_SEED}) or --allow-training-seed to score them anyway")
+    seen_as = check_seed(model_set, seed, allow_seen_seed)
     generator = generator_of(model_set)
     dataset = GeneratedImages(seed, n, model_set.info, DIFFICULTIES[generator])
     held_out = "" if seen_as else " that neither trained nor validated the set"
