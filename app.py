@@ -15,6 +15,10 @@ STARTED = time.perf_counter()  # before the heavy imports: "ready in" counts the
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from cbam_viz.allocator import tune_allocator  # noqa: E402
+
+tune_allocator()  # before the heavy imports: large buffers are given back to the system when freed
+
 import argparse  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -29,7 +33,11 @@ from cbam_viz.service import AppContext, random_imagenet_set  # noqa: E402
 
 if TYPE_CHECKING:
     from cbam_viz.study.runtime import StudyRuntime
-from cbam_viz.ui.serving import Blocks, remove_work_dirs  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
+
+from cbam_viz.ui.clients import client_address  # noqa: E402
+from cbam_viz.ui.fairness import Limits, install, machine_limits  # noqa: E402
+from cbam_viz.ui.serving import Blocks, UploadGate, UploadLimits, remove_served_files, remove_work_dirs, work_dir  # noqa: E402
 
 TITLE = "cbam-viz · what attention changes"
 STUDY_TITLE = "Heat-map study"  # participants must not read the hypothesis
@@ -103,10 +111,12 @@ def build_app(ctx: AppContext, study: StudyRuntime | None = None, admin_password
 
 
 def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_file_size: str | int = "20mb",
-           trusted_proxies: Sequence[str] = (), with_api: bool = False, **kwargs: Any) -> Any:
+           trusted_proxies: Sequence[str] = (), with_api: bool = False, limits: Limits | None = None,
+           uploads: UploadLimits | None = None, **kwargs: Any) -> Any:
     """Serve ``app``: user errors (``gr.Error``) are shown, any other exception only as a generic
-    error (its details go to the server log); uploads above ``max_file_size`` are refused. Forwarded
-    client addresses count only from ``trusted_proxies`` (in uvicorn too). A study (``app.study_mode``)
+    error (its details go to the server log); uploads above ``max_file_size`` or beyond ``uploads`` are refused.
+    Forwarded client addresses count only from ``trusted_proxies`` (in uvicorn too). Explanations run within
+    ``limits`` (slots, lanes, per-client limits, queue; see cbam_viz.ui.fairness). A study (``app.study_mode``)
     shows no API footer and has no upload route unless it serves the Compare tab, or ``with_api``;
     its Results page (``app.results_page``) is served at /results."""
     from cbam_viz.ui import clients
@@ -117,17 +127,20 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_file_s
     study_mode = getattr(app, "study_mode", False)
     footer = ["api"] if with_api or not study_mode else []
     if study_mode:
-        uploads = with_api or "free_vote_show" in {fn.api_name for fn in app.fns.values()}
+        uploads_route = with_api or "free_vote_show" in {fn.api_name for fn in app.fns.values()}
         results = getattr(app, "results_page", None)
         if results is not None:
             results.queue(default_concurrency_limit=2)
-        lifespan = study_lifespan(results, uploads, footer_links=footer, show_error=False, theme=THEME, css=CSS,
+        lifespan = study_lifespan(results, uploads_route, footer_links=footer, show_error=False, theme=THEME, css=CSS,
                                   max_file_size=max_file_size)
         kwargs["app_kwargs"] = {**kwargs.get("app_kwargs", {}), "lifespan": lifespan}
-    # Explanations run in parallel (no model lock): a slow Score-CAM takes one of the 4 slots, the others go on.
-    return app.queue(default_concurrency_limit=4).launch(
-        server_name=host, server_port=port, max_file_size=max_file_size, show_error=False,
-        theme=THEME, css=CSS, js=JS, footer_links=footer, **kwargs)
+    limits = limits or Limits()
+    app.queue(max_size=limits.queue_size, default_concurrency_limit=4)  # 4: the cheap listeners (set choice, study)
+    middleware = [install(app, limits),
+                  Middleware(UploadGate, blocks=app, limits=uploads or UploadLimits(), address=client_address)]
+    kwargs["app_kwargs"] = {**kwargs.get("app_kwargs", {}), "middleware": middleware}
+    return app.launch(server_name=host, server_port=port, max_file_size=max_file_size, show_error=False, theme=THEME,
+                      css=CSS, js=JS, footer_links=footer, **kwargs)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -161,6 +174,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--store-uploads", action="store_true",
                    help="keep the images of blind votes on uploads in DATA_DIR/uploads (default: only their SHA-256)")
     p.add_argument("--max-file-size", default="20mb", help="largest accepted upload, e.g. 20mb (default)")
+    limits = p.add_argument_group("server limits (README 'Server limits'; defaults sized from this machine)")
+    limits.add_argument("--slots", type=int, help="explanations computing at once, all users together "
+                                                   "(default: half the CPU cores, 2 to 8; 4 on a GPU)")
+    limits.add_argument("--slow-slots", type=int, help="of which slow ones, e.g. Score-CAM (default: a third, at least 1)")
+    limits.add_argument("--per-client", type=int, help="requests of one browser tab waiting or running (default 3)")
+    limits.add_argument("--per-address", type=int, help="requests of one client address waiting or running (default 6)")
+    limits.add_argument("--per-address-running", type=int, dest="address_running",
+                        help="requests of one client address computing at once (default 1; more behind a shared NAT)")
+    limits.add_argument("--queue-size", type=int, help="requests waiting, all users together (default 64)")
+    limits.add_argument("--upload-files", type=int, default=UploadLimits.files,
+                        help=f"files per upload request (default {UploadLimits.files})")
+    limits.add_argument("--upload-mb-per-hour", type=int, default=UploadLimits.client_bytes // 2**20,
+                        help=f"upload megabytes per client address and hour (default {UploadLimits.client_bytes // 2**20})")
+    limits.add_argument("--max-request-seconds", type=float,
+                        help="refuse requests estimated to compute longer than this (default 600)")
     return p.parse_args(argv)
 
 
@@ -185,6 +213,8 @@ def _stop(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _stop)  # before loading anything: the temp folders go at exit at the latest
     args = parse_args(argv)
+    if "GRADIO_TEMP_DIR" not in os.environ:  # Gradio's uploads and copies in a folder of this server's own
+        os.environ["GRADIO_TEMP_DIR"] = str(work_dir(sys.modules[__name__], "cbam-viz-gradio-"))
     from cbam_viz.models.config import ModelsConfigError
     from cbam_viz.ui.clients import trust_proxies
 
@@ -212,15 +242,23 @@ def main(argv: list[str] | None = None) -> None:
     upload_dir = Path(args.data_dir) / "uploads" if args.store_uploads else None
     app = build_app(ctx, study, admin_password(args), upload_dir, compare=not args.study or args.with_compare,
                     joins_per_hour=args.joins_per_hour)
-    launch(app, args.host, args.port, args.max_file_size, prevent_thread_lock=True,
-           trusted_proxies=args.trusted_proxy, with_api=args.with_api)
+    try:
+        limits = machine_limits(ctx.device, slots=args.slots, slow_slots=args.slow_slots, per_client=args.per_client,
+                                per_address=args.per_address, address_running=args.address_running,
+                                queue_size=args.queue_size, max_request_seconds=args.max_request_seconds)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    uploads = UploadLimits(files=args.upload_files, client_bytes=args.upload_mb_per_hour * 2**20)
+    launch(app, args.host, args.port, args.max_file_size, prevent_thread_lock=True, trusted_proxies=args.trusted_proxy,
+           with_api=args.with_api, limits=limits, uploads=uploads)
     print(f"ready in {time.perf_counter() - STARTED:.1f} s: model sets {', '.join(ctx.sets) or 'none'} on {ctx.device}", flush=True)
     if app.results_page is not None:
         print(f"study results (owner, password): http://{args.host}:{args.port}/results", flush=True)
     try:
         app.block_thread()
     finally:
-        app.close()  # also deletes the files it received and created (delete_cache)
+        app.close()
+        remove_served_files(app)  # what it received and created, partial uploads too
         remove_work_dirs()
 
 

@@ -37,9 +37,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     threads = torch.get_num_threads()
-    proc, url, _ = start_app(["--random-imagenet", "--sets", "imagenet"], threads)
+    proc, url, _ = start_app(["--random-imagenet", "--sets", "imagenet", "--trusted-proxy", "127.0.0.1"], threads)
     try:
-        client, other = (Client(url, verbose=False, ssl_verify=False) for _ in range(2))
+        # Two users at two addresses (the server runs one request per address at a time).
+        client, other = (Client(url, verbose=False, ssl_verify=False, headers={"X-Forwarded-For": address})
+                         for address in ("198.51.100.7", "198.51.100.8"))
         for c in (client, other):
             c.predict("imagenet", api_name="/select_set")  # the session's choices: ResNet-50 layers, ImageNet classes
         with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 40_000_000  # larger images are refused as potential decompression bombs
 MIN_SIDE = 8
-MAX_ASPECT = 20  # longer side / shorter side; resizing the shorter side to the model's input would blow up the other
+MAX_ASPECT = 1000  # longer side / shorter side: beyond it a model sees a sliver or a smear (sets bound their resize)
 
 
 class ImageError(ValueError):

@@ -11,6 +11,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .explain import Explanation, explain
+from .explain import Cancelled, Explanation, default_target_layer, explain, forward_passes, seconds_per_pass
 from .models.config import read_models_config
 from .models.sets import MODELS_DIR, ModelSet, SetUnavailable, default_device, load_set, set_names
 
@@ -61,7 +62,8 @@ class AppContext:
         self._cache: OrderedDict[tuple, dict[str, Explanation]] = OrderedDict()
         self._cache_size = cache_size
         self._running: dict[tuple, Future] = {}  # explanations being computed, by cache key
-        self._lock = threading.Lock()  # guards the two dicts only, never a model call
+        self._pass_seconds: dict[str, dict[str, float]] = {}  # set -> role -> seconds per forward pass per image
+        self._lock = threading.Lock()  # guards the dicts only, never a model call
 
     def add(self, model_set: ModelSet) -> None:
         """Make ``model_set`` available under its name (replacing a set of that name, loaded or not)."""
@@ -69,6 +71,28 @@ class AppContext:
             self.sets[model_set.name] = model_set
             self.unavailable.pop(model_set.name, None)
             self._cache = OrderedDict((k, v) for k, v in self._cache.items() if k[0] != model_set.name)
+
+    def measure_speed(self) -> dict[str, float]:
+        """Time one forward pass of every model of every loaded set on this device (start-up: a few seconds on a
+        CPU for ResNet-50s); :meth:`estimate` uses it. Returns seconds per image and pass, summed per set."""
+        for name, model_set in list(self.sets.items()):
+            speed = {role: seconds_per_pass(model) for role, model in model_set.models.items()}
+            with self._lock:
+                self._pass_seconds[name] = speed
+        return {name: sum(speed.values()) for name, speed in self._pass_seconds.items()}
+
+    def estimate(self, model_set: str, method: str, layer: str | None = None) -> float | None:
+        """Estimated seconds to explain one image with every model of ``model_set`` at ``layer`` (default: the last
+        block) as forward passes x measured time per pass; None when the set is not measured
+        (:meth:`measure_speed`) or an argument is unknown."""
+        speed = self._pass_seconds.get(model_set) if isinstance(model_set, str) else None
+        if speed is None or model_set not in self.sets or not isinstance(method, str):
+            return None
+        try:
+            return sum(forward_passes(model, method, layer if isinstance(layer, str) else default_target_layer(model))
+                       * speed[role] for role, model in self.sets[model_set].models.items())
+        except (AttributeError, KeyError, TypeError):
+            return None
 
     def model_set(self, name: str) -> ModelSet:
         if name in self.sets:
@@ -81,24 +105,31 @@ class AppContext:
         return self.explain_timed(model_set, image, method, target, layer, digest)[0]
 
     def explain_timed(self, model_set: str, image: Image.Image, method: str = "gradcam", target: int | None = None,
-                      layer: str | None = None, digest: str | None = None) -> tuple[dict[str, Explanation], Timing]:
-        """:meth:`explain`, and where its time went."""
+                      layer: str | None = None, digest: str | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> tuple[dict[str, Explanation], Timing]:
+        """:meth:`explain`, and where its time went. ``should_stop``: polled between batches; True raises
+        `cbam_viz.explain.Cancelled` (a request waiting for the same result then computes it itself)."""
         key = (model_set, digest or image_sha256(image), method, target, layer)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key], Timing(0.0, 0.0, True, len(self._running))
-            running = self._running.get(key)
+        start = time.perf_counter()
+        while True:
+            with self._lock:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    return self._cache[key], Timing(0.0, 0.0, True, len(self._running))
+                running = self._running.get(key)
+                if running is None:
+                    mine = self._running[key] = Future()
+                alongside = len(self._running) - 1
             if running is None:
-                mine = self._running[key] = Future()
-            alongside = len(self._running) - 1
-        if running is not None:  # the same request is being computed: wait for its result
-            start = time.perf_counter()
-            result = running.result()
-            return result, Timing(time.perf_counter() - start, 0.0, True, alongside)
+                break
+            try:  # the same request is being computed: wait for its result
+                return running.result(), Timing(time.perf_counter() - start, 0.0, True, alongside)
+            except Cancelled:  # its client has gone: compute it here
+                continue
         start = time.perf_counter()
         try:
-            result = explain(self.model_set(model_set).models, image, target=target, method=method, target_layer=layer)
+            result = explain(self.model_set(model_set).models, image, target=target, method=method, target_layer=layer,
+                             should_stop=should_stop)
         except BaseException as exc:
             with self._lock:
                 del self._running[key]

@@ -17,6 +17,8 @@ from study_ui_fixtures import write_demo_models
 
 from cbam_viz.models.sets import MODELS_DIR, read_manifest
 from cbam_viz.service import AppContext
+from cbam_viz.ui.fairness import Limits
+from cbam_viz.ui.serving import UploadLimits
 
 MAX_FILE_SIZE = "2mb"  # small, so that the over-size test upload stays small
 
@@ -60,13 +62,16 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def serve(ctx: AppContext) -> Iterator[str]:
-    """The app for ``ctx`` served in this process on 127.0.0.1 (a free port); yields its URL."""
+def serve(ctx: AppContext, limits: Limits | None = None, uploads: UploadLimits | None = None,
+          trusted_proxies: tuple[str, ...] = ()) -> Iterator[str]:
+    """The app for ``ctx`` served in this process on 127.0.0.1 (a free port) within ``limits`` and ``uploads``
+    (defaults: `Limits()`, `UploadLimits()`), believing X-Forwarded-For from ``trusted_proxies``; yields its URL."""
     import app as app_module
 
     app = app_module.build_app(ctx)
     port = free_port()
-    app_module.launch(app, "127.0.0.1", port, MAX_FILE_SIZE, prevent_thread_lock=True, quiet=True)
+    app_module.launch(app, "127.0.0.1", port, MAX_FILE_SIZE, prevent_thread_lock=True, quiet=True, limits=limits,
+                      uploads=uploads, trusted_proxies=trusted_proxies)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

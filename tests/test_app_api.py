@@ -253,6 +253,19 @@ def test_unusual_file_is_handled(client: Client, sample_path: Path, tmp_path: Pa
     assert compare(client, sample_path)[1]
 
 
+def test_a_banner_is_explained_by_every_set(client: Client, tmp_path: Path) -> None:
+    """3000x40 (75:1) used to be refused as too elongated; the demo set squashes it, the ImageNet set keeps its centre."""
+    pixels = np.zeros((40, 3000, 3), np.uint8)
+    pixels[:, 1490:1510] = 255  # a white block in the middle (the ImageNet set keeps the centre 35 px)
+    Image.fromarray(pixels).save(tmp_path / "banner.png")
+    assert "of layer4.1" in compare(client, tmp_path / "banner.png")[SUMMARY]
+    assert export(client, tmp_path / "banner.png")["image"].shape == (64, 64, 3)
+    summary = compare(client, tmp_path / "banner.png", model_set=RANDOM, layer="layer4.2", block="layer4.2")[SUMMARY]
+    assert "of layer4.2" in summary
+    seen = export(client, tmp_path / "banner.png", model_set=RANDOM, layer="layer4.2")["image"]
+    assert seen.shape == (224, 224, 3) and seen[:, 112].min() > 200 and seen[:, 0].max() < 50  # the centre of it
+
+
 def test_oversize_upload_is_refused(client: Client, app_url: str, sample_path: Path, tmp_path: Path) -> None:
     big = tmp_path / "big.png"
     big.write_bytes(_encoded(Image.new("RGB", (64, 64)), "PNG") + bytes(3 * 1024 * 1024))

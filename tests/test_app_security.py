@@ -6,9 +6,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +22,7 @@ import httpx
 import numpy as np
 import pytest
 from app_fixtures import free_port, models_dir, serve  # noqa: F401,F811  (fixture)
+from gradio.utils import get_upload_folder
 from gradio_client import Client, handle_file
 from PIL import Image
 
@@ -231,12 +234,24 @@ def test_concurrent_exports_are_complete_and_distinct(ctx: AppContext, tmp_path:
 
 
 def test_concurrent_exports_through_the_api(app_url: str, secret: Path) -> None:
-    client = Client(app_url, verbose=False, ssl_verify=False)
+    """Six clients (one tab may have only 3 requests in the queue) export at once."""
+    clients = [Client(app_url, verbose=False, ssl_verify=False) for _ in range(6)]
     jobs = [client.submit(handle_file(str(secret)), "demo", "gradcam", "layer4.1", target, api_name="/export")
-            for target in (OWN, *CLASSES[:5])]
+            for client, target in zip(clients, (OWN, *CLASSES[:5]))]
     for job in jobs:
         png, npz = sorted(job.result(timeout=120), key=lambda f: Path(f).suffix != ".png")
         assert Image.open(png).width > 200 and np.load(npz)["image"].shape == (64, 64, 3)
+
+
+def test_exports_are_served_from_their_capped_folder_without_a_copy(app_url: str, secret: Path) -> None:
+    """Gradio copied every export into its cache (outside the export cap, kept an hour): 9 GB/h under load."""
+    path = upload(app_url, "exported.png", secret.read_bytes())
+    status, (files,) = call(app_url, "export", ENDPOINTS["export"]({"path": path}))
+    assert status == "complete" and len(files) == 2
+    for file in files:
+        served = Path(file["path"])
+        assert served.parent.parent.name == "exports" and not served.is_relative_to(get_upload_folder())
+        assert httpx.get(file["url"], timeout=30).content == served.read_bytes()
 
 
 def test_sigterm_removes_the_temp_folders(tmp_path: Path, secret: Path) -> None:
@@ -258,9 +273,19 @@ def test_sigterm_removes_the_temp_folders(tmp_path: Path, secret: Path) -> None:
             lines.append(line)
         uploaded = Path(upload(f"http://127.0.0.1:{port}/", "mine.png", secret.read_bytes()))
         assert [p.name[:9] for p in tmp.iterdir()] == ["cbam-viz-"] and uploaded.is_file()
+        cut = socket.create_connection(("127.0.0.1", port))  # an upload still arriving when the server stops
+        cut.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                    b"Content-Length: 1000000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"files\"; "
+                    b"filename=\"cut.png\"\r\nContent-Type: image/png\r\n\r\n" + b"p" * 100_000)
+        deadline = time.monotonic() + 30
+        while not [p for p in uploads.iterdir() if p.is_file()]:
+            assert time.monotonic() < deadline, "no partial upload appeared"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, proc.stdout.read()
+        cut.close()
     finally:
         watchdog.cancel()
         proc.kill()
     assert not list(tmp.iterdir()) and not uploaded.exists()
+    assert not [p for p in uploads.iterdir() if p.is_file()]  # the partial upload too

@@ -273,3 +273,38 @@ def test_three_models_baseline_se_cbam(models):
     alone = explain({"se": se}, X, target=2)["se"]
     assert np.array_equal(alone.cam, out["se"].cam) and not np.allclose(out["se"].cam, out["cbam"].cam)
     assert "se/channel_attention/layer1.0" in to_arrays(out) and not any(k.startswith("se/spatial") for k in to_arrays(out))
+
+
+def test_scorecam_equals_the_librarys_and_stops_between_batches(models):
+    """The batched Score-CAM (masks one batch of channels at a time) gives the grad-cam library's weights on the
+    same activations; a should_stop that turns True stops it before the next batch."""
+    from pytorch_grad_cam import ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from cbam_viz.explain import Cancelled
+    from cbam_viz.explain.engine import _BoundedScoreCAM
+
+    model, x = models["cbam"], torch.cat([X, X.flip(-1)])
+    layer, captured = model.layer3[1], []
+    handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output.detach().numpy()))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    targets = [ClassifierOutputTarget(1), ClassifierOutputTarget(3)]
+    weights = []
+    for cls, batch in ((ScoreCAM, None), (_BoundedScoreCAM, 5)):  # 5: batches that do not divide the channels
+        method = cls(model=model, target_layers=[layer])
+        method.activations_and_grads.release()
+        if batch:
+            method.batch_size = batch
+        weights.append(method.get_cam_weights(x, layer, targets, captured[0], None))
+    assert weights[0].shape == (2, layer.conv2.out_channels) and np.allclose(*weights, atol=1e-6)
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 2  # the first model check, one batch, then stop
+
+    with pytest.raises(Cancelled):
+        explain({"m": model}, X, method="scorecam", target_layer="layer3.1", should_stop=stop)
+    assert len(calls) == 3

@@ -5,17 +5,39 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 from .resnet import ModelInfo
 
 Box = tuple[float, float, float, float]  # (left, top, right, bottom): pixel edges, fractional
+MAX_KEPT_ASPECT = 4  # before Resize + CenterCrop, longer sides are cut to this many times the shorter one
+
+
+class CentreToAspect(v2.Transform):
+    """Cut the longer side, centred, to at most ``max_aspect`` times the shorter one (other images pass unchanged).
+    Before Resize(short side) + CenterCrop, which keep only the centre, the model sees the same part of the image
+    while the resized image stays bounded: a 3000x40 banner resizes to 1024x256, not 19200x256."""
+
+    def __init__(self, max_aspect: int = MAX_KEPT_ASPECT):
+        super().__init__()
+        self.max_aspect = max_aspect
+
+    def make_params(self, flat_inputs: list) -> dict:
+        height, width = v2.query_size(flat_inputs)
+        return {"size": [min(height, self.max_aspect * width), min(width, self.max_aspect * height)],
+                "unchanged": max(height, width) <= self.max_aspect * min(height, width)}
+
+    def transform(self, inpt: object, params: dict) -> object:
+        return inpt if params["unchanged"] else self._call_kernel(F.center_crop, inpt, output_size=params["size"])
 
 
 def _geometry(info: ModelInfo, transforms=T) -> list:
-    """Resize + center crop, or a plain square resize when ``info.resize`` is None (``transforms``:
-    torchvision's ``transforms`` or ``transforms.v2``)."""
+    """Resize + center crop (after :class:`CentreToAspect`), or a plain square resize when ``info.resize`` is None
+    (``transforms``: torchvision's ``transforms`` or ``transforms.v2``)."""
     size = info.input_size
-    return [transforms.Resize(info.resize), transforms.CenterCrop(size)] if info.resize else [transforms.Resize((size, size))]
+    if not info.resize:
+        return [transforms.Resize((size, size))]
+    return [CentreToAspect(), transforms.Resize(info.resize), transforms.CenterCrop(size)]
 
 
 def model_transform(info: ModelInfo) -> T.Compose:

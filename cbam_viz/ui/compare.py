@@ -29,7 +29,7 @@ from PIL import Image
 from .. import CLI
 from ..data import Sample, render_sample
 from ..data.domain import out_of_domain
-from ..explain import METHOD_NAMES, METHODS, Explanation, default_target_layer, target_layers, to_arrays
+from ..explain import METHOD_NAMES, METHODS, Cancelled, Explanation, default_target_layer, target_layers, to_arrays
 from ..images import ImageError, open_image
 from ..models import cbam_blocks, crop_for_display, display_crop
 from ..models.published import Source
@@ -37,6 +37,7 @@ from ..models.sets import ModelSet, SetUnavailable, role_title
 from ..render import comparison_figure, panels
 from ..service import AppContext, Timing, display_image, image_sha256
 from ..fileio import atomic_write
+from .fairness import COMPUTE, Limits, current_limits, register_cost, stop_check
 from .serving import BoundedFolder, Refused, Uploads, work_dir
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ UNAVAILABLE = "*This model set is unavailable (see under “Model set”): choos
 VIEW = 256  # CAM views are drawn at least this large
 EXAMPLE_SEED = 9001  # a dataset seed that training (1), validation (2), evaluation (3) and the study (0) do not use
 MAX_TEXT = 200  # longest accepted option value (set, method, layer, class, block, model)
-# An export's files stay at most this long and the folder within this size (Gradio serves its own copies).
+# An export's files stay at most this long and the folder within this size (Gradio serves them from there).
 EXPORT_TTL = 3600
 EXPORT_BYTES = 200 * 2**20
 # Where `bash run.sh cli evaluate --layers ...` writes <set>_sweep.html by default (the project's results/).
@@ -107,6 +108,8 @@ def user_errors() -> Iterator[None]:
         raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
     except MemoryError:
         raise gr.Error("not enough memory to explain this image: try a smaller one", print_exception=False) from None
+    except Cancelled:  # nobody reads it: the page that asked has gone
+        raise gr.Error("cancelled: the page that asked for this explanation has closed", print_exception=False) from None
     except Exception:
         log.exception("Compare tab: request failed")
         raise gr.Error("internal error while explaining this image (details in the server log)",
@@ -217,6 +220,7 @@ class CompareTab:
         names = panels.unique_names(loaded.class_names)
         if _text("target class", target) not in (TRUTH, OWN, *names):
             raise BadRequest(f"unknown target class {target!r} for set {model_set}")
+        self._check_cost(model_set, method, layer)
         path = self.uploads.path(image)
         name = image.get("orig_name")
         picture = open_image(path, name=name if isinstance(name, str) and name else path.name)
@@ -225,13 +229,32 @@ class CompareTab:
         sample = self.truth.get(digest)
         truth = loaded.class_names.index(sample.class_name) if sample and sample.class_name in loaded.class_names else None
         index = names.index(target) if target in names else truth if target == TRUTH else None
-        results, timing = self.ctx.explain_timed(model_set, picture, method, index, layer, digest)
+        results, timing = self.ctx.explain_timed(model_set, picture, method, index, layer, digest,
+                                                 should_stop=stop_check())
         mask = None
         if sample is not None:
             mask = np.asarray(crop_for_display(Image.fromarray(sample.mask.astype(np.uint8) * 255), info))[..., 0] >= 128
         titles = {role: f"{role_title(role)} · {m.info.title}" for role, m in loaded.models.items()}
         return _Request(loaded, picture, digest, results, timing, names, titles, np.asarray(display_crop(picture, info)),
                         mask if mask is not None and mask.any() else None, truth)
+
+    def _check_cost(self, model_set: str, method: str, layer: str) -> None:
+        """BadRequest when the request's estimated cost is above the server's limit (before anything is computed)."""
+        limits, cost = current_limits(), self.ctx.estimate(model_set, method, layer)
+        if limits is not None and cost is not None and cost > limits.max_request_seconds:
+            raise BadRequest(f"{METHOD_NAMES[method]} of {layer} on set {model_set} would take about {duration(cost)} on "
+                             f"this server, above its limit of {duration(limits.max_request_seconds)}: choose a faster "
+                             "method or an earlier layer")
+
+    def estimate(self, model_set: Any, method: Any, layer: Any) -> str:
+        """A note on what a slow request will cost, shown before it runs ("" for fast ones)."""
+        cost, limits = self.ctx.estimate(model_set, method, layer), current_limits() or Limits()
+        if cost is None or cost <= limits.slow_seconds:
+            return ""
+        note = f"Estimated time: about {duration(cost)} on {self.ctx.device}"
+        if cost > limits.max_request_seconds:
+            return f"{note}, above this server's limit of {duration(limits.max_request_seconds)}: it will be refused."
+        return f"{note}; at most {limits.slow_slots} such request{'s' if limits.slow_slots > 1 else ''} run at once."
 
     def compare(self, image: Any, model_set: Any, method: Any, layer: Any, target: Any, shared: Any, block: Any,
                 left: Any, right: Any, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:
@@ -241,7 +264,9 @@ class CompareTab:
         with user_errors():
             if not isinstance(shared, bool):
                 raise BadRequest("invalid shared colour scale: expected true or false")
-            progress(0, desc="explaining with every model of the set")
+            cost = self.ctx.estimate(model_set, method, layer)
+            slow = cost is not None and cost > (current_limits() or Limits()).slow_seconds
+            progress(0, desc="explaining with every model of the set" + (f" (about {duration(cost)})" if slow else ""))
             r = self._run(image, model_set, method, layer, target)
             for side, role in (("left", left), ("right", right)):
                 if _text(f"slider {side} model", role) not in r.results:
@@ -343,6 +368,15 @@ class CompareTab:
                 gr.Dropdown(choices=c["roles"], value=c["left"]), gr.Dropdown(choices=c["roles"], value=c["right"]))
 
 
+def duration(seconds: float) -> str:
+    """``seconds`` in words: "0.4 s", "12 s", "3 min", "2.1 h"."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def default_set(ctx: AppContext) -> str | None:
     """"demo" when loaded, else the first loaded set, else the first unavailable one."""
     names = [*ctx.sets, *ctx.unavailable]
@@ -371,6 +405,7 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
                                    elem_id="set-info")
             method = gr.Dropdown([(METHOD_LABELS.get(k, k), k) for k in METHODS], value="gradcam", label="CAM method",
                                  elem_id="method")
+            estimate = gr.Markdown("", elem_classes="note", elem_id="estimate")
             layer = gr.Dropdown(c["layers"], value=c["layer"], label="Target layer", info="default: last block of layer4",
                                 elem_id="layer")
             target = gr.Dropdown(c["classes"], value=TRUTH, label="Target class", filterable=True, elem_id="target",
@@ -405,18 +440,27 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
             block = gr.Dropdown(c["blocks"], value=c["block"], label="Attention block", elem_id="block")
             top_channels = gr.Markdown(elem_id="top-channels")
 
-    tab = CompareTab(ctx, examples, BoundedFolder(work / "exports", EXPORT_BYTES, EXPORT_TTL), Uploads(blocks, served))
+    ctx.measure_speed()  # the cost of a request, estimated before it runs (lanes, limit, the note above)
+    exports = BoundedFolder(work / "exports", EXPORT_BYTES, EXPORT_TTL)
+    gr.set_static_paths([exports.root])  # served from there: no second copy in Gradio's cache, outside the cap
+    tab = CompareTab(ctx, examples, exports, Uploads(blocks, served))
     inputs = [image, model_set, method, layer, target, shared, block, left, right]
     outputs = [summary, views, slider, top5, legend, spatial, channels, top_channels]
     # preprocess=False: handlers get the file payload unopened (Uploads checks it, open_image reads it and words
     # any error) and the raw option values, which _run validates against the chosen set (not the session's
     # dropdown choices). Gradio checks a payload with "meta" only; without, it reaches the handler unchecked.
+    # Every listener that explains shares one budget (COMPUTE, see fairness.FairQueue); the estimate picks its lane.
+    compute = dict(concurrency_id=COMPUTE, preprocess=False)
     gr.on([image.change, run.click, method.input, layer.input, target.input, shared.input, block.input, left.input,
-           right.input], tab.compare, inputs, outputs, api_name="compare", trigger_mode="always_last", preprocess=False)
+           right.input], tab.compare, inputs, outputs, api_name="compare", trigger_mode="always_last", **compute)
     model_set.input(tab.select_set, model_set, [set_info, layer, target, block, left, right], api_name="select_set",
-                    preprocess=False).then(tab.after_set, inputs, outputs, api_visibility="private", preprocess=False)
-    export.click(tab.export, inputs[:5], files, api_name="export", preprocess=False).success(
+                    preprocess=False).then(tab.after_set, inputs, outputs, api_visibility="private", **compute)
+    export.click(tab.export, inputs[:5], files, api_name="export", **compute).success(
         lambda: gr.File(visible=True), None, files, api_visibility="private", queue=False)
+    gr.on([model_set.change, method.change, layer.change], tab.estimate, [model_set, method, layer], estimate,
+          api_visibility="private", queue=False, preprocess=False, show_progress="hidden")
+    for fn in (tab.compare, tab.after_set, tab.export):
+        register_cost(blocks, fn, lambda data: ctx.estimate(*data[1:4]) or 0.0)
     return {"image": image, "model_set": model_set, "method": method, "layer": layer, "target": target,
             "shared": shared, "block": block, "summary": summary, "views": views, "slider": slider,
             "spatial": spatial, "channels": channels, "files": files, "left": left, "right": right}

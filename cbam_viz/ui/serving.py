@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import html
+import os
 import shutil
 import tempfile
 import threading
 import time
 import weakref
+from collections import defaultdict, deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +137,116 @@ def remove_work_dirs() -> None:
     """Remove every folder of :func:`work_dir` now (app.py calls it when it stops, on SIGTERM too)."""
     for finalizer in _WORK_DIRS:
         finalizer()
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What one upload request and one client address may send (see README "Server limits")."""
+
+    files: int = 4  # files per upload request (Gradio's own parser takes up to 1,000)
+    client_bytes: int = 256 * 2**20  # bytes per client address per window
+    window_s: float = 3600.0
+    stale_s: float = 120.0  # an untracked file this old at the upload folder's root is a partial upload
+
+
+def sweep_uploads(blocks: gr.Blocks, older_than_s: float) -> int:
+    """Remove the files at the root of Gradio's upload folder that Gradio does not track (uploads cut off mid-way:
+    Gradio moves a finished upload into a subfolder) and were last written more than ``older_than_s`` ago."""
+    removed, now = 0, time.time()
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(get_upload_folder()):
+            with contextlib.suppress(FileNotFoundError):
+                if (entry.is_file(follow_symlinks=False) and entry.path not in blocks.upload_file_set
+                        and now - entry.stat(follow_symlinks=False).st_mtime >= older_than_s):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+def remove_served_files(blocks: gr.Blocks) -> None:
+    """At shutdown: every file Gradio received or created for ``blocks`` (as its lifespan clean-up does, which
+    does not run when a request is still in flight) and every partial upload."""
+    from gradio.route_utils import delete_files_created_by_app
+
+    delete_files_created_by_app(blocks, None)
+    sweep_uploads(blocks, 0)
+
+
+class UploadGate:
+    """ASGI middleware on Gradio's upload route: at most ``limits.files`` files per request and
+    ``limits.client_bytes`` per client address and window (the request is cut off with 413 or 429 when it goes
+    over); after every upload request, partial uploads older than ``limits.stale_s`` are swept."""
+
+    def __init__(self, app: Any, blocks: gr.Blocks, limits: UploadLimits, address: Any):
+        self.app, self.blocks, self.limits, self.address = app, blocks, limits, address
+        self._sent: defaultdict[str, deque[tuple[float, int]]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _spent(self, address: str, now: float) -> int:
+        sent = self._sent[address]
+        while sent and now - sent[0][0] > self.limits.window_s:
+            sent.popleft()
+        return sum(n for _, n in sent)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if not (scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path", "").endswith("/upload")):
+            return await self.app(scope, receive, send)
+        from starlette.requests import Request
+
+        address = self.address(Request(scope))
+        boundary = _boundary(scope)
+        with self._lock:
+            budget = self.limits.client_bytes - self._spent(address, time.monotonic())
+        if budget <= 0:
+            return await _answer(send, 429, "upload limit reached for your network address: try again later")
+        state = {"bytes": 0, "parts": -1, "tail": b"", "refusal": None, "started": False}
+        marker = b"--" + boundary if boundary else None
+
+        async def counted() -> dict:
+            if state["refusal"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                body = message.get("body", b"")
+                state["bytes"] += len(body)
+                if marker:
+                    window = state["tail"] + body
+                    state["parts"] += window.count(marker)
+                    state["tail"] = window[-(len(marker) - 1):]
+                if marker and state["parts"] > self.limits.files:
+                    state["refusal"] = (413, f"at most {self.limits.files} files per upload")
+                elif state["bytes"] > budget:
+                    state["refusal"] = (429, "upload limit reached for your network address: try again later")
+                if state["refusal"]:
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracked(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except Exception:
+            if not state["refusal"] or state["started"]:
+                raise
+        finally:
+            with self._lock:
+                self._sent[address].append((time.monotonic(), state["bytes"]))
+            sweep_uploads(self.blocks, self.limits.stale_s)
+        if state["refusal"] and not state["started"]:
+            await _answer(send, *state["refusal"])
+
+
+def _boundary(scope: dict) -> bytes | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type" and b"boundary=" in value:
+            return value.split(b"boundary=", 1)[1].split(b";", 1)[0].strip(b'"')
+    return None
+
+
+async def _answer(send: Any, status: int, text: str) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+    await send({"type": "http.response.body", "body": text.encode()})

@@ -44,6 +44,7 @@ from ..study.runtime import StudyRuntime
 from ..study.session import NO_EXPERTISE, StudyView, answer_choices
 from ..study.records import StudyError, VoteRejected
 from .clients import client_address
+from .fairness import COMPUTE, register_cost
 
 # Response time is measured in the browser from the moment the trial arrived to the click.
 _MARK_SHOWN = "() => { window.__cbamVizShown = performance.now(); }"
@@ -341,7 +342,8 @@ def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.C
         return credential, note
 
     show.click(prepare, inputs=[image, pair, method, *models], outputs=[pending, question, shown, answer, status],
-               api_name="free_vote_show", show_progress="minimal").success(None, js=_MARK_SHOWN)
+               api_name="free_vote_show", show_progress="minimal", concurrency_id=COMPUTE).success(None, js=_MARK_SHOWN)
+    register_cost(gr.context.Context.root_block, prepare, lambda data: ctx.estimate(data[1], data[2]) or 0.0)
     vote_inputs = [voter, answer, response_ms]
     cast.click(cast_vote, inputs=[pending, *vote_inputs], outputs=[voter, status],
                js=_with_rt(3, len(vote_inputs) + 1), api_name="free_vote",
