@@ -21,10 +21,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import gradio as gr
-from starlette.middleware import Middleware
 from gradio import route_utils
 from gradio.context import LocalContext
 from gradio.queueing import Event, Queue
+from starlette.middleware import Middleware
 
 from .clients import client_address
 
