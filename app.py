@@ -2,7 +2,7 @@
 
     .venv/bin/python app.py [--host 127.0.0.1] [--port 7860] [--sets demo imagenet] [--random-imagenet]
                             [--study study.toml [--db URL] [--data-dir data] [--admin-password-file FILE]]
-                            [--trusted-proxy ADDR ...]
+                            [--trusted-proxy ADDR ...] [--slots N] [--max-request-seconds S] (README "Server limits")
 """
 from __future__ import annotations
 
