@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,29 @@ def test_a_failed_computation_is_not_cached_and_reaches_every_waiter(models_dir:
     with pytest.raises(ValueError, match="unknown CAM method"):  # computed again, not a cached failure
         ctx.explain("demo", image, "magic")
     assert ctx.explain("demo", image, "gradcam")["cbam"].cam.shape == (64, 64)
+
+
+def test_a_cancelled_computation_is_computed_by_the_request_waiting_for_it(models_dir: Path, gated) -> None:  # noqa: F811
+    """The first request's client goes (its should_stop turns True): the identical request waiting for its result
+    computes it itself instead of failing."""
+    gate, calls, entered = gated
+    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
+    image, gone, outcome = render_sample(6, 4).image, threading.Event(), []
+
+    def first() -> None:
+        try:
+            ctx.explain_timed("demo", image, "scorecam", should_stop=gone.is_set)
+        except service.Cancelled:
+            outcome.append("cancelled")
+
+    owner = threading.Thread(target=first)
+    owner.start()
+    assert entered.acquire(timeout=60)
+    waiter = threading.Thread(target=lambda: outcome.append(ctx.explain_timed("demo", image, "scorecam")))
+    waiter.start()
+    time.sleep(0.5)  # the waiter is waiting for the owner's result
+    gone.set()
+    gate.set()
+    owner.join(60)
+    waiter.join(60)
+    assert outcome[0] == "cancelled" and not outcome[1][1].cached and calls == ["scorecam", "scorecam"]
