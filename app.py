@@ -135,7 +135,8 @@ def launch(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, max_file_s
                                   max_file_size=max_file_size)
         kwargs["app_kwargs"] = {**kwargs.get("app_kwargs", {}), "lifespan": lifespan}
     limits = limits or Limits()
-    app.queue(max_size=limits.queue_size, default_concurrency_limit=4)  # 4: the cheap listeners (set choice, study)
+    # Gradio's max_size bounds every waiting event (study votes too); FairQueue bounds waiting explanations.
+    app.queue(max_size=8 * limits.queue_size, default_concurrency_limit=4)  # 4: the cheap listeners (set, study)
     middleware = [install(app, limits),
                   Middleware(UploadGate, blocks=app, limits=uploads or UploadLimits(), address=client_address)]
     kwargs["app_kwargs"] = {**kwargs.get("app_kwargs", {}), "middleware": middleware}
@@ -182,7 +183,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     limits.add_argument("--per-address", type=int, help="requests of one client address waiting or running (default 6)")
     limits.add_argument("--per-address-running", type=int, dest="address_running",
                         help="requests of one client address computing at once (default 1; more behind a shared NAT)")
-    limits.add_argument("--queue-size", type=int, help="requests waiting, all users together (default 64)")
+    limits.add_argument("--queue-size", type=int, help="explanations waiting, all users together (default 64; "
+                                                        "all requests waiting: 8 times as many)")
     limits.add_argument("--upload-files", type=int, default=UploadLimits.files,
                         help=f"files per upload request (default {UploadLimits.files})")
     limits.add_argument("--upload-mb-per-hour", type=int, default=UploadLimits.client_bytes // 2**20,

@@ -40,7 +40,7 @@ class Limits:
     per_client: int = 3  # requests of one browser tab waiting or computing (one computes at a time)
     per_address: int = 6  # requests of one client address waiting or computing
     address_running: int = 1  # requests of one client address computing at once
-    queue_size: int = 64  # requests waiting, all clients and listeners together (Gradio's max_size)
+    queue_size: int = 64  # explanations waiting, all clients together (every event waiting: 8 times as many)
     slow_seconds: float = 10.0  # an estimated cost above this goes to the slow lane
     max_request_seconds: float = 600.0  # requests estimated above this are refused before computing
     connect_grace_s: float = 10.0  # a request whose client opened no result stream within this has gone
@@ -150,6 +150,8 @@ class FairQueue(Queue):
             if sum(self._address(e) == address for e in mine) >= self.limits.per_address:
                 return False, (f"Too many requests from your network address: at most {self.limits.per_address} at "
                                "a time; wait for them to finish."), "queue_full"
+            if len(waiting) >= self.limits.queue_size:
+                return False, "The server is busy: try again in a minute.", "queue_full"
         if self.max_size is not None and len(self) >= self.max_size:
             return False, "The server is busy: try again in a minute.", "queue_full"
         return await super().push(body, request, username)
