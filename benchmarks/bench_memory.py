@@ -8,6 +8,10 @@ Each mode runs in a fresh child process: one warm-up request, then ``--rounds`` 
 Prints RSS after the warm-up and after every round, and the final RSS over the post-warm-up RSS per mode.
 
     .venv/bin/python -m benchmarks.bench_memory [--side 6300] [--burst 8] [--rounds 3] [--threads 4]
+
+``--scorecam``: instead, the peak RSS growth of Score-CAM's weights at layer4.2 of a random ResNet-50 (224 px),
+the grad-cam library's (masks all 2,048 channels at once) against cbam_viz's (one batch at a time), each in a
+fresh process stopped after its first two batches of 16.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 MODES = ("glibc default", "tuned at start-up")
+SCORECAMS = ("grad-cam library", "cbam_viz batched")
 
 
 def rss() -> int:
@@ -56,11 +61,53 @@ def child(mode: str, path: Path, burst: int, rounds: int, threads: int) -> None:
     print(json.dumps(sizes))
 
 
+def scorecam_child(mode: str) -> None:
+    """Prints the peak RSS growth (bytes) of Score-CAM's weights, stopped after two batches."""
+    import resource
+
+    import torch
+    from pytorch_grad_cam import ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from cbam_viz.explain.engine import _BoundedScoreCAM
+    from cbam_viz.models import build_from_info
+    from cbam_viz.models.sets import imagenet_info
+
+    model = build_from_info(imagenet_info(None)).eval()
+    layer, calls = model.layer4[2], []
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        captured = []
+        handle = layer.register_forward_hook(lambda m, i, o: captured.append(o.numpy()))
+        model(x)
+        handle.remove()
+
+    class Stop(Exception):
+        pass
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) > 2:
+            raise Stop
+        return model(batch)
+
+    method = (ScoreCAM if mode == SCORECAMS[0] else _BoundedScoreCAM)(model=model, target_layers=[layer])
+    method.activations_and_grads.release()
+    method.model = forward
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    try:
+        method.get_cam_weights(x, layer, [ClassifierOutputTarget(0)], captured[0], None)
+    except Stop:
+        pass
+    print(json.dumps([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before]))
+
+
 def run(mode: str, path: Path, burst: int, rounds: int, threads: int) -> list[int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # the mode decides, not run.sh
-    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_memory", "--child", mode, "--image", str(path),
-                          "--burst", str(burst), "--rounds", str(rounds), "--threads", str(threads)], env=env, capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[1])
+    flags = ["--child", mode] + (["--image", str(path), "--burst", str(burst), "--rounds", str(rounds), "--threads",
+                                  str(threads)] if mode in MODES else [])
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_memory", *flags], env=env, capture_output=True,
+                         text=True, check=True, cwd=Path(__file__).resolve().parents[1])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -81,11 +128,19 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--scorecam", action="store_true", help="Score-CAM's memory instead (see above)")
+    parser.add_argument("--child", choices=MODES + SCORECAMS, help=argparse.SUPPRESS)
     parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child in SCORECAMS:
+        return scorecam_child(args.child)
     if args.child:
         return child(args.child, args.image, args.burst, args.rounds, args.threads)
+    if args.scorecam:
+        for mode in SCORECAMS:
+            (grown,) = run(mode, Path(), 0, 0, 0)
+            print(f"Score-CAM weights at layer4.2 of a ResNet-50, {mode}: peak RSS +{grown / 2**20:.0f} MiB")
+        return None
     with tempfile.TemporaryDirectory() as folder:
         path = photo(args.side, Path(folder))
         print(f"{args.side}x{args.side} JPEG, {args.burst} requests per round on {args.threads} threads; RSS in MiB "
