@@ -73,7 +73,7 @@ class Tab:
 
 
 def fn_ids(url: str) -> dict[str, int]:
-    """Event listener ids by api_name (the private compare after a set change is "compare_1")."""
+    """Event listener ids by api_name (the private compare after a set change is "after_set")."""
     config = httpx.get(url.rstrip("/") + "/config", timeout=30).json()
     return {dep["api_name"]: dep["id"] for dep in config["dependencies"] if dep.get("api_name")}
 

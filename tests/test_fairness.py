@@ -48,7 +48,7 @@ def test_one_budget_of_slots_across_every_listener(models_dir: Path, images: lis
         ctx.hold.clear()
         for i, tab in enumerate(tabs):
             payload = tab.upload(images[i])
-            name = ("compare", "export", "compare_1")[i % 3]
+            name = ("compare", "export", "after_set")[i % 3]
             data = [payload, *DEMO] if name != "export" else [payload, *DEMO[:4]]
             assert tab.join(ids[name], data).status_code == 200
             tab.listen()
