@@ -6,6 +6,8 @@ load benchmark (the trained demo set is not needed to test plumbing and blinding
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -39,3 +41,28 @@ def write_demo_models(folder: str | Path, seed: int = 0, roles: tuple[str, ...] 
                                   "description": "random-init test set"}}}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return folder
+
+
+@contextmanager
+def serve_study(models_dir: Path, data_dir: Path, config, password: str, **build) -> Iterator[tuple[str, object]]:
+    """The app with a running study on 127.0.0.1 (``build``: more ``app.build_app`` arguments); yields its
+    URL and the study store, and closes both."""
+    import app as app_module
+    from app_fixtures import free_port
+
+    from cbam_viz.service import AppContext
+    from cbam_viz.study import open_store
+    from cbam_viz.study.runtime import build_runtime
+
+    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
+    store = open_store(None, data_dir)
+    runtime = build_runtime(ctx, store, config)
+    app = app_module.build_app(ctx, runtime, password, **build)
+    port = free_port()
+    app_module.launch(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+    assert runtime.cache.ready.wait(120)
+    try:
+        yield f"http://127.0.0.1:{port}/", store
+    finally:
+        app.close()
+        store.close()

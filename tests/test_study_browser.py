@@ -12,6 +12,7 @@ import pytest
 from app_fixtures import free_port, models_dir  # noqa: F401  (fixture)
 from browser_support import chromium_page
 from playwright.sync_api import Page, expect
+from study_ui_fixtures import serve_study
 
 from cbam_viz.study import DemoStimuli, StudyConfig, open_store
 from cbam_viz.study.runtime import build_runtime
@@ -26,20 +27,8 @@ CONFIG = StudyConfig(name="browser-study", pair="demo", stimuli=DemoStimuli(seed
 
 @pytest.fixture(scope="module")
 def served(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:  # noqa: F811
-    import app as app_module
-
-    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
-    store = open_store(None, tmp_path_factory.mktemp("data"))
-    runtime = build_runtime(ctx, store, CONFIG)
-    app = app_module.build_app(ctx, runtime, PASSWORD)
-    port = free_port()
-    app_module.launch(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    assert runtime.cache.ready.wait(120)
-    try:
-        yield f"http://127.0.0.1:{port}/", store
-    finally:
-        app.close()
-        store.close()
+    with serve_study(models_dir, tmp_path_factory.mktemp("data"), CONFIG, PASSWORD) as served_study:
+        yield served_study
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from app_fixtures import free_port, models_dir  # noqa: F401  (fixture)
+from app_fixtures import models_dir  # noqa: F401  (fixture)
+from study_ui_fixtures import serve_study
 
-from cbam_viz.service import AppContext
-from cbam_viz.study import DemoStimuli, Recruitment, StudyConfig, open_store
-from cbam_viz.study.runtime import build_runtime
+from cbam_viz.study import DemoStimuli, Recruitment, StudyConfig
 from cbam_viz.study.session import CONFLICT_MESSAGE, NO_EXPERTISE
 
 PASSWORD = "owner-pw-42"
@@ -35,20 +34,8 @@ CREDENTIAL, PROGRESS, QUESTION, MAPS, POSITION, STATUS = range(6)
 
 @pytest.fixture(scope="module")
 def served(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:  # noqa: F811
-    import app as app_module
-
-    ctx = AppContext(sets=["demo"], models_dir=models_dir, device="cpu")
-    store = open_store(None, tmp_path_factory.mktemp("data"))
-    runtime = build_runtime(ctx, store, CONFIG)
-    app = app_module.build_app(ctx, runtime, PASSWORD, compare=False)
-    port = free_port()
-    app_module.launch(app, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
-    assert runtime.cache.ready.wait(120)
-    try:
-        yield f"http://127.0.0.1:{port}/", store
-    finally:
-        app.close()
-        store.close()
+    with serve_study(models_dir, tmp_path_factory.mktemp("data"), CONFIG, PASSWORD, compare=False) as served_study:
+        yield served_study
 
 
 def call(url: str, api_name: str, *data: object) -> tuple[str, str]:

@@ -251,26 +251,17 @@ def write_exports(report: ResultsReport, study: str, folder: str | Path) -> list
         with path.open("w", newline="", encoding="utf-8") as fh:
             write_votes(report.votes, fh, fmt)
         paths.append(path)
-    path = folder / f"{stem}-participants.csv"
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(report.participants[0])
-        writer.writerows(report.participants[1])
-    paths.append(path)
-    path = folder / f"{stem}-platform-review.csv"
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(report.review[0])
-        writer.writerows(report.review[1])
-    paths.append(path)
-    path = folder / f"{stem}-conflicts.csv"
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["platform id", "participant", "arrived as participant", "arrivals", "first", "last"])
-        writer.writerows([c.platform_key, c.participant_id, c.other_id, c.arrivals,
-                          c.first_at.isoformat(timespec="seconds"), c.last_at.isoformat(timespec="seconds")]
-                         for c in report.conflicts)
-    paths.append(path)
+    conflicts = [[c.platform_key, c.participant_id, c.other_id, c.arrivals, c.first_at.isoformat(timespec="seconds"),
+                  c.last_at.isoformat(timespec="seconds")] for c in report.conflicts]
+    for name, header, rows in (("participants", *report.participants), ("platform-review", *report.review),
+                               ("conflicts", ["platform id", "participant", "arrived as participant", "arrivals", "first",
+                                              "last"], conflicts)):
+        path = folder / f"{stem}-{name}.csv"
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+        paths.append(path)
     path = folder / f"{stem}-upload-votes.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
         write_votes(report.free_votes, fh, "csv")
