@@ -233,7 +233,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.images and not Path(args.images).is_dir():
         raise CLIError(f"{args.images}: no such folder")
     fmt = _annotation_format(args) if args.annotations else None
-    from .data.annotations import AnnotationError
+    from .data.annotations import AnnotationError, read_annotations
     from .evaluate import evaluate, evaluate_folder, markdown_table, summary_rows
     from .evaluate.run import check_seed
     from .evaluate.distributed import start, stop
@@ -264,7 +264,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         names = [args.set] if args.no_replicates else replicate_names(args.set, user=user)
         first = load(names[0])
         layers = parse_layers(args.layers, first)
-        if not fmt:  # a seen seed is refused before the plan is announced
+        if fmt:  # unreadable annotations and seen seeds are refused before the plan is announced
+            read_annotations(fmt, Path(args.annotations), Path(args.images))
+        else:
             check_seed(first, args.seed, args.allow_training_seed)
         if shard.rank == 0:
             print(_plan(args, names, layers, methods, fmt), file=sys.stderr)
