@@ -239,3 +239,11 @@ def test_shipped_replicates_share_the_recipe_and_differ_only_in_seed():
         assert len({json.dumps(e[key]) for e in entries}) == 1, key
     for name in names[1:]:
         load_set(name, device="cpu")  # present and matching its SHA-256
+
+
+def test_a_fixed_onecycle_schedule_runs_its_epochs_and_keeps_the_last(tmp_path, plateau_data):
+    recipe = replace(PLATEAU, schedule="onecycle", epochs=2, init="torchvision")
+    metrics = training.train(recipe, "cbam", tmp_path / "m.pt", *plateau_data, state_dir=tmp_path)
+    assert metrics["epochs"] == metrics["best_epoch"] == 2 and not metrics["plateau"]
+    assert metrics["val_accuracy"] == metrics["history"][-1]["val_accuracy"]
+    assert metrics["history"][-1]["lr"] < recipe.lr / 5  # one-cycle anneals the rate
