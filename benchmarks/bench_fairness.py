@@ -25,15 +25,10 @@ import torch
 from gradio_client import Client, handle_file
 
 from benchmarks.bench_app import photos, start_app, stop
+from benchmarks.bench_memory import rss
 from cbam_viz.ui.compare import OWN
 
 VICTIM = {"X-Forwarded-For": "198.51.100.7"}
-
-
-def rss(pid: int) -> float:
-    """Resident memory of process ``pid`` in MiB."""
-    with open(f"/proc/{pid}/statm") as statm:
-        return int(statm.read().split()[1]) * 4096 / 2**20
 
 
 class Flooder:
@@ -105,7 +100,7 @@ def main() -> None:
             images = photos(2 * args.repeats + 2 + args.scorecams + args.unread, Path(folder))
             gradcam_ms(victim, images[0], request)  # warm-up
             idle = [gradcam_ms(victim, images[1 + i], request) for i in range(args.repeats)]
-            before = rss(proc.pid)
+            before = rss(proc.pid) / 2**20  # MiB
             flooder = Flooder(url)
             flood_images = iter(images[1 + 2 * args.repeats + 1:])
             data = [name, "scorecam", layer, OWN, False, None, "baseline", "cbam"]
@@ -118,7 +113,7 @@ def main() -> None:
             flooded = [gradcam_ms(victim, images[1 + args.repeats + i], request) for i in range(args.repeats)]
             flooder.leave()
             time.sleep(5.0)  # its requests are stopped at their next batch
-            after = rss(proc.pid)
+            after = rss(proc.pid) / 2**20
     finally:
         stop(proc)
     idle_ms, flood_ms = statistics.median(idle), statistics.median(flooded)

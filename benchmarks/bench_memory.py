@@ -30,8 +30,9 @@ MODES = ("glibc default", "tuned at start-up")
 SCORECAMS = ("grad-cam library", "cbam_viz batched")
 
 
-def rss() -> int:
-    with open("/proc/self/statm") as statm:
+def rss(pid: int | str = "self") -> int:
+    """Resident memory of process ``pid`` (this one by default) in bytes."""
+    with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 

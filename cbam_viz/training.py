@@ -231,9 +231,8 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
         loss, train_acc = _train_epoch(model, optimizer, schedule, recipe, epoch, x, y, device,
                                        f"{out.stem} epoch {epoch + 1}/{recipe.epochs}")
         val_acc = accuracy(model, *val)
-        history.append({"epoch": epoch + 1, "lr": recipe.lr * 0.1 ** schedule.drops if recipe.schedule == "plateau"
-                        else optimizer.param_groups[0]["lr"], "train_loss": loss, "train_accuracy": train_acc,
-                        "val_accuracy": val_acc, "seconds": round(time.perf_counter() - began, 1)})
+        history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss,
+                        "train_accuracy": train_acc, "val_accuracy": val_acc, "seconds": round(time.perf_counter() - began, 1)})
         if val_acc > best["accuracy"] or recipe.schedule == "onecycle":  # a fixed schedule keeps its last epoch
             best = {"epoch": epoch + 1, "accuracy": val_acc, "state": _copy_state(model)}
         done = schedule.after_epoch(history)
