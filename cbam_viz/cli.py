@@ -64,11 +64,13 @@ def _check_layer(models: dict, layer: str | None) -> None:
         raise CLIError(str(e)) from None
 
 
-def _check_method(method: str) -> None:
+def _check_methods(methods: list[str]) -> None:
     from .explain.methods import METHOD_NAMES
 
-    if method not in METHOD_NAMES:
-        raise CLIError(f"unknown method {method!r}; choose from {', '.join(METHOD_NAMES)}")
+    unknown = [m for m in methods if m not in METHOD_NAMES]
+    if unknown:
+        raise CLIError(f"unknown method{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                       f"choose from {', '.join(METHOD_NAMES)}")
 
 
 def _open_images(paths: list[str]) -> list:
@@ -105,7 +107,7 @@ def _warn(note: str | None) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> None:
     image, = _open_images([args.image])
-    _check_method(args.method)
+    _check_methods([args.method])
     import numpy as np
 
     from .explain import explain, to_arrays
@@ -139,7 +141,7 @@ def cmd_figure(args: argparse.Namespace) -> None:
         figure_format(out)
     except ValueError as e:
         raise CLIError(f"--out {e}") from None
-    _check_method(args.method)
+    _check_methods([args.method])
     images = _open_images(args.images)
     import numpy as np
 
@@ -220,12 +222,8 @@ def _annotation_format(args: argparse.Namespace) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .explain.methods import METHOD_NAMES
-
     methods = args.methods.split(",")
-    unknown = [m for m in methods if m not in METHOD_NAMES]
-    if unknown:
-        raise CLIError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHOD_NAMES)}")
+    _check_methods(methods)
     if args.batch_size < 1 or args.workers < 0:
         raise CLIError("--batch-size must be at least 1 and --workers at least 0")
     if bool(args.images) != bool(args.annotations):

@@ -29,6 +29,7 @@ from starlette.middleware import Middleware
 from .clients import client_address
 
 COMPUTE = "cbam_viz_explain"  # the concurrency_id of every listener that computes explanations
+BUSY = "The server is busy: try again in a minute."
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,9 @@ class FairQueue(Queue):
                 return False, (f"Too many requests from your network address: at most {self.limits.per_address} at "
                                "a time; wait for them to finish."), "queue_full"
             if len(waiting) >= self.limits.queue_size:
-                return False, "The server is busy: try again in a minute.", "queue_full"
+                return False, BUSY, "queue_full"
         if self.max_size is not None and len(self) >= self.max_size:
-            return False, "The server is busy: try again in a minute.", "queue_full"
+            return False, BUSY, "queue_full"
         return await super().push(body, request, username)
 
     def gone(self, event: Event) -> bool:

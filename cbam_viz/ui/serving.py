@@ -139,6 +139,9 @@ def remove_work_dirs() -> None:
         finalizer()
 
 
+OVER_BUDGET = "upload limit reached for your network address: try again later"
+
+
 @dataclass(frozen=True)
 class UploadLimits:
     """What one upload request and one client address may send (see README "Server limits")."""
@@ -186,6 +189,8 @@ class UploadGate:
         sent = self._sent[address]
         while sent and now - sent[0][0] > self.limits.window_s:
             sent.popleft()
+        if not sent:  # forget quiet addresses: the table grows with the active ones only
+            del self._sent[address]
         return sum(n for _, n in sent)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -198,7 +203,7 @@ class UploadGate:
         with self._lock:
             budget = self.limits.client_bytes - self._spent(address, time.monotonic())
         if budget <= 0:
-            return await _answer(send, 429, "upload limit reached for your network address: try again later")
+            return await _answer(send, 429, OVER_BUDGET)
         state = {"bytes": 0, "parts": -1, "tail": b"", "refusal": None, "started": False}
         marker = b"--" + boundary if boundary else None
 
@@ -216,7 +221,7 @@ class UploadGate:
                 if marker and state["parts"] > self.limits.files:
                     state["refusal"] = (413, f"at most {self.limits.files} files per upload")
                 elif state["bytes"] > budget:
-                    state["refusal"] = (429, "upload limit reached for your network address: try again later")
+                    state["refusal"] = (429, OVER_BUDGET)
                 if state["refusal"]:
                     return {"type": "http.disconnect"}
             return message
