@@ -122,19 +122,22 @@ def score_batch(models: Mapping[str, nn.Module], targets: Sequence[Target], meth
             correct[role] = [r.prediction == t for r, t in zip(results, labels)]
         every = [all(c[i] for c in correct.values()) for i in range(len(targets))]
         for placement in PLACEMENTS:
+            scored: dict[str, dict[tuple[str, int], tuple]] = {}  # metrics by target kind, (role, image)
             for kind, pick in (("annotated", 0), ("predicted", 1)):
                 cams = {role: np.stack([place_cam(r.raw_cam, shape, placement) for r in explained[role][pick]])
                         for role in models}
-                matched = {role: np.empty(c.shape) for role, c in cams.items()}
+                done = scored[kind] = {}
                 for i in range(len(targets)):
+                    if kind == "predicted" and every[i]:  # every model is right: the same maps, the same metrics
+                        done.update({(role, i): scored["annotated"][role, i] for role in models})
+                        continue
                     for role, m in zip(cams, match_concentration([cams[role][i] for role in cams])):
-                        matched[role][i] = m
+                        done[role, i] = _metrics(cams[role][i], m, targets[i], feature_shapes[role])
                 for role, model in models.items():
                     roads = (road_scores(inputs[role], cams[role], labels, model, seeds) if road and kind == "annotated"
                              else [None] * len(targets))
                     scores += [Score(t.image, t.index, t.class_name, role, method, placement, kind, predicted[role][i],
-                                     correct[role][i], every[i], *_metrics(cams[role][i], matched[role][i], t,
-                                                                           feature_shapes[role]), roads[i])
+                                     correct[role][i], every[i], *done[role, i], roads[i])
                                for i, t in enumerate(targets)]
     for name in REFERENCE_MAPS:
         ref = reference_map(name, shape)
