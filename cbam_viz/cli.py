@@ -11,6 +11,8 @@ from pathlib import Path
 
 from . import CLI
 
+GENERATORS = ["easy", "medium", "hard", "harder"]  # the names of data.DIFFICULTIES, without importing the generator
+
 
 class CLIError(Exception):
     """A user error: printed as ``error: ...`` lines (indented lines continue the one above), exit status 2."""
@@ -377,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--roles", default="baseline,se,cbam", help="comma-separated roles to train (default: baseline,se,cbam)")
     p.add_argument("--size", type=int, default=96, help="image size in pixels (default: 96)")
-    p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="hard", help="generator difficulty (default: hard)")
+    p.add_argument("--difficulty", choices=GENERATORS, default="harder", help="generator difficulty (default: harder)")
     p.add_argument("--schedule", choices=["plateau", "onecycle"], default="plateau",
                    help="plateau (default): train until held-out accuracy stops improving (see --patience), dropping the "
                         "learning rate 10x at each plateau (--lr-drops); onecycle: a fixed --epochs (the ablation's)")
@@ -439,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=96)
-    p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="hard")
+    p.add_argument("--difficulty", choices=GENERATORS, default="hard")
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("weights", help="published ImageNet weights: where they come from, and downloading them")

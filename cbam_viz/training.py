@@ -61,7 +61,7 @@ class Recipe:
     lr: float = 0.1
     weight_decay: float = 5e-4
     seed: int = 0
-    difficulty: str = "hard"
+    difficulty: str = "harder"
     schedule: str = "plateau"
     patience: int = 3  # plateau: epochs without a gain of min_delta in the best held-out accuracy
     min_delta: float = 0.005
@@ -75,6 +75,12 @@ class Recipe:
                 raise ValueError(f"{what} must be one of {list(allowed)}, got {value!r}")
         if self.epochs < 1 or self.patience < 1:
             raise ValueError("epochs and patience must be at least 1")
+
+
+def generator_knobs(recipe: Recipe) -> dict:
+    """The knobs behind the recipe's generator name, kept with every checkpoint so that a preset changed
+    under the same name is never resumed or kept as if it were the same data."""
+    return json.loads(json.dumps(asdict(DIFFICULTIES[recipe.difficulty])))
 
 
 def render_tensors(seed: int, n: int, size: int, difficulty: str = "hard") -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,7 +211,7 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
     state_path = (state_dir or default_state_dir()) / f"{out.stem}.state.pt"
     if resume and out.is_file() and not state_path.is_file():
         metrics = torch.load(out, weights_only=True).get("metrics", {})
-        if metrics.get("recipe") == asdict(recipe):
+        if metrics.get("recipe") == asdict(recipe) and metrics.get("generator_knobs") == generator_knobs(recipe):
             print(f"{out.name} is already trained with this recipe; keeping it", file=sys.stderr)
             return metrics
     x, y = data
@@ -217,7 +223,8 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
     done = False
     if resume and state_path.is_file():
         state = torch.load(state_path, weights_only=True)
-        if state["recipe"] != asdict(recipe) or state["attention"] != attention:
+        if (state["recipe"] != asdict(recipe) or state.get("generator_knobs") != generator_knobs(recipe)
+                or state["attention"] != attention):
             raise ValueError(f"{state_path} was written by another recipe or model; delete it to start over")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -239,14 +246,16 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
         print(f"{out.stem} epoch {epoch + 1}: loss {loss:.4f}, held-out {val_acc:.2%} (best {best['accuracy']:.2%} "
               f"at {best['epoch']}){' - done' if done else ''}", file=sys.stderr)
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                 "history": history, "best": best, "done": done, "recipe": asdict(recipe), "attention": attention}
+                 "history": history, "best": best, "done": done, "recipe": asdict(recipe),
+                 "generator_knobs": generator_knobs(recipe), "attention": attention}
         atomic_write(state_path, lambda f: torch.save(state, f))
     model.load_state_dict(best["state"])
     metrics = {"val_accuracy": best["accuracy"], "val_size": len(val[0]), "val_seed": VAL_SEED, "train_seed": TRAIN_SEED,
                "best_epoch": best["epoch"], "epochs": len(history), "lr_drops": schedule.drops,
                "plateau": recipe.schedule == "plateau" and plateaued([h["val_accuracy"] for h in history[schedule.since:]],
                                                                      recipe.patience, recipe.min_delta),
-               "train_seconds": round(sum(h["seconds"] for h in history), 1), "history": history, "recipe": asdict(recipe)}
+               "train_seconds": round(sum(h["seconds"] for h in history), 1), "history": history, "recipe": asdict(recipe),
+               "generator_knobs": generator_knobs(recipe)}
     if test is not None:
         hits = correct_mask(model, *test)
         metrics.update(test_accuracy=float(hits.float().mean()), test_size=len(hits), test_seed=TEST_SEED,

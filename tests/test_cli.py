@@ -119,3 +119,10 @@ def test_the_method_names_checked_before_loading_are_the_engines():
     from cbam_viz.explain import METHOD_NAMES, METHODS
 
     assert list(METHOD_NAMES) == list(METHODS)
+
+
+def test_the_generator_names_offered_before_loading_are_the_presets():
+    from cbam_viz.cli import GENERATORS
+    from cbam_viz.data import DIFFICULTIES
+
+    assert GENERATORS == list(DIFFICULTIES)

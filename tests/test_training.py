@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import cbam_viz.training as training
-from cbam_viz.data import CLASSES, energy_pointing_game, pointing_game, render_sample
+from cbam_viz.data import CLASSES, DIFFICULTIES, energy_pointing_game, pointing_game, render_sample
 from cbam_viz.evaluate import evaluate, markdown_table, summary_rows, write_outputs
 from cbam_viz.explain import explain_batch
 from cbam_viz.models import load_checkpoint
@@ -98,6 +98,10 @@ def test_interrupted_and_resumed_training_equals_uninterrupted_bit_for_bit(tmp_p
             training.train(PLATEAU, "cbam", out, *plateau_data, state_dir=state_dir)
         monkeypatch.undo()
         training.train(replace(PLATEAU, lr=0.01), "cbam", out, *plateau_data, resume=True, state_dir=state_dir)
+    level = training.DIFFICULTIES[PLATEAU.difficulty]  # nor a generator preset changed under the same name
+    monkeypatch.setitem(training.DIFFICULTIES, PLATEAU.difficulty, replace(level, decoys=(0, 1)))
+    with pytest.raises(ValueError, match="another recipe"):
+        training.train(PLATEAU, "cbam", out, *plateau_data, resume=True, state_dir=state_dir)
 
 
 def test_plateau_rule():
@@ -179,7 +183,7 @@ def test_corrupted_checkpoint_is_refused_by_checksum(tmp_path, tiny_pair):
 def test_evaluation_metrics_match_direct_computation(tmp_path, tiny_pair):
     pair = load_set("demo", tiny_pair[0], device="cpu")
     evaluation = evaluate(pair, ["gradcam", "eigencam"], n=12, seed=5, batch_size=8)
-    samples = [render_sample(5, i, 64) for i in range(12)]
+    samples = [render_sample(5, i, 64, difficulty=DIFFICULTIES[TINY.difficulty]) for i in range(12)]
     direct = explain_batch(pair.models, [s.image for s in samples], targets=[s.label for s in samples])
     assert evaluation.feature_shape == (4, 4) and evaluation.tolerance == 8.0
     for role in ("baseline", "cbam"):
