@@ -79,15 +79,15 @@ def test_samples_command(tmp_path):
     assert (tmp_path / "s" / "labels.csv").read_text().count("\n") == 4
 
 
-HEAVY = ("torch", "torchvision", "pytorch_grad_cam", "gradio", "sqlalchemy", "matplotlib", "cv2", "scipy")
+HEAVY = ("torch", "torchvision", "pytorchcv", "pytorch_grad_cam", "gradio", "sqlalchemy", "matplotlib", "cv2", "scipy")
 PROBE = ("import sys\nfrom cbam_viz.cli import main\ntry:\n    status = main(sys.argv[1:])\nexcept SystemExit as e:\n"
          "    status = e.code\nprint('status', status, 'heavy', *sorted(m for m in {heavy} if m in sys.modules))\n")
 
 
-def loaded_modules(*args: str) -> tuple[str, list[str]]:
+def loaded_modules(*args: str, env: dict | None = None) -> tuple[str, list[str]]:
     """The command's exit status and the heavy modules it imported, in a fresh interpreter."""
     result = subprocess.run([sys.executable, "-c", PROBE.format(heavy=HEAVY), *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, env={**os.environ, **(env or {})})
     words = result.stdout.strip().splitlines()[-1].split()
     return words[1], words[3:]
 
@@ -108,6 +108,19 @@ def test_argument_and_file_errors_answer_before_torch_loads(tmp_path):
     ]
     for args, status in cases:
         assert loaded_modules(*args) == (status, []), args
+
+
+def test_weights_list_answers_before_torch_loads(tmp_path):
+    """``weights list`` (files found, published sources) and its errors and help import none of the heavy libraries."""
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / "resnet50-11ad3fa6.pth").touch()  # found in the hub cache: described by the published-file table
+    env = {"TORCH_HOME": str(tmp_path / "torch"), "CBAM_VIZ_WEIGHTS": str(tmp_path / "weights")}
+    for args, status in [(["weights", "list"], "0"), (["weights", "list", "demo"], "2"), (["weights", "--help"], "0"),
+                         (["weights", "list", "--help"], "0")]:
+        assert loaded_modules(*args, env=env) == (status, []), args
+    listing = run("weights", "list", env=env).stdout
+    assert f"now: {hub / 'resnet50-11ad3fa6.pth'}" in listing and "top-1 80.858%" in listing
 
 
 def test_a_missing_image_folder_is_named(tmp_path):

@@ -251,7 +251,7 @@ def test_randomized_models_depend_on_their_input():
 
 # --- The files as published, loaded through the paths a user takes, against the libraries' own models ---
 X64 = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-FILE_NAMES = {model_id: make().file_name for model_id, make in LIBRARY_SOURCES.items()}
+FILE_NAMES = {model_id: source.file_name for model_id, source in LIBRARY_SOURCES.items()}
 SE_FILE, CBAM_FILE = FILE_NAMES["imagenet-seresnet50b"], FILE_NAMES["imagenet-resnet50-cbam"]
 
 

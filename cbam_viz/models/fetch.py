@@ -1,6 +1,6 @@
 """Download published ImageNet weights: ``bash run.sh cli weights fetch SET``. Nothing else downloads.
 
-Where each file comes from is read from the libraries (:mod:`.published`): torchvision's weights API
+Where each file comes from is the libraries' metadata (:mod:`.published`): torchvision's weights API
 (URL, the SHA-256 prefix in the file name that ``torch.hub`` checks) and pytorchcv's model store (the
 archive ``{name}-{error}-{sha1[:8]}.pth.zip`` on the imgclsmob GitHub releases, the SHA-1 of the
 ``.pth`` inside). Neither library's downloader fits as is (pytorchcv's writes in place, with no timeout;
@@ -28,7 +28,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -37,13 +36,12 @@ from urllib.parse import urlsplit
 from tqdm import tqdm
 
 from .. import CLI
-from .published import LIBRARY_SOURCES, Source, SourceError, source_of
-from .sets import MODELS_DIR, external_path, read_manifest, weights_dir
+from .locate import LOCATIONS_FILE, MODELS_DIR, external_path, read_manifest, registered_dirs, weights_dir
+from .published import LIBRARY_SOURCES, Source, source_of
 
 TIMEOUT_S = 15.0
 ATTEMPTS = 3
 MIRROR_ENV = "CBAM_VIZ_MIRROR"
-LOCATIONS_FILE = "locations.json"
 _CHUNK = 1 << 16
 
 
@@ -67,32 +65,16 @@ def set_sources(name: str, models_dir: Path = MODELS_DIR,
                 sources: Mapping[str, Source] | None = None) -> dict[str, tuple[Source, dict[str, Any]]]:
     """Role -> (source, manifest entry) for every model of a set; ``sources`` replaces the libraries' (tests)."""
     manifest = read_manifest(models_dir)
-    known = set(sources) if sources is not None else set(LIBRARY_SOURCES)
-    fetchable = [s for s, spec in manifest["sets"].items() if set(spec["models"].values()) <= known]
+    sources = LIBRARY_SOURCES if sources is None else sources
+    fetchable = [s for s, spec in manifest["sets"].items() if set(spec["models"].values()) <= set(sources)]
     if name not in manifest["sets"] or name not in fetchable:
         raise FetchError(f"no downloadable model set {name!r}; sets with published weights: {', '.join(fetchable) or 'none'}")
-    try:
-        return {role: (sources[model_id] if sources is not None else LIBRARY_SOURCES[model_id](), manifest["models"][model_id])
-                for role, model_id in manifest["sets"][name]["models"].items()}
-    except SourceError as e:
-        raise FetchError(str(e)) from None
+    return {role: (sources[model_id], manifest["models"][model_id]) for role, model_id in manifest["sets"][name]["models"].items()}
 
 
 def mirrored(url: str, mirror: str | None) -> str:
     """``MIRROR/<file name>`` for a mirror base URL, else the URL itself."""
     return f"{mirror.rstrip('/')}/{url.rsplit('/', 1)[1]}" if mirror else url
-
-
-def registered_dirs() -> list[Path]:
-    """Folders that ``weights fetch --dir`` registered in ``weights_dir()/locations.json``."""
-    path = weights_dir() / LOCATIONS_FILE
-    try:
-        return [Path(d) for d in json.loads(path.read_text())["dirs"]]
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        warnings.warn(f"ignoring {path}: {e}", stacklevel=2)
-        return []
 
 
 def register_dir(folder: Path) -> Path | None:

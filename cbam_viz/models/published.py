@@ -1,6 +1,9 @@
 """The published ImageNet weight files: where each is served, how it is checked, what it scores and how
-its images are prepared, read from the libraries (torchvision's weights API, pytorchcv's model store),
-never copied here. Nothing here downloads.
+its images are prepared. Nothing here downloads, and nothing imports torch: ``weights list`` answers at once.
+
+The facts are the libraries' own (torchvision's weights API, pytorchcv's model store and README), kept
+in the two tables below; tests/test_published.py reads them from the installed libraries and asserts
+that each table equals what they report, so a library upgrade that changes one fails there.
 
 torchvision's ``ResNet50_Weights.IMAGENET1K_V1`` is what ``weights fetch`` downloads and what the set
 prefers: it is the plain recipe of the paper era, the fair partner of the 2018 attention models.
@@ -11,17 +14,55 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from .. import CLI
 
 PAPER_ERA = "IMAGENET1K_V1"
+HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")  # torch.hub.HASH_REGEX: the SHA-256 prefix in a file name
+PYTORCHCV_REPO = "https://github.com/osmr/imgclsmob"  # pytorchcv's model_store.imgclsmob_repo_url
 
 
-class SourceError(RuntimeError):
-    """A library's metadata that cannot describe a published file; one line."""
+@dataclass(frozen=True)
+class TorchvisionWeights:
+    """What torchvision's weights API says of one weights enum member."""
+
+    url: str
+    num_params: int  # meta["num_params"]
+    acc1: float  # meta["_metrics"]["ImageNet-1K"]["acc@1"]
+    acc5: float
+    resize: int  # transforms().resize_size[0]
+    crop: int  # transforms().crop_size[0]
+    docs: str  # meta["_docs"], whitespace collapsed, its RST link written "text (URL)"
+
+
+@dataclass(frozen=True)
+class StoreEntry:
+    """What pytorchcv says of one model: its ``model_metainfos.csv`` row and its README's top-1 error."""
+
+    caption: str  # model_caption
+    num_params: int  # net_weights
+    error: str  # error_value: the top-5 error in hundredths of a percent, as in the file name
+    sha1: str  # checksum of the .pth
+    tag: str  # repo_release_tag
+    top1_error: float | None  # the README table's Top1 column, None when the table has no row for the file
+
+
+TORCHVISION: dict[str, TorchvisionWeights] = {
+    "ResNet50_Weights.IMAGENET1K_V1": TorchvisionWeights(
+        "https://download.pytorch.org/models/resnet50-0676ba61.pth", 25_557_032, 76.13, 92.862, 256, 224,
+        "These weights reproduce closely the results of the paper using a simple training recipe."),
+    "ResNet50_Weights.IMAGENET1K_V2": TorchvisionWeights(
+        "https://download.pytorch.org/models/resnet50-11ad3fa6.pth", 25_557_032, 80.858, 95.434, 232, 224,
+        "These weights improve upon the results of the original paper by using TorchVision's new training recipe "
+        "(https://pytorch.org/blog/how-to-train-state-of-the-art-models-using-torchvision-latest-primitives/)."),
+}
+PYTORCHCV: dict[str, StoreEntry] = {
+    "seresnet50b": StoreEntry("SE-ResNet-50b", 28_088_024, "0539", "459e6871e944d1c7102ee9c055ea428b8d9a168c",
+                              "v0.0.387", 20.79),
+    "cbam_resnet50": StoreEntry("CBAM-ResNet-50", 28_089_624, "0505", "d8cf8488efb97afecd6b3287a3ca9fa093fc3127",
+                                "v0.0.537", 20.17),
+}
 
 
 @dataclass(frozen=True)
@@ -48,68 +89,43 @@ class Source:
 
 
 def torchvision_source(model_id: str, weights: str) -> Source:
-    """A torchvision weights enum member, e.g. ``ResNet50_Weights.IMAGENET1K_V1``."""
-    import torchvision.models
-    from torch.hub import HASH_REGEX
-
-    enum_name, member = weights.split(".")
-    w = getattr(getattr(torchvision.models, enum_name), member)
+    """A torchvision weights enum member of :data:`TORCHVISION`, e.g. ``ResNet50_Weights.IMAGENET1K_V1``."""
+    w = TORCHVISION[weights]
+    member = weights.split(".")[1]
     file_name = w.url.rsplit("/", 1)[1]
-    match = HASH_REGEX.search(file_name)
-    if not match:
-        raise SourceError(f"{w.url}: no SHA-256 prefix in the file name, so the download could not be checked")
-    metrics = w.meta["_metrics"]["ImageNet-1K"]
-    transforms = w.transforms()
-    docs = " ".join(re.sub(r"`([^`<]+?)\s*<([^>]+)>`_", r"\1 (\2)", w.meta["_docs"]).split())  # RST link -> text (URL)
     note = "" if member == PAPER_ERA else (
-        f"{member} is not the paper-era recipe (torchvision: \"{docs}\"). The attention models' fair partner "
+        f"{member} is not the paper-era recipe (torchvision: \"{w.docs}\"). The attention models' fair partner "
         f"is {PAPER_ERA}: `{CLI} weights fetch imagenet` downloads it, and it is preferred wherever both files are found.")
-    return Source(model_id, w.url, file_name, sha256_prefix=match.group(1),
-                  origin=f"torchvision {weights} ({w.meta['num_params']:,} parameters)",
-                  accuracy=f"top-1 {metrics['acc@1']}%, top-5 {metrics['acc@5']}% (ImageNet-1K val, torchvision's metadata)",
-                  variant=member, resize=transforms.resize_size[0], crop=transforms.crop_size[0], note=note)
+    return Source(model_id, w.url, file_name, sha256_prefix=HASH_REGEX.search(file_name).group(1),
+                  origin=f"torchvision {weights} ({w.num_params:,} parameters)",
+                  accuracy=f"top-1 {w.acc1}%, top-5 {w.acc5}% (ImageNet-1K val, torchvision's metadata)",
+                  variant=member, resize=w.resize, crop=w.crop, note=note)
 
 
-@lru_cache(maxsize=None)
 def pytorchcv_source(model_id: str, name: str) -> Source:
-    """A pytorchcv model-store entry, e.g. ``seresnet50b``, named and located as ``model_store.get_model_file`` does."""
-    try:
-        from pytorchcv.models.common import model_store
-    except ImportError:
-        raise SourceError(f"reading pytorchcv's model store needs pytorchcv: pip install pytorchcv (for {name})") from None
-    error, sha1, tag = model_store.get_model_name_suffix_data(name)
-    rows = model_store.load_csv(model_store.get_model_metainfos_file_path())
-    row = dict(zip(rows[0], next(r for r in rows[1:] if r[0] == name)))
-    file_name = f"{name}-{error}-{sha1[:8]}.pth"
-    top1_err = _pytorchcv_top1_error(file_name)
-    top5_err = int(error) / 100
-    top1 = f"top-1 {100 - top1_err:.2f}%, " if top1_err is not None else ""
-    published = f"top-1/top-5 error {top1_err:.2f}% / {top5_err:.2f}%" if top1_err is not None else f"top-5 error {top5_err:.2f}%"
-    return Source(model_id, f"{model_store.imgclsmob_repo_url}/releases/download/{tag}/{file_name}.zip", file_name,
-                  sha1=sha1, zipped=True,
-                  origin=f"pytorchcv {name} = {row['model_caption']} ({int(row['net_weights']):,} parameters, release {tag})",
+    """A pytorchcv model of :data:`PYTORCHCV`, e.g. ``seresnet50b``, named and located as its
+    ``model_store.get_model_file`` does."""
+    e = PYTORCHCV[name]
+    file_name = f"{name}-{e.error}-{e.sha1[:8]}.pth"
+    top5_err = int(e.error) / 100
+    top1 = f"top-1 {100 - e.top1_error:.2f}%, " if e.top1_error is not None else ""
+    published = (f"top-1/top-5 error {e.top1_error:.2f}% / {top5_err:.2f}%" if e.top1_error is not None
+                 else f"top-5 error {top5_err:.2f}%")
+    return Source(model_id, f"{PYTORCHCV_REPO}/releases/download/{e.tag}/{file_name}.zip", file_name,
+                  sha1=e.sha1, zipped=True,
+                  origin=f"pytorchcv {name} = {e.caption} ({e.num_params:,} parameters, release {e.tag})",
                   accuracy=f"{top1}top-5 {100 - top5_err:.2f}% (ImageNet-1K val, 1 crop; pytorchcv's published {published})")
 
 
-def _pytorchcv_top1_error(file_name: str) -> float | None:
-    """The Top1 column of pytorchcv's README table (its package description), found by the file's log link."""
-    from importlib.metadata import metadata
-
-    text = metadata("pytorchcv").get_payload() or ""
-    row = next((line for line in text.splitlines() if line.startswith("|") and f"/{file_name}.log)" in line), None)
-    cells = [c.strip() for c in row.strip().strip("|").split("|")] if row else []
-    return float(cells[1]) if len(cells) > 2 and re.fullmatch(r"\d+\.\d+", cells[1]) else None
-
-
 # What `weights fetch` downloads for each manifest entry.
-LIBRARY_SOURCES: dict[str, Callable[[], Source]] = {
-    "imagenet-resnet50": lambda: torchvision_source("imagenet-resnet50", f"ResNet50_Weights.{PAPER_ERA}"),
-    "imagenet-seresnet50b": lambda: pytorchcv_source("imagenet-seresnet50b", "seresnet50b"),
-    "imagenet-resnet50-cbam": lambda: pytorchcv_source("imagenet-resnet50-cbam", "cbam_resnet50"),
+LIBRARY_SOURCES: dict[str, Source] = {
+    "imagenet-resnet50": torchvision_source("imagenet-resnet50", f"ResNet50_Weights.{PAPER_ERA}"),
+    "imagenet-seresnet50b": pytorchcv_source("imagenet-seresnet50b", "seresnet50b"),
+    "imagenet-resnet50-cbam": pytorchcv_source("imagenet-resnet50-cbam", "cbam_resnet50"),
 }
 # Other published files an entry accepts and describes when found (not downloaded).
-OTHER_SOURCES: dict[str, list[Callable[[], Source]]] = {
-    "imagenet-resnet50": [lambda: torchvision_source("imagenet-resnet50", "ResNet50_Weights.IMAGENET1K_V2")],
+OTHER_SOURCES: dict[str, list[Source]] = {
+    "imagenet-resnet50": [torchvision_source("imagenet-resnet50", "ResNet50_Weights.IMAGENET1K_V2")],
 }
 
 
@@ -117,5 +133,5 @@ def source_of(path: Path, model_id: str | None = None) -> Source | None:
     """The published file that ``path`` is, by its name, among those entry ``model_id`` accepts (None:
     among every entry's); None if it is none of them."""
     ids = [model_id] if model_id is not None else list(LIBRARY_SOURCES)
-    candidates = [make for i in ids if i in LIBRARY_SOURCES for make in (LIBRARY_SOURCES[i], *OTHER_SOURCES.get(i, []))]
-    return next((s for make in candidates if (s := make()).file_name == path.name), None)
+    candidates = [s for i in ids if i in LIBRARY_SOURCES for s in (LIBRARY_SOURCES[i], *OTHER_SOURCES.get(i, []))]
+    return next((s for s in candidates if s.file_name == path.name), None)

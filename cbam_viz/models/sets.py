@@ -6,14 +6,12 @@ set) is a file found by an environment variable, the manifest's ``path`` field, 
 its ``files`` (names or glob patterns, in order of preference) found in the ``models/`` folder, the
 weights folder (``CBAM_VIZ_WEIGHTS``, default ``~/.cache/cbam-viz/weights``, where
 ``bash run.sh cli weights fetch`` puts its downloads), the folders ``weights fetch --dir`` registered
-or, for torchvision's ResNet-50, the local torch hub cache. A file that is a published one (by its
+or, for torchvision's ResNet-50, the local torch hub cache (:mod:`.locate`). A file that is a published one (by its
 name) is described as itself: title, accuracy and preprocessing. Nothing is downloaded here: a missing
 file makes the set unavailable with a message saying which file to place where, and how to fetch it.
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +19,11 @@ from typing import Any
 import torch
 
 from .config import ModelsConfigError, model_info
-from .resnet import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, ResNet, build_from_info
+from .locate import MODELS_DIR, external_path, read_manifest
 from .published import Source, source_of
-from .weights import WeightsError, hub_checkpoints, load_checkpoint, load_weights, sha256
+from .resnet import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, ResNet, build_from_info
+from .weights import WeightsError, load_checkpoint, load_weights, sha256
 
-MODELS_DIR = Path(os.environ.get("CBAM_VIZ_MODELS", Path(__file__).resolve().parents[2] / "models"))
 MAX_MODELS = 4
 ROLE_TITLES = {"baseline": "Baseline", "se": "SE", "cbam": "CBAM"}
 
@@ -33,11 +31,6 @@ ROLE_TITLES = {"baseline": "Baseline", "se": "SE", "cbam": "CBAM"}
 def role_title(role: str) -> str:
     """How a role reads for people: "Baseline", "SE", "CBAM", or the role itself."""
     return ROLE_TITLES.get(role, role)
-
-
-def weights_dir() -> Path:
-    """Where fetched weights go and are looked for: ``$CBAM_VIZ_WEIGHTS`` or ``~/.cache/cbam-viz/weights``."""
-    return Path(os.environ.get("CBAM_VIZ_WEIGHTS") or Path.home() / ".cache" / "cbam-viz" / "weights").expanduser()
 
 
 class SetUnavailable(RuntimeError):
@@ -71,10 +64,6 @@ class ModelSet:
         return self.info.class_names or [str(i) for i in range(self.info.num_classes)]
 
 
-def read_manifest(models_dir: Path = MODELS_DIR) -> dict[str, Any]:
-    return json.loads((models_dir / "manifest.json").read_text())
-
-
 def imagenet_classes() -> list[str]:
     """The 1000 ImageNet class names that ship inside torchvision."""
     from torchvision.models import ResNet50_Weights
@@ -88,18 +77,6 @@ def imagenet_info(attention: str | None, name: str = "", resize: int = 256, crop
                      mean=IMAGENET_MEAN, std=IMAGENET_STD)
     info.name = name or info.title
     return info
-
-
-def external_path(entry: dict[str, Any], models_dir: Path) -> Path | None:
-    """The file of an external manifest entry, or None: where the app and CLI look, in order."""
-    from .fetch import registered_dirs  # folders that `weights fetch --dir` registered
-
-    explicit = [os.environ.get(entry["env"], ""), entry.get("path") or ""]
-    found = next((Path(c).expanduser() for c in explicit if c and Path(c).expanduser().is_file()), None)
-    folders = [models_dir, weights_dir(), *registered_dirs(), *([hub_checkpoints()] if entry.get("torch_hub_cache") else [])]
-    # The first pattern (the preferred file) wherever it is, before the next pattern anywhere.
-    matches = (p for pattern in entry["files"] for folder in folders for p in sorted(folder.glob(pattern)) if p.is_file())
-    return found or next(matches, None)
 
 
 def _published_info(attention: str | None, source: Source | None, title: str = "") -> ModelInfo:

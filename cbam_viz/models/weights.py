@@ -195,8 +195,3 @@ def save_checkpoint(model: ResNet, path: str | Path, **extra: Any) -> Path:
     torch.save({"format": FORMAT, "version": FORMAT_VERSION, "info": model.info.to_dict(), "state_dict": state, **extra}, path)
     return path
 
-
-def hub_checkpoints() -> Path:
-    """The torch hub cache's checkpoint folder, where ``torch.hub`` (and torchvision) keep downloads."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
