@@ -8,8 +8,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import CLI
+
+if TYPE_CHECKING:
+    from .training import Recipe
 
 GENERATORS = ["easy", "medium", "hard", "harder"]  # the names of data.DIFFICULTIES, without importing the generator
 
@@ -167,6 +171,18 @@ def cmd_figure(args: argparse.Namespace) -> None:
     print(f"wrote {out} ({len(rows)} images x {len(models)} models of {source}, {METHOD_NAMES[args.method]})")
 
 
+def train_recipe(args: argparse.Namespace) -> Recipe:
+    """The training recipe that ``train``'s arguments name."""
+    from .training import Recipe
+
+    schedule = "onecycle" if args.ablation else args.schedule
+    epochs = args.epochs or (40 if schedule == "plateau" else 4)
+    return Recipe(epochs=epochs, train_size=args.train_size, val_size=args.val_size, width=args.width,
+                  depth=args.depth, size=args.size, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                  difficulty=args.difficulty, schedule=schedule, patience=args.patience, min_delta=args.min_delta,
+                  lr_drops=args.lr_drops, init=args.init)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from .ablation import VARIANTS, run_ablation, write_table
     from .training import ROLES, Recipe, check_names, register_set, train_replicates, write_curves
@@ -179,12 +195,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise CLIError(str(e)) from None
     if args.seeds < 1 or (args.ablation and args.seeds != 1):
         raise CLIError("--seeds must be at least 1 (and is not available with --ablation)")
-    schedule = "onecycle" if args.ablation else args.schedule
-    epochs = args.epochs or (40 if schedule == "plateau" else 4)
-    recipe = Recipe(epochs=epochs, train_size=args.train_size, val_size=args.val_size, width=args.width,
-                    depth=args.depth, size=args.size, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                    difficulty=args.difficulty, schedule=schedule, patience=args.patience, min_delta=args.min_delta,
-                    lr_drops=args.lr_drops, init=args.init)
+    recipe = train_recipe(args)
     if args.ablation:
         rows = run_ablation(recipe, Path(args.out_dir or "runs/ablation"), args.eval_n, variants, args.device)
         print(f"wrote {write_table(rows, recipe, args.eval_n, Path(args.table), full=Recipe())}")

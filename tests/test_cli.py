@@ -139,3 +139,28 @@ def test_the_generator_names_offered_before_loading_are_the_presets():
     from cbam_viz.data import DIFFICULTIES
 
     assert GENERATORS == list(DIFFICULTIES)
+
+
+def test_the_shipped_training_commands_name_the_recipes_the_models_were_trained_with():
+    """Pasted, each manifest's training command trains what shipped: its recipe equals the one in the file."""
+    import shlex
+    from dataclasses import asdict
+
+    import torch
+
+    from cbam_viz import CLI
+    from cbam_viz.cli import build_parser, train_recipe
+    from cbam_viz.models.sets import MODELS_DIR, read_manifest
+    from cbam_viz.training import Recipe
+
+    shipped = {k: e for k, e in read_manifest(MODELS_DIR)["models"].items() if e.get("training_command")}
+    assert shipped
+    for name, entry in shipped.items():
+        command = entry["training_command"]
+        assert command.startswith(f"{CLI} train ") and command in entry["how_to_get"], name
+        args = build_parser().parse_args(shlex.split(command)[len(shlex.split(CLI)):])
+        named = asdict(train_recipe(args))
+        stored = torch.load(MODELS_DIR / entry["file"], weights_only=True)["metrics"]["recipe"]
+        stored = {**asdict(Recipe(schedule=entry.get("schedule", "onecycle"), init=entry.get("init", "torchvision"))), **stored}  # older files: fewer fields
+        assert args.seed <= stored["seed"] < args.seed + args.seeds, name
+        assert {k: v for k, v in named.items() if k != "seed"} == {k: v for k, v in stored.items() if k != "seed"}, name
