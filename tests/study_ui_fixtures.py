@@ -35,7 +35,7 @@ def write_demo_models(folder: str | Path, seed: int = 0, roles: tuple[str, ...] 
         model.info.name = TITLES[role]
         path = save_checkpoint(model.eval(), folder / f"demo-{role}.pt")
         models[f"demo-{role}"] = {"kind": "shipped", "title": TITLES[role], "file": path.name,
-                                  "sha256": sha256(path)}
+                                  "sha256": sha256(path), "generator": "hard"}  # as train writes it
     manifest = {"models": models,
                 "sets": {"demo": {"models": {role: f"demo-{role}" for role in roles},
                                   "description": "random-init test set"}}}

@@ -306,3 +306,22 @@ def test_report_and_exports(setup, tmp_path: Path) -> None:
     assert len(rows) == 10 and {r["chosen_model"] for r in rows} <= {BASELINE, CBAM}
     assert all(r["server_ms"] is not None and r["shown_at"] < r["received_at"] for r in rows)
     assert paths[0].read_text().count("\n") == 11
+
+
+def test_demo_stimuli_and_the_app_examples_come_from_the_sets_generator(tmp_path):
+    """A set trained on one generator is shown and studied on images of that generator."""
+    from cbam_viz.data import CLASSES, DIFFICULTIES, render_sample
+    from cbam_viz.ui.compare import EXAMPLE_SEED, write_examples
+
+    config = make_config()
+    stimulus = load_stimuli(config)[2]
+    for generator in ("easy", "harder"):
+        side = ModelSide(class_names=list(CLASSES), input_size=64, resize=None, checksums={}, generator=generator)
+        renderer = StimulusRenderer(config, side, lambda image, target: {}, lambda img: np.asarray(img))
+        image, box = renderer.load(stimulus)
+        expected = render_sample(config.stimuli.seed, stimulus.index, 64, difficulty=DIFFICULTIES[generator])
+        assert image.tobytes() == expected.image.tobytes() and box == expected.box
+        (example, *_) = write_examples(tmp_path / generator, count=1, generator=generator)
+        assert example.sample.image.tobytes() == render_sample(EXAMPLE_SEED, 0, difficulty=DIFFICULTIES[generator]).image.tobytes()
+    easy, harder = (render_sample(config.stimuli.seed, stimulus.index, 64, difficulty=DIFFICULTIES[g]) for g in ("easy", "harder"))
+    assert easy.image.tobytes() != harder.image.tobytes()  # the generator matters

@@ -101,11 +101,6 @@ def score_dataset(models: dict, dataset: Dataset, methods: Sequence[str], road: 
     return merge(gathered) if gathered is not None else None
 
 
-def generator_of(model_set: ModelSet) -> str:
-    """The generator difficulty the set was trained on (its manifest's ``generator``; older sets: "easy")."""
-    return next(iter(model_set.entries.values()), {}).get("generator", "easy")
-
-
 def _settings(model_set: ModelSet, roles: list[str], methods: Sequence[str], road: bool, seed: int, job: Job,
               data: dict[str, Any], layer: str) -> dict[str, Any]:
     """What decides a run's per-image results: a partial file of other settings is not resumed."""
@@ -181,7 +176,7 @@ def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int =
             raise ValueError(f"model {role!r} of set {model_set.name!r} was not trained on the generated shapes; "
                              "evaluate needs ground truth for its classes (use --images for your own labelled images)")
     seen_as = check_seed(model_set, seed, allow_seen_seed)
-    generator = generator_of(model_set)
+    generator = model_set.generator
     dataset = GeneratedImages(seed, n, model_set.info, DIFFICULTIES[generator])
     held_out = "" if seen_as else " that neither trained nor validated the set"
     data = {"generated": n, "generator": generator, "size": model_set.info.input_size}

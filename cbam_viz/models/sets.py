@@ -63,6 +63,12 @@ class ModelSet:
     def class_names(self) -> list[str]:
         return self.info.class_names or [str(i) for i in range(self.info.num_classes)]
 
+    @property
+    def generator(self) -> str:
+        """The generator difficulty the set was trained on (its manifest's ``generator``; older sets: "easy"):
+        what its generated images (``evaluate``, the app's examples, a study's demo stimuli) are drawn from."""
+        return next(iter(self.entries.values()), {}).get("generator", "easy")
+
 
 def imagenet_classes() -> list[str]:
     """The 1000 ImageNet class names that ship inside torchvision."""

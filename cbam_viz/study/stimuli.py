@@ -51,6 +51,7 @@ class ModelSide:
     input_size: int
     resize: int | None
     checksums: Mapping[str, str | None]
+    generator: str = "hard"  # demo stimuli: the generator difficulty the set was trained on
 
 
 def resolve_target(name: str, class_names: Sequence[str]) -> int:
@@ -109,10 +110,10 @@ class StimulusRenderer:
         """The stimulus image and its ground-truth box (demo samples; folder images with a box in the CSV)."""
         spec = self.config.stimuli
         if isinstance(spec, DemoStimuli):
-            from ..data import render_sample
+            from ..data import DIFFICULTIES, render_sample
 
             size = int(min(max(self.side.resize or self.side.input_size, 32), 256))
-            sample = render_sample(spec.seed, stimulus.index, size)
+            sample = render_sample(spec.seed, stimulus.index, size, difficulty=DIFFICULTIES[self.side.generator])
             return sample.image, sample.box
         from ..images import open_image
 
@@ -245,7 +246,8 @@ def renderer_from_context(ctx: Any, config: StudyConfig) -> StimulusRenderer:
     model_set = ctx.model_set(config.pair)
     info = model_set.info
     side = ModelSide(class_names=model_set.class_names, input_size=info.input_size, resize=info.resize,
-                     checksums={role: model_set.entries.get(role, {}).get("sha256") for role in config.models})
+                     checksums={role: model_set.entries.get(role, {}).get("sha256") for role in config.models},
+                     generator=model_set.generator)
 
     def explain(image: Image.Image, target: int) -> dict[str, Any]:
         results = ctx.explain(config.pair, image, config.method, target)

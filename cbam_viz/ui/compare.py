@@ -27,7 +27,7 @@ from matplotlib import cbook
 from PIL import Image
 
 from .. import CLI
-from ..data import Sample, render_sample
+from ..data import DIFFICULTIES, Sample, render_sample
 from ..data.domain import out_of_domain
 from ..explain import METHOD_NAMES, METHODS, Cancelled, Explanation, default_target_layer, target_layers, to_arrays
 from ..images import ImageError, open_image
@@ -83,12 +83,13 @@ class Example:
     sample: Sample | None = None  # ground truth of generated demo images
 
 
-def write_examples(folder: Path, count: int = 12) -> list[Example]:
-    """One generated demo image per class (with ground truth), then grace_hopper.jpg."""
+def write_examples(folder: Path, count: int = 12, generator: str = "hard") -> list[Example]:
+    """One generated demo image per class (with ground truth) of the ``generator`` difficulty, then
+    grace_hopper.jpg."""
     folder.mkdir(parents=True, exist_ok=True)
     examples = []
     for index in range(count):
-        sample = render_sample(EXAMPLE_SEED, index)
+        sample = render_sample(EXAMPLE_SEED, index, difficulty=DIFFICULTIES[generator])
         path = folder / f"demo-{index:02d}-{sample.class_name}.png"
         sample.image.save(path)
         examples.append(Example(path, f"demo: {sample.class_name}", sample))
@@ -389,8 +390,8 @@ def build_compare_tab(ctx: AppContext) -> dict[str, gr.components.Component]:
         raise RuntimeError("build_compare_tab must be called inside gr.Blocks")
     blocks = Context.root_block
     work = work_dir(blocks)
-    examples = write_examples(work / "examples")
     name = default_set(ctx)
+    examples = write_examples(work / "examples", generator=ctx.sets["demo"].generator if "demo" in ctx.sets else "hard")
     c = (_choices(ctx.sets[name]) if name in ctx.sets else
          {"layers": [], "layer": None, "classes": [TRUTH, OWN], "blocks": [], "block": None, "roles": [], "left": None,
           "right": None})
