@@ -8,11 +8,12 @@ an occluder over part of the target, and full rotation; ``HARD`` (the default,
 used to train the 4-epoch demo set) has more and bigger decoys (up to 0.85x the
 target), more marks, smaller targets and more and heavier occlusion; ``HARDER``
 (the plateau recipe's, chosen because a baseline trained to its plateau on
-``HARD`` reached 97.8%, above the demo's 80-95% goal) has still more marks and
-decoys (up to 0.95x), targets down to a tenth of the image and occluders that
-may hide 60% of the target; ``EASY`` is the first, single-object generator. The target is painted through an "L" mask
-image, and ``Sample.mask`` is exactly the set of its pixels left visible (an
-occluder's pixels are not in it).
+``HARD`` reached 97.8%, and one on a first ``HARDER`` with radii from 10% of the
+image 95.9%, both above the demo's 80-95% goal) has still more marks and decoys
+(up to 0.95x), target radii of 7-18% of the image and occluders that may hide
+60% of the target; ``EASY`` is the first, single-object generator. The target
+is painted through an "L" mask image, and ``Sample.mask`` is exactly the set of
+its pixels left visible (an occluder's pixels are not in it).
 
 Box convention (shared with :mod:`cbam_viz.data.metrics`): ``(x0, y0, x1, y1)``
 with ``x0, y0`` inclusive and ``x1, y1`` exclusive, i.e. the box is
@@ -151,7 +152,7 @@ MEDIUM = Difficulty()
 HARD = Difficulty(distractors=(8, 14), decoys=(2, 4), decoy_scale=(0.55, 0.85), occlusion=0.65, min_visible=0.5,
                   scale=(0.14, 0.3))
 HARDER = Difficulty(distractors=(10, 18), decoys=(3, 5), decoy_scale=(0.65, 0.95), occlusion=0.75, min_visible=0.4,
-                    scale=(0.1, 0.22))
+                    scale=(0.07, 0.18))
 EASY = Difficulty(distractors=(3, 6), decoys=(0, 0), shared_colour=0.0, texture=0.0, occlusion=0.0,
                   scale=(0.2, 0.33), rotation=math.pi / 6, halo=1 / 20)
 DIFFICULTIES: dict[str, Difficulty] = {"easy": EASY, "medium": MEDIUM, "hard": HARD, "harder": HARDER}
