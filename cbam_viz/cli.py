@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "torchvision: every BN weight starts at 1")
     p.add_argument("--state-dir", help="resumable per-epoch state (default: $CBAM_VIZ_TRAIN_STATE or ~/.cache/cbam-viz/train)")
     p.add_argument("--curves", default="results/demo_training.csv",
-                   help="training curves per model and seed: this CSV and a PNG beside it (default: results/demo_training.csv)")
+                   help="training curves per model and seed: this CSV, a PNG and a Markdown accuracy table beside it (default: results/demo_training.csv)")
     p.add_argument("--train-size", type=int, default=20_000)
     p.add_argument("--val-size", type=int, default=2_000)
     p.add_argument("--batch-size", type=int, default=128)

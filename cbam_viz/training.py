@@ -326,8 +326,9 @@ def train_replicates(recipe: Recipe, out_dir: Path, name: str, seeds: int, roles
 CURVE_FIELDS = ("set", "role", "seed", "epoch", "lr", "train_loss", "train_accuracy", "val_accuracy", "seconds")
 
 
-def write_curves(trained: dict[str, dict[str, dict]], csv_path: Path) -> tuple[Path, Path]:
-    """Per model and seed, held-out accuracy and training loss per epoch: ``csv_path`` and a PNG beside it."""
+def write_curves(trained: dict[str, dict[str, dict]], csv_path: Path) -> tuple[Path, Path, Path]:
+    """Per model and seed, held-out accuracy and training loss per epoch: ``csv_path``, a PNG beside it,
+    and beside them a Markdown table of each model's training and test accuracy (:func:`accuracy_table`)."""
     from .render.training_plot import plot_curves
 
     rows = [{"set": replicate, "role": role, "seed": metrics["recipe"]["seed"], **{k: h[k] for k in CURVE_FIELDS[3:]}}
@@ -338,7 +339,45 @@ def write_curves(trained: dict[str, dict[str, dict]], csv_path: Path) -> tuple[P
         writer.writeheader()
         writer.writerows(rows)
     best = {(replicate, role): metrics["best_epoch"] for replicate, results in trained.items() for role, metrics in results.items()}
-    return csv_path, plot_curves(rows, best, csv_path.with_suffix(".png"))
+    table = csv_path.with_suffix(".md")
+    table.write_text(accuracy_table(trained))
+    return csv_path, plot_curves(rows, best, csv_path.with_suffix(".png")), table
+
+
+def accuracy_table(trained: dict[str, dict[str, dict]]) -> str:
+    """Markdown: per set (training seed) and role, epochs, the kept epoch, whether the plateau rule ended
+    training, held-out and test accuracy (Wilson 95% interval), the test-accuracy difference from the
+    set's first role on the same images (Newcombe's paired interval) and wall time; then the mean over seeds."""
+    from .data.metrics import wilson_interval
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f}"
+
+    first = role_title(next(iter(next(iter(trained.values())))))
+    lines = [f"| set | model | seed | epochs (kept) | plateau | held-out % | test % [95% CI] | test − {first}, points [95% CI] | train time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    tests: dict[str, list[float]] = {}
+    for replicate, results in trained.items():
+        gaps = accuracy_gaps(results) if all("test_correct" in m for m in results.values()) else {}
+        for role, m in results.items():
+            test, gap = "n/a", "—" if role not in gaps else "{:+.1f} [{:+.1f}, {:+.1f}]".format(*(100 * v for v in gaps[role]))
+            if "test_correct" in m:
+                lo, hi = wilson_interval(sum(m["test_correct"]), len(m["test_correct"]))
+                test = f"{pct(m['test_accuracy'])} [{pct(lo)}, {pct(hi)}]"
+                tests.setdefault(role, []).append(m["test_accuracy"])
+            plateau = ("yes" if m.get("plateau") else "no") if m["recipe"].get("schedule") == "plateau" else "fixed schedule"
+            epochs = m["recipe"]["epochs"]  # a fixed schedule's length, which older checkpoints do not record apart
+            lines.append(f"| {replicate} | {role_title(role)} | {m['recipe']['seed']} | {m.get('epochs', epochs)} ({m.get('best_epoch', epochs)}) "
+                         f"| {plateau} | {pct(m['val_accuracy'])} | {test} | {gap} | {m['train_seconds'] / 60:.0f} min |")
+    if len(trained) > 1 and tests:
+        lines += ["", f"Mean test accuracy over the {len(trained)} seeds: " + ", ".join(f"{role_title(role)} {pct(float(np.mean(v)))}%" for role, v in tests.items()) + "."]
+    recipe = next(iter(next(iter(trained.values())).values()))["recipe"]
+    lines += ["", f"Recipe: {recipe['difficulty']} generator at {recipe['size']} px, {recipe['train_size']:,} training images, "
+                  f"{recipe.get('schedule', 'onecycle')} schedule, {recipe.get('init', 'torchvision')} initialisation. Held-out: "
+                  f"{recipe['val_size']:,} images of dataset seed {VAL_SEED} (chooses the kept epoch)"
+                  + (f"; test: {recipe['test_size']:,} images of dataset seed {TEST_SEED}, which no step of training or selection saw."
+                     if tests else ".")]
+    return "\n".join(lines) + "\n"
 
 
 def accuracy_gaps(results: dict[str, dict]) -> dict[str, list[float]]:

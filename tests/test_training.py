@@ -152,9 +152,13 @@ def test_authors_initialisation_starts_every_spatial_gate_at_one_half():
 
 def test_curves_and_manifest_record_the_training(tmp_path, tiny_pair):
     out, results = tiny_pair
-    csv_path, png = training.write_curves({"demo": results}, tmp_path / "curves.csv")
+    csv_path, png, table = training.write_curves({"demo": results}, tmp_path / "curves.csv")
     rows = list(csv.DictReader(csv_path.open()))
     assert len(rows) == sum(len(m["history"]) for m in results.values()) and png.stat().st_size > 10_000
+    lines = {line.split(" | ")[1]: line for line in table.read_text().splitlines() if line.startswith("| demo |")}
+    assert list(lines) == ["Baseline", "CBAM"] and "| — |" in lines["Baseline"]
+    test = results["cbam"]["test_accuracy"] - results["baseline"]["test_accuracy"]
+    assert f"| {100 * results['cbam']['test_accuracy']:.1f} [" in lines["CBAM"] and f"| {100 * test:+.1f} [" in lines["CBAM"]
     assert {r["role"] for r in rows} == {"baseline", "cbam"} and all(float(r["train_loss"]) > 0 for r in rows)
     entry = read_manifest(out)["models"]["demo-cbam"]
     assert entry["epochs"] == len(results["cbam"]["history"]) and 1 <= entry["best_epoch"] <= entry["epochs"]
