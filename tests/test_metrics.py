@@ -288,10 +288,37 @@ def test_newcombe_interval_reduces_to_the_wilson_square_root_when_uncorrelated()
     _, lo, hi = wilson_ci(a)
     half = np.hypot(0.5 - lo, hi - 0.5)
     assert newcombe_paired_ci(a, b) == pytest.approx((0.0, -half, half))
-    # identical pairs (phi = 1) narrow it; at 50% the two Wilson arms cancel to zero width
-    assert newcombe_paired_ci(a, a) == pytest.approx((0.0, 0.0, 0.0))
+    # identical pairs narrow it, but Newcombe's corrected phi (AD - BC - n/2 = 90 of 100) keeps some width
+    _, lo_same, hi_same = newcombe_paired_ci(a, a)
+    assert -half < lo_same < 0 < hi_same < half and hi_same == pytest.approx(half * np.sqrt(2 * (1 - 0.9)) / np.sqrt(2))
     _, lo_same, hi_same = newcombe_paired_ci(a[2:], a[2:])  # 8 of 18: asymmetric arms
     assert -half < lo_same < 0 < hi_same < half
+
+
+def _table(both: int, only_a: int, only_b: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
+    a = np.array([True] * both + [True] * only_a + [False] * only_b + [False] * neither)
+    b = np.array([True] * both + [False] * only_a + [True] * only_b + [False] * neither)
+    return a, b
+
+
+def test_newcombe_interval_matches_the_published_worked_example_and_the_reference_formula():
+    # Altman et al., "Statistics with Confidence" (2000), the paired example after Newcombe (1998):
+    # 14 both, 5 only the first, 0 only the second, 22 neither: 0.122, 95% CI 0.011 to 0.226
+    diff, lo, hi = newcombe_paired_ci(*_table(14, 5, 0, 22))
+    assert (round(diff, 3), round(lo, 3), round(hi, 3)) == (0.122, 0.011, 0.226)
+    for counts in [(59, 6, 16, 80), (1, 1, 7, 12), (3, 0, 0, 3), (0, 4, 2, 9), (40, 1, 2, 1)]:
+        # contingencytables' Newcombe_square_and_add_CI_paired_2x2, transcribed
+        n11, n12, n21, n22 = counts
+        n = sum(counts)
+        p1, p2 = (n11 + n12) / n, (n11 + n21) / n
+        _, l1, u1 = wilson_ci(_table(*counts)[0])
+        _, l2, u2 = wilson_ci(_table(*counts)[1])
+        margins = (n11 + n12) * (n21 + n22) * (n11 + n21) * (n12 + n22)
+        cross = n11 * n22 - n12 * n21
+        psi = 0.0 if margins == 0 else ((cross - n / 2) if cross > n / 2 else (0 if cross >= 0 else cross)) / np.sqrt(margins)
+        low = p1 - p2 - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2 - 2 * psi * (p1 - l1) * (u2 - p2))
+        high = p1 - p2 + np.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2 - 2 * psi * (p2 - l2) * (u1 - p1))
+        assert newcombe_paired_ci(*_table(*counts)) == pytest.approx((p1 - p2, low, high)), counts
 
 
 def test_holm_on_a_known_vector():

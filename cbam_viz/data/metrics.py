@@ -238,16 +238,19 @@ def mean_ci(values: ArrayLike, alpha: float = 0.05) -> tuple[float, float, float
 
 
 def newcombe_paired_ci(a: ArrayLike, b: ArrayLike, alpha: float = 0.05) -> tuple[float, float, float]:
-    """``(p_a - p_b, lo, hi)`` for paired hit/miss data: Newcombe's (1998, method 10) hybrid
-    score interval, built from the two Wilson intervals and the pairs' phi correlation. Without
-    discordant pairs its width shrinks with phi (to 0 at a 50% hit rate, where McNemar's p is 1)."""
+    """``(p_a - p_b, lo, hi)`` for paired hit/miss data: Newcombe's (1998, method 10) square-and-add
+    interval, built from the two Wilson intervals and the pairs' phi correlation with Newcombe's
+    continuity correction (AD - BC above n/2 is reduced by n/2, between 0 and n/2 it counts as 0), as in
+    Altman et al. (2000, "Statistics with Confidence") and Fagerland et al.'s ``contingencytables``."""
     a_arr, b_arr = np.asarray(a, dtype=bool).ravel(), np.asarray(b, dtype=bool).ravel()
     both, only_a = int(np.sum(a_arr & b_arr)), int(np.sum(a_arr & ~b_arr))
     only_b, neither = int(np.sum(~a_arr & b_arr)), int(np.sum(~a_arr & ~b_arr))
     pa, la, ua = wilson_ci(a_arr, alpha)
     pb, lb, ub = wilson_ci(b_arr, alpha)
     denom = float(both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
-    phi = (both * neither - only_a * only_b) / np.sqrt(denom) if denom > 0 else 0.0
+    cross, half_n = both * neither - only_a * only_b, a_arr.size / 2
+    corrected = cross - half_n if cross > half_n else min(cross, 0)
+    phi = corrected / np.sqrt(denom) if denom > 0 else 0.0
     below = np.sqrt(max((pa - la) ** 2 - 2 * phi * (pa - la) * (ub - pb) + (ub - pb) ** 2, 0.0))
     above = np.sqrt(max((ua - pa) ** 2 - 2 * phi * (ua - pa) * (pb - lb) + (pb - lb) ** 2, 0.0))
     diff = pa - pb
