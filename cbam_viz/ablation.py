@@ -81,8 +81,9 @@ def score(model: torch.nn.Module, recipe: Recipe, n: int, batch_size: int = 50) 
 
 
 def run_ablation(recipe: Recipe, out_dir: Path, n_eval: int = 1000, variants: Sequence[str] = tuple(VARIANTS),
-                 device: str = "cpu") -> list[Row]:
-    """Train (or reuse, when a finished checkpoint is there) every variant in ``out_dir``; score each."""
+                 device: str = "cpu", state_dir: Path | None = None) -> list[Row]:
+    """Train (or reuse, when a finished checkpoint is there; or resume, when an interrupted run's state is
+    in ``state_dir``) every variant in ``out_dir``; score each."""
     check_names(variants, VARIANTS, "variant")
     data, val, _ = training_data(replace(recipe, test_size=0))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,8 @@ def run_ablation(recipe: Recipe, out_dir: Path, n_eval: int = 1000, variants: Se
         v = VARIANTS[name]
         path = out_dir / f"ablation-{name}.pt"
         began = time.perf_counter()
-        metrics = train(recipe, v.attention, path, data, val, device=device, resume=True, options=dict(v.options), title=f" {v.title}")
+        metrics = train(recipe, v.attention, path, data, val, device=device, resume=True, options=dict(v.options),
+                        title=f" {v.title}", state_dir=state_dir)
         print(f"{name}: trained in {metrics['train_seconds']:.0f} s; scoring {n_eval} held-out images", file=sys.stderr)
         scores = score(load_checkpoint(path), recipe, n_eval)
         rows.append(Row(name, v.title, **scores, train_seconds=metrics["train_seconds"]))

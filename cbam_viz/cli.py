@@ -176,7 +176,7 @@ def train_recipe(args: argparse.Namespace) -> Recipe:
     from .training import Recipe
 
     schedule = "onecycle" if args.ablation else args.schedule
-    epochs = args.epochs or (40 if schedule == "plateau" else 4)
+    epochs = args.epochs if args.epochs is not None else (40 if schedule == "plateau" else 4)
     return Recipe(epochs=epochs, train_size=args.train_size, val_size=args.val_size, width=args.width,
                   depth=args.depth, size=args.size, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                   difficulty=args.difficulty, schedule=schedule, patience=args.patience, min_delta=args.min_delta,
@@ -195,14 +195,17 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise CLIError(str(e)) from None
     if args.seeds < 1 or (args.ablation and args.seeds != 1):
         raise CLIError("--seeds must be at least 1 (and is not available with --ablation)")
-    recipe = train_recipe(args)
-    if args.ablation:
-        rows = run_ablation(recipe, Path(args.out_dir or "runs/ablation"), args.eval_n, variants, args.device)
-        print(f"wrote {write_table(rows, recipe, args.eval_n, Path(args.table), full=Recipe())}")
-        return
-    out = Path(args.out_dir or "models")
-    trained = train_replicates(recipe, out, args.name, args.seeds, roles, args.device, args.resume,
-                               Path(args.state_dir) if args.state_dir else None)
+    state_dir = Path(args.state_dir) if args.state_dir else None
+    try:  # a recipe out of range, or a state file of an interrupted run that --resume would continue
+        recipe = train_recipe(args)
+        if args.ablation:
+            rows = run_ablation(recipe, Path(args.out_dir or "runs/ablation"), args.eval_n, variants, args.device, state_dir)
+            print(f"wrote {write_table(rows, recipe, args.eval_n, Path(args.table), full=Recipe())}")
+            return
+        out = Path(args.out_dir or "models")
+        trained = train_replicates(recipe, out, args.name, args.seeds, roles, args.device, args.resume, state_dir)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     for replicate, results in trained.items():
         register_set(results, out, replicate, replicates=[r for r in trained if r != args.name] if replicate == args.name else None)
         for role, metrics in results.items():
@@ -413,8 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, help="train K replicates of the set with seeds SEED..SEED+K-1 (same data and "
                                                        "recipe); the first keeps --name, the others are NAME-seed<s> (default: 1)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--resume", action="store_true", help="continue exactly from the last finished epoch; keep "
-                                                        "models already trained with this recipe")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run exactly from its last finished epoch, "
+                                                        "and keep models already trained with this recipe; without it every "
+                                                        "model is trained from scratch and an interrupted run's state is "
+                                                        "refused, never overwritten (--ablation always resumes)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="localization benchmark of every model of a set against its baseline, on held-out "

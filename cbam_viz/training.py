@@ -15,12 +15,14 @@ continues from it, and an interrupted + resumed run equals an uninterrupted one 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shlex
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -73,8 +75,16 @@ class Recipe:
                                      (self.init, INITS, "init")):
             if value not in allowed:
                 raise ValueError(f"{what} must be one of {list(allowed)}, got {value!r}")
-        if self.epochs < 1 or self.patience < 1:
-            raise ValueError("epochs and patience must be at least 1")
+        limits = [("epochs", self.epochs >= 1, "at least 1"), ("patience", self.patience >= 1, "at least 1"),
+                  ("lr_drops", self.lr_drops >= 0, "at least 0"), ("min_delta", self.min_delta >= 0, "at least 0"),
+                  ("lr", self.lr > 0, "above 0"), ("weight_decay", self.weight_decay >= 0, "at least 0"),
+                  ("train_size", self.train_size >= 1, "at least 1"), ("val_size", self.val_size >= 1, "at least 1"),
+                  ("test_size", self.test_size >= 0, "at least 0"), ("width", self.width >= 1, "at least 1"),
+                  ("size", self.size >= 16, "at least 16"),
+                  ("batch_size", 1 <= self.batch_size <= self.train_size, "between 1 and train_size")]
+        bad = [f"{name} must be {rule} (got {getattr(self, name)})" for name, ok, rule in limits if not ok]
+        if bad:
+            raise ValueError("; ".join(bad))
 
 
 def generator_knobs(recipe: Recipe) -> dict:
@@ -96,9 +106,11 @@ def render_tensors(seed: int, n: int, size: int, difficulty: str = "hard") -> tu
 
 
 def build_demo_model(recipe: Recipe, attention: str | None, options: dict | None = None, title: str | None = None) -> ResNet:
-    """A freshly initialised model (seeded by the recipe, ``recipe.init`` applied) that knows the generated classes."""
-    torch.manual_seed(recipe.seed)
-    model = build_resnet(recipe.depth, attention, num_classes=len(CLASSES), width=recipe.width, stem="small", **(options or {}))
+    """A freshly initialised model (seeded by the recipe, ``recipe.init`` applied) that knows the generated classes.
+    torch's global random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        model = build_resnet(recipe.depth, attention, num_classes=len(CLASSES), width=recipe.width, stem="small", **(options or {}))
     if recipe.init == "authors":
         authors_init(model)
     info = model.info
@@ -124,10 +136,11 @@ def correct_mask(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch
 
 def plateaued(accuracies: Sequence[float], patience: int, min_delta: float) -> bool:
     """True when the best of ``accuracies`` has not risen by ``min_delta`` over the last ``patience`` epochs
-    (``accuracies``: held-out accuracy per epoch since the last learning-rate change)."""
+    (``accuracies``: held-out accuracy per epoch since the last learning-rate change). A gain of exactly
+    ``min_delta`` counts as a gain, whatever the float rounding of the accuracies."""
     if len(accuracies) <= patience:
         return False
-    return max(accuracies) - max(accuracies[:-patience]) < min_delta
+    return max(accuracies) - max(accuracies[:-patience]) < min_delta - 1e-6
 
 
 class _Schedule:
@@ -139,6 +152,7 @@ class _Schedule:
         self.onecycle = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch,
                                                              pct_start=0.2) if recipe.schedule == "onecycle" else None)
         self.drops, self.since = 0, 0  # learning-rate drops so far; epoch after which the last one happened
+        self.ended: str | None = None  # what ended training: "plateau" (the rule) or "epochs" (the most epochs)
 
     def set_lr(self, epoch: int, step: int) -> None:
         if self.onecycle is None:
@@ -151,22 +165,23 @@ class _Schedule:
             self.onecycle.step()
 
     def after_epoch(self, history: list[dict]) -> bool:
-        """Update the schedule from the history; True when training should stop."""
+        """Update the schedule from the history; True when training should stop (``ended`` says why)."""
         r = self.recipe
-        if self.onecycle is not None or len(history) >= r.epochs:
-            return len(history) >= r.epochs
-        if not plateaued([h["val_accuracy"] for h in history[self.since:]], r.patience, r.min_delta):
-            return False
-        if self.drops == r.lr_drops:
-            return True
-        self.drops, self.since = self.drops + 1, len(history)
-        return False
+        rule = self.onecycle is None and plateaued([h["val_accuracy"] for h in history[self.since:]], r.patience, r.min_delta)
+        if rule and self.drops == r.lr_drops:
+            self.ended = "plateau"
+        elif len(history) >= r.epochs:
+            self.ended = "epochs"
+        elif rule:
+            self.drops, self.since = self.drops + 1, len(history)
+        return self.ended is not None
 
     def state_dict(self) -> dict:
-        return {"drops": self.drops, "since": self.since, **({"onecycle": self.onecycle.state_dict()} if self.onecycle else {})}
+        return {"drops": self.drops, "since": self.since, "ended": self.ended,
+                **({"onecycle": self.onecycle.state_dict()} if self.onecycle else {})}
 
     def load_state_dict(self, state: dict) -> None:
-        self.drops, self.since = state["drops"], state["since"]
+        self.drops, self.since, self.ended = state["drops"], state["since"], state.get("ended")
         if self.onecycle is not None:
             self.onecycle.load_state_dict(state["onecycle"])
 
@@ -202,13 +217,35 @@ def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+def state_file(out: Path, state_dir: Path | None = None) -> Path:
+    """Where the resumable state of the model trained into ``out`` lives: named after the model file and
+    its folder, so that runs into different folders never continue (or delete) each other's state."""
+    digest = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:10]
+    return (state_dir or default_state_dir()) / f"{out.stem}-{digest}.state.pt"
+
+
+@contextmanager
+def _deterministic() -> Iterator[None]:
+    """torch's deterministic algorithms for the duration of a training run, then the caller's setting again."""
+    before, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
+
+
 def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tuple, test: tuple | None = None,
           device: str = "cpu", resume: bool = False, options: dict | None = None, title: str | None = None,
           state_dir: Path | None = None) -> dict:
     """Train one model (``attention`` and CBAM ``options`` as for ``build_resnet``) under the recipe's
     schedule; write the best held-out epoch's weights to ``out``; return its metrics, with the
-    accuracy on ``test`` (images no step of training or selection saw) when given."""
-    state_path = (state_dir or default_state_dir()) / f"{out.stem}.state.pt"
+    accuracy on ``test`` (images no step of training or selection saw) when given. An interrupted run's
+    state (:func:`state_file`) is continued with ``resume=True`` and never overwritten without it."""
+    state_path = state_file(out, state_dir)
+    if not resume and state_path.is_file():
+        raise ValueError(f"{state_path} holds an interrupted run of {out}: continue it with resume (train --resume), "
+                         "or delete that file to start over")
     if resume and out.is_file() and not state_path.is_file():
         metrics = torch.load(out, weights_only=True).get("metrics", {})
         if metrics.get("recipe") == asdict(recipe) and metrics.get("generator_knobs") == generator_knobs(recipe):
@@ -232,28 +269,28 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
         history, best, done = state["history"], state["best"], state["done"]
         print(f"resuming {out.name} after epoch {len(history)}", file=sys.stderr)
     state_path.parent.mkdir(parents=True, exist_ok=True)
-    while not done:
-        epoch = len(history)
-        began = time.perf_counter()
-        loss, train_acc = _train_epoch(model, optimizer, schedule, recipe, epoch, x, y, device,
-                                       f"{out.stem} epoch {epoch + 1}/{recipe.epochs}")
-        val_acc = accuracy(model, *val)
-        history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss,
-                        "train_accuracy": train_acc, "val_accuracy": val_acc, "seconds": round(time.perf_counter() - began, 1)})
-        if val_acc > best["accuracy"] or recipe.schedule == "onecycle":  # a fixed schedule keeps its last epoch
-            best = {"epoch": epoch + 1, "accuracy": val_acc, "state": _copy_state(model)}
-        done = schedule.after_epoch(history)
-        print(f"{out.stem} epoch {epoch + 1}: loss {loss:.4f}, held-out {val_acc:.2%} (best {best['accuracy']:.2%} "
-              f"at {best['epoch']}){' - done' if done else ''}", file=sys.stderr)
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                 "history": history, "best": best, "done": done, "recipe": asdict(recipe),
-                 "generator_knobs": generator_knobs(recipe), "attention": attention}
-        atomic_write(state_path, lambda f: torch.save(state, f))
+    with _deterministic():
+        while not done:
+            epoch = len(history)
+            began = time.perf_counter()
+            loss, train_acc = _train_epoch(model, optimizer, schedule, recipe, epoch, x, y, device,
+                                           f"{out.stem} epoch {epoch + 1}/{recipe.epochs}")
+            val_acc = accuracy(model, *val)
+            history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss,
+                            "train_accuracy": train_acc, "val_accuracy": val_acc, "seconds": round(time.perf_counter() - began, 1)})
+            if val_acc > best["accuracy"] or recipe.schedule == "onecycle":  # a fixed schedule keeps its last epoch
+                best = {"epoch": epoch + 1, "accuracy": val_acc, "state": _copy_state(model)}
+            done = schedule.after_epoch(history)
+            print(f"{out.stem} epoch {epoch + 1}: loss {loss:.4f}, held-out {val_acc:.2%} (best {best['accuracy']:.2%} "
+                  f"at {best['epoch']}){' - done' if done else ''}", file=sys.stderr)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                     "history": history, "best": best, "done": done, "recipe": asdict(recipe),
+                     "generator_knobs": generator_knobs(recipe), "attention": attention}
+            atomic_write(state_path, lambda f: torch.save(state, f))
     model.load_state_dict(best["state"])
     metrics = {"val_accuracy": best["accuracy"], "val_size": len(val[0]), "val_seed": VAL_SEED, "train_seed": TRAIN_SEED,
                "best_epoch": best["epoch"], "epochs": len(history), "lr_drops": schedule.drops,
-               "plateau": recipe.schedule == "plateau" and plateaued([h["val_accuracy"] for h in history[schedule.since:]],
-                                                                     recipe.patience, recipe.min_delta),
+               "plateau": schedule.ended == "plateau",
                "train_seconds": round(sum(h["seconds"] for h in history), 1), "history": history, "recipe": asdict(recipe),
                "generator_knobs": generator_knobs(recipe)}
     if test is not None:
@@ -276,10 +313,7 @@ def check_names(names: Sequence[str], known: Iterable[str], what: str) -> None:
 
 
 def training_data(recipe: Recipe) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
-    """Seed torch, make its algorithms deterministic, and render the recipe's training, held-out
-    (model selection) and test images."""
-    torch.manual_seed(recipe.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    """The recipe's training, held-out (model selection) and test images, rendered."""
     return tuple(render_tensors(seed, n, recipe.size, recipe.difficulty) for seed, n in
                  ((TRAIN_SEED, recipe.train_size), (VAL_SEED, recipe.val_size), (TEST_SEED, recipe.test_size)))
 
@@ -291,7 +325,7 @@ def train_set(recipe: Recipe, out_dir: Path, name: str = "demo", roles: tuple[st
     recipe's :func:`training_data`, rendered here when None); returns metrics per role."""
     check_names(roles, ROLES, "role")
     data, val, test = rendered or training_data(recipe)
-    command = f"{CLI} " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
+    command = retrain_command(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for role in roles:
@@ -300,6 +334,17 @@ def train_set(recipe: Recipe, out_dir: Path, name: str = "demo", roles: tuple[st
                         state_dir=state_dir)
         results[role] = {**metrics, "command": command, "file": f"{name}-{role}.pt"}
     return results
+
+
+def retrain_command(argv: Sequence[str]) -> str:
+    """The pasteable command that trains the models again from scratch: the CLI's ``argv`` less ``--resume``
+    and ``--state-dir`` (they say how an interrupted run continued, not what was trained)."""
+    kept, skip = [], False
+    for arg in argv:
+        if not skip and arg != "--resume" and arg != "--state-dir" and not arg.startswith("--state-dir="):
+            kept.append(arg)
+        skip = arg == "--state-dir"
+    return f"{CLI} " + shlex.join(kept)
 
 
 def replicate_name(name: str, seed: int, first_seed: int) -> str:
@@ -347,14 +392,14 @@ def write_curves(trained: dict[str, dict[str, dict]], csv_path: Path) -> tuple[P
 def accuracy_table(trained: dict[str, dict[str, dict]]) -> str:
     """Markdown: per set (training seed) and role, epochs, the kept epoch, whether the plateau rule ended
     training, held-out and test accuracy (Wilson 95% interval), the test-accuracy difference from the
-    set's first role on the same images (Newcombe's paired interval) and wall time; then the mean over seeds."""
+    set's :func:`reference_role` on the same images (Newcombe's paired interval) and wall time; then the mean over seeds."""
     from .data.metrics import wilson_interval
 
     def pct(v: float) -> str:
         return f"{100 * v:.1f}"
 
-    first = role_title(next(iter(next(iter(trained.values())))))
-    lines = [f"| set | model | seed | epochs (kept) | plateau | held-out % | test % [95% CI] | test − {first}, points [95% CI] | train time |",
+    reference = role_title(reference_role(next(iter(trained.values()))))
+    lines = [f"| set | model | seed | epochs (kept) | plateau | held-out % | test % [95% CI] | test − {reference}, points [95% CI] | train time |",
              "|---|---|---|---|---|---|---|---|---|"]
     tests: dict[str, list[float]] = {}
     for replicate, results in trained.items():
@@ -380,13 +425,19 @@ def accuracy_table(trained: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reference_role(results: dict[str, dict]) -> str:
+    """The role the others are compared with: the baseline when the set has one, else its first role."""
+    return "baseline" if "baseline" in results else next(iter(results))
+
+
 def accuracy_gaps(results: dict[str, dict]) -> dict[str, list[float]]:
-    """Per role after the first (the reference): test accuracy minus the reference's on the same images,
-    with Newcombe's paired 95% interval: ``[difference, low, high]``."""
+    """Per role other than the :func:`reference_role`: test accuracy minus the reference's on the same
+    images, with Newcombe's paired 95% interval: ``[difference, low, high]``."""
     from .data.metrics import newcombe_paired_ci
 
-    (_, reference), *others = results.items()
-    return {role: [round(v, 4) for v in newcombe_paired_ci(m["test_correct"], reference["test_correct"])] for role, m in others}
+    reference = reference_role(results)
+    return {role: [round(v, 4) for v in newcombe_paired_ci(m["test_correct"], results[reference]["test_correct"])]
+            for role, m in results.items() if role != reference}
 
 
 def register_set(results: dict[str, dict], out_dir: Path, name: str = "demo", replicates: Sequence[str] | None = None) -> Path:
@@ -426,6 +477,6 @@ def register_set(results: dict[str, dict], out_dir: Path, name: str = "demo", re
                               "description": f"ResNet-{recipe['depth']}-style {described}, trained by the project on "
                                              f"generated shapes ({recipe['difficulty']} generator, {recipe['size']} px, training seed {recipe['seed']})",
                               **({"replicates": replicates} if replicates else {}),
-                              **({"test_accuracy_gaps": accuracy_gaps(results)} if all("test_correct" in m for m in results.values()) else {})}
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return path
+                              **({"test_accuracy_gaps": accuracy_gaps(results), "test_accuracy_reference": reference_role(results)}
+                                 if all("test_correct" in m for m in results.values()) else {})}
+    return atomic_write(path, lambda f: f.write((json.dumps(manifest, indent=2) + "\n").encode()))

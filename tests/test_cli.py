@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cbam_viz.data import CLASSES, render_sample
@@ -158,9 +159,49 @@ def test_the_shipped_training_commands_name_the_recipes_the_models_were_trained_
     for name, entry in shipped.items():
         command = entry["training_command"]
         assert command.startswith(f"{CLI} train ") and command in entry["how_to_get"], name
+        assert "--resume" not in shlex.split(command), name  # pasted on a clone with the models, it would train nothing
         args = build_parser().parse_args(shlex.split(command)[len(shlex.split(CLI)):])
         named = asdict(train_recipe(args))
         stored = torch.load(MODELS_DIR / entry["file"], weights_only=True)["metrics"]["recipe"]
         stored = {**asdict(Recipe(schedule=entry.get("schedule", "onecycle"), init=entry.get("init", "torchvision"))), **stored}  # older files: fewer fields
         assert args.seed <= stored["seed"] < args.seed + args.seeds, name
         assert {k: v for k, v in named.items() if k != "seed"} == {k: v for k, v in stored.items() if k != "seed"}, name
+
+
+def test_the_recorded_training_command_retrains_from_scratch():
+    from cbam_viz import CLI
+    from cbam_viz.training import retrain_command
+
+    argv = ["train", "--out-dir", "models", "--resume", "--state-dir", "/tmp/s", "--seeds", "3", "--state-dir=/x", "--lr", "0.1"]
+    assert retrain_command(argv) == f"{CLI} train --out-dir models --seeds 3 --lr 0.1"
+
+
+def test_train_refuses_a_recipe_out_of_range_with_a_clear_message(tmp_path, capsys):
+    from cbam_viz.cli import main
+
+    for flags, message in [(["--patience", "0"], "patience must be at least 1"), (["--epochs", "0"], "epochs must be at least 1"),
+                           (["--lr-drops", "-1"], "lr_drops must be at least 0"),
+                           (["--batch-size", "64", "--train-size", "32"], "batch_size must be between 1 and train_size")]:
+        assert main(["train", "--out-dir", str(tmp_path), "--state-dir", str(tmp_path), *flags]) == 2, flags
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, flags
+
+
+def test_every_cli_command_in_the_readme_parses():
+    """Each `bash run.sh cli ...` line of the README's shell blocks, pasted, is accepted by the CLI's parser."""
+    import re
+    import shlex
+
+    from cbam_viz.cli import build_parser
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    commands = [m.group(1) for block in re.findall(r"```bash\n(.*?)```", readme, re.S)
+                for line in block.replace("\\\n", " ").splitlines() if not line.lstrip().startswith("#")
+                for m in [re.search(r"(?:^|\s)bash run\.sh cli (.*)", line)] if m]
+    assert len(commands) >= 20
+    parser = build_parser()
+    for command in commands:
+        try:
+            parser.parse_args(shlex.split(command, comments=True))
+        except SystemExit:
+            pytest.fail(f"the README's `bash run.sh cli {command}` does not parse")
