@@ -380,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the figure: a .pdf, .svg (vector text) or .png (300 dpi) file")
     p.set_defaults(func=cmd_figure, baseline=None, cbam=None)
 
-    p = sub.add_parser("train", help="train the demo set (baseline, SE and CBAM: same recipe, data and batch order)")
+    p = sub.add_parser("train", help="train the demo set (baseline, SE and CBAM: same recipe, data and batch order)",
+                       allow_abbrev=False)  # the manifest records the command: options spelled out, as retrain_command reads them
     p.add_argument("--out-dir", help="where checkpoints go (default: models; runs/ablation with --ablation)")
     p.add_argument("--name", default="demo")
     p.add_argument("--ablation", action="store_true",

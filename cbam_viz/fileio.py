@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -9,11 +10,14 @@ from typing import IO, Any
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """``write`` into a temporary file beside ``path``, then rename it into place: readers never see part of it."""
+    """``write`` into a temporary file beside ``path``, then rename it into place: readers never see part of it.
+    The file keeps the mode of the one it replaces (a new one gets 0644, not the temporary file's 0600)."""
+    mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

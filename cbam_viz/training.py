@@ -224,6 +224,15 @@ def state_file(out: Path, state_dir: Path | None = None) -> Path:
     return (state_dir or default_state_dir()) / f"{out.stem}-{digest}.state.pt"
 
 
+def refuse_interrupted(outs: Sequence[Path], state_dir: Path | None = None) -> None:
+    """ValueError naming every model of ``outs`` that has an interrupted run's state, which training from
+    scratch would overwrite: checked before a run starts, so that no finished model is retrained first."""
+    found = [state_file(out, state_dir) for out in outs if state_file(out, state_dir).is_file()]
+    if found:
+        raise ValueError("an interrupted run's state is there for " + ", ".join(str(p) for p in found)
+                         + ": continue it with resume (train --resume), or delete those files to start over")
+
+
 @contextmanager
 def _deterministic() -> Iterator[None]:
     """torch's deterministic algorithms for the duration of a training run, then the caller's setting again."""
@@ -243,6 +252,10 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
     accuracy on ``test`` (images no step of training or selection saw) when given. An interrupted run's
     state (:func:`state_file`) is continued with ``resume=True`` and never overwritten without it."""
     state_path = state_file(out, state_dir)
+    legacy = state_path.with_name(f"{out.stem}.state.pt")  # the name before 2026-12-07: the model file's only
+    if resume and not state_path.is_file() and legacy.is_file():
+        print(f"resuming from {legacy}, a state file named before state files carried their folder", file=sys.stderr)
+        state_path = legacy
     if not resume and state_path.is_file():
         raise ValueError(f"{state_path} holds an interrupted run of {out}: continue it with resume (train --resume), "
                          "or delete that file to start over")
@@ -324,6 +337,8 @@ def train_set(recipe: Recipe, out_dir: Path, name: str = "demo", roles: tuple[st
     """Train every role (baseline, se, cbam) with the same recipe and data (``rendered``: the
     recipe's :func:`training_data`, rendered here when None); returns metrics per role."""
     check_names(roles, ROLES, "role")
+    if not resume:
+        refuse_interrupted([out_dir / f"{name}-{role}.pt" for role in roles], state_dir)
     data, val, test = rendered or training_data(recipe)
     command = retrain_command(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -360,6 +375,9 @@ def train_replicates(recipe: Recipe, out_dir: Path, name: str, seeds: int, roles
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
     check_names(roles, ROLES, "role")
+    if not resume:  # before anything is rendered or overwritten
+        refuse_interrupted([out_dir / f"{replicate_name(name, seed, recipe.seed)}-{role}.pt"
+                            for seed in range(recipe.seed, recipe.seed + seeds) for role in roles], state_dir)
     rendered = training_data(recipe)
     out = {}
     for seed in range(recipe.seed, recipe.seed + seeds):

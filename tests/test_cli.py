@@ -170,10 +170,13 @@ def test_the_shipped_training_commands_name_the_recipes_the_models_were_trained_
 
 def test_the_recorded_training_command_retrains_from_scratch():
     from cbam_viz import CLI
+    from cbam_viz.cli import build_parser
     from cbam_viz.training import retrain_command
 
     argv = ["train", "--out-dir", "models", "--resume", "--state-dir", "/tmp/s", "--seeds", "3", "--state-dir=/x", "--lr", "0.1"]
     assert retrain_command(argv) == f"{CLI} train --out-dir models --seeds 3 --lr 0.1"
+    with pytest.raises(SystemExit):  # no abbreviations that the recorded command would keep
+        build_parser().parse_args(["train", "--resum"])
 
 
 def test_train_refuses_a_recipe_out_of_range_with_a_clear_message(tmp_path, capsys):

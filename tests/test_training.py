@@ -67,11 +67,11 @@ def plateau_data():
     return training.training_data(PLATEAU)
 
 
-def _interrupt_at(monkeypatch, epoch: int) -> None:
+def _interrupt_at(monkeypatch, epoch: int, model: str = "") -> None:
     real_tqdm = training.tqdm
 
     def interrupting_tqdm(*args, desc="", **kwargs):
-        if f"epoch {epoch}/" in desc:
+        if f"{model} epoch {epoch}/" in desc:
             raise KeyboardInterrupt
         return real_tqdm(*args, desc=desc, **kwargs)
 
@@ -116,9 +116,25 @@ def test_a_fixed_onecycle_schedule_resumes_bit_for_bit(tmp_path, monkeypatch, pl
     with pytest.raises(KeyboardInterrupt):
         training.train(recipe, "se", tmp_path / "b" / "m.pt", *plateau_data, state_dir=tmp_path / "s")
     monkeypatch.undo()
+    state = training.state_file(tmp_path / "b" / "m.pt", tmp_path / "s")
+    state.rename(state.with_name("m.state.pt"))  # named as before state files carried their folder: still resumed
     resumed = training.train(recipe, "se", tmp_path / "b" / "m.pt", *plateau_data, resume=True, state_dir=tmp_path / "s")
     a, b = load_checkpoint(tmp_path / "a" / "m.pt").state_dict(), load_checkpoint(tmp_path / "b" / "m.pt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a) and [h["lr"] for h in resumed["history"]] == [h["lr"] for h in straight["history"]]
+
+
+def test_an_interrupted_set_is_refused_before_any_finished_model_is_retrained(tmp_path, monkeypatch, plateau_data):
+    recipe = replace(PLATEAU, epochs=3)
+    _interrupt_at(monkeypatch, 2, model="demo-cbam")
+    with pytest.raises(KeyboardInterrupt):
+        train_set(recipe, tmp_path, roles=("baseline", "cbam"), rendered=plateau_data, state_dir=tmp_path / "s")
+    monkeypatch.undo()
+    finished = (tmp_path / "demo-baseline.pt").read_bytes()
+    with pytest.raises(ValueError, match="demo-cbam.*train --resume"):
+        train_set(recipe, tmp_path, roles=("baseline", "cbam"), rendered=plateau_data, state_dir=tmp_path / "s")
+    with pytest.raises(ValueError, match="demo-cbam"):  # the same check, before rendering, for a run of several seeds
+        training.train_replicates(recipe, tmp_path, "demo", 2, ("baseline", "cbam"), state_dir=tmp_path / "s")
+    assert (tmp_path / "demo-baseline.pt").read_bytes() == finished
 
 
 def test_training_leaves_torchs_global_state_as_it_was(tmp_path, plateau_data):
@@ -140,7 +156,7 @@ def test_a_gain_of_exactly_min_delta_counts_whatever_the_float_rounding():
     def accuracy(correct: int, n: int = 2000) -> float:  # as training.accuracy computes it
         return float((torch.arange(n) < correct).float().mean())
 
-    for k in range(1000, 1990, 3):  # +10 of 2,000 images is +0.5 points: a gain; +9 is not
+    for k in range(1000, 1991):  # +10 of 2,000 images is +0.5 points: a gain; +9 is not
         assert not training.plateaued([accuracy(k)] * 3 + [accuracy(k + 10)], patience=3, min_delta=0.005), k
         assert training.plateaued([accuracy(k)] * 3 + [accuracy(k + 9)], patience=3, min_delta=0.005), k
 
