@@ -111,7 +111,9 @@ class CBAM(nn.Module):
 def authors_init(model: nn.Module) -> nn.Module:
     """The CBAM authors' initialisation of the spatial gates (``MODELS/model_resnet.py``): every
     spatial gate's BatchNorm starts with weight 0 and bias 0, so each gate outputs sigmoid(0) = 0.5
-    everywhere until training moves it. torchvision's rule, used elsewhere here, starts BN weights at 1."""
+    everywhere until training moves it. torchvision's rule, used elsewhere here, starts BN weights at 1.
+    The demo set's plateau recipe uses this rule (``train --init authors``, the default); its 4-epoch
+    predecessor and the shipped ablation table used torchvision's (``--init torchvision``)."""
     for module in model.modules():
         if isinstance(module, SpatialGate):
             nn.init.zeros_(module.bn.weight)
