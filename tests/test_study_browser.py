@@ -50,7 +50,10 @@ def expect_trial(page: Page, number: int) -> None:
 
 def answer(page: Page, label: str) -> None:
     page.locator("#study-answer").get_by_text(label, exact=True).click()
-    page.wait_for_timeout(300)  # a participant looks before clicking: a measurable response time
+    # A participant looks before clicking: a measurable response time. The browser's clock restarts in the
+    # layout step that follows each response, which a loaded machine can run a few hundred ms after the trial
+    # appeared (CI, 2026-12-07: under 250 ms measured after a 300 ms pause), so the pause leaves a 750 ms margin.
+    page.wait_for_timeout(1000)
     page.locator("#study-submit").click()
 
 
