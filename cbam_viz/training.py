@@ -227,7 +227,7 @@ def state_file(out: Path, state_dir: Path | None = None) -> Path:
 def refuse_interrupted(outs: Sequence[Path], state_dir: Path | None = None) -> None:
     """ValueError naming every model of ``outs`` that has an interrupted run's state, which training from
     scratch would overwrite: checked before a run starts, so that no finished model is retrained first."""
-    found = [state_file(out, state_dir) for out in outs if state_file(out, state_dir).is_file()]
+    found = [path for path in (state_file(out, state_dir) for out in outs) if path.is_file()]
     if found:
         raise ValueError("an interrupted run's state is there for " + ", ".join(str(p) for p in found)
                          + ": continue it with resume (train --resume), or delete those files to start over")
@@ -256,9 +256,8 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
     if resume and not state_path.is_file() and legacy.is_file():
         print(f"resuming from {legacy}, a state file named before state files carried their folder", file=sys.stderr)
         state_path = legacy
-    if not resume and state_path.is_file():
-        raise ValueError(f"{state_path} holds an interrupted run of {out}: continue it with resume (train --resume), "
-                         "or delete that file to start over")
+    if not resume:
+        refuse_interrupted([out], state_dir)
     if resume and out.is_file() and not state_path.is_file():
         metrics = torch.load(out, weights_only=True).get("metrics", {})
         if metrics.get("recipe") == asdict(recipe) and metrics.get("generator_knobs") == generator_knobs(recipe):
@@ -423,7 +422,8 @@ def accuracy_table(trained: dict[str, dict[str, dict]]) -> str:
     for replicate, results in trained.items():
         gaps = accuracy_gaps(results) if all("test_correct" in m for m in results.values()) else {}
         for role, m in results.items():
-            test, gap = "n/a", "—" if role not in gaps else "{:+.1f} [{:+.1f}, {:+.1f}]".format(*(100 * v for v in gaps[role]))
+            test = "n/a"
+            gap = "{:+.1f} [{:+.1f}, {:+.1f}]".format(*(100 * v for v in gaps[role])) if role in gaps else "—"
             if "test_correct" in m:
                 lo, hi = wilson_interval(sum(m["test_correct"]), len(m["test_correct"]))
                 test = f"{pct(m['test_accuracy'])} [{pct(lo)}, {pct(hi)}]"
@@ -433,7 +433,8 @@ def accuracy_table(trained: dict[str, dict[str, dict]]) -> str:
             lines.append(f"| {replicate} | {role_title(role)} | {m['recipe']['seed']} | {m.get('epochs', epochs)} ({m.get('best_epoch', epochs)}) "
                          f"| {plateau} | {pct(m['val_accuracy'])} | {test} | {gap} | {m['train_seconds'] / 60:.0f} min |")
     if len(trained) > 1 and tests:
-        lines += ["", f"Mean test accuracy over the {len(trained)} seeds: " + ", ".join(f"{role_title(role)} {pct(float(np.mean(v)))}%" for role, v in tests.items()) + "."]
+        means = ", ".join(f"{role_title(role)} {pct(float(np.mean(v)))}%" for role, v in tests.items())
+        lines += ["", f"Mean test accuracy over the {len(trained)} seeds: {means}."]
     recipe = next(iter(next(iter(trained.values())).values()))["recipe"]
     lines += ["", f"Recipe: {recipe['difficulty']} generator at {recipe['size']} px, {recipe['train_size']:,} training images, "
                   f"{recipe.get('schedule', 'onecycle')} schedule, {recipe.get('init', 'torchvision')} initialisation. Held-out: "
