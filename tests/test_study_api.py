@@ -153,7 +153,10 @@ def test_no_payload_identifies_the_models_before_the_vote(server: Server) -> Non
     one, two = by_position[first.position], by_position[repeat.position]
     (image_1, a_1, b_1), (image_2, a_2, b_2) = pngs(one[MAPS]), pngs(two[MAPS])
     assert (a_1, b_1) == (b_2, a_2) and image_1 == image_2 and one[QUESTION] == two[QUESTION]
-    assert DATA_URI.sub("", one[MAPS]) == DATA_URI.sub("", two[MAPS])
+    keys = [re.search(r'data-key="(\d+)"', payload[MAPS]).group(1) for payload in (one, two)]
+    assert keys == [str(first.position), str(repeat.position)]  # the response clock's key: the position
+    unkeyed = [DATA_URI.sub("", payload[MAPS]).replace(f'data-key="{key}"', "") for payload, key in zip((one, two), keys)]
+    assert unkeyed[0] == unkeyed[1]
     assert result[POSITION] is None and "thank you" in result[STATUS].lower()
     mine = [v for v in server.store.votes(CONFIG.name) if v.participant_id == pid]
     assert sorted(v.position for v in mine) == sorted(t.position for t in trials)

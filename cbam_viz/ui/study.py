@@ -18,7 +18,8 @@ Public API endpoints (all that a participant's browser can call for the study):
 
 (Credentials: server-issued ids with a signature, see `cbam_viz.study.credentials`.)
 Every trial payload holds the image and the two maps inline, as ``data:`` URIs of PNGs whose
-lengths depend only on the image size, plus the target class, the question and the progress:
+lengths depend only on the image size (keyed by the trial's position, for the response clock), plus
+the target class, the question and the progress:
 no file, URL, header or timestamp exists per map, and nothing says which model drew which map.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,13 +48,29 @@ from ..study.records import StudyError, VoteRejected
 from .clients import client_address
 from .fairness import COMPUTE, register_cost
 
-# Response time is measured in the browser from the moment the trial arrived to the click.
-_MARK_SHOWN = "() => { window.__cbamVizShown = performance.now(); }"
+# Response time is measured in the browser, from the moment a trial's maps are on screen to the click: one
+# clock per container, (re)started by a MutationObserver in the DOM step that first shows content with a new
+# `data-key` (see `figures`), hidden content starting none. (A step after the response, as before, runs late
+# on a slow browser, after the participant has already been looking.)
+CLOCKED = ("study-maps", "free-vote-maps")
+CLOCK_JS = """() => {
+  if (window.__cbamVizClock) return;
+  const clock = window.__cbamVizClock = {shown: {}, keys: {}};
+  const look = () => {
+    for (const id of IDS) {
+      const node = document.querySelector(`#${id} [data-key]`);
+      if (!node || node.dataset.key === clock.keys[id] || !node.checkVisibility()) continue;
+      clock.keys[id] = node.dataset.key;
+      clock.shown[id] = performance.now();
+    }
+  };
+  new MutationObserver(look).observe(document.body, {subtree: true, childList: true, attributes: true});
+  look();
+}""".replace("IDS", str(list(CLOCKED)))
 # After each study response: the start screen, the trial or the end screen by the view's stage; the
-# response-time clock restarted; the platform's completion URL after a few seconds when the vote that
-# finished the study says so (only then: reopening the page later shows the end screen, no redirect).
+# platform's completion URL after a few seconds when the vote that finished the study says so (only
+# then: reopening the page later shows the end screen, no redirect).
 _LAYOUT = """(stage, redirect) => {
-  window.__cbamVizShown = performance.now();
   if (redirect) setTimeout(() => { window.location.href = redirect; }, REDIRECT_MS);
   return [{"__type__": "update", "visible": stage === "start"},
           {"__type__": "update", "visible": stage === "trial"},
@@ -74,7 +92,7 @@ _RESTART = """() => {
   return "";
 }"""
 _WITH_RT = """(...args) => {
-  const t = window.__cbamVizShown;
+  const t = window.__cbamVizClock?.shown["{id}"];
   args[{i}] = (typeof t === "number") ? Math.round(performance.now() - t) : null;
   return args.slice(0, {n});
 }"""
@@ -102,8 +120,12 @@ STUDY_CONCURRENCY = 16  # study handlers only touch the database and in-memory m
 JOINS_PER_HOUR = 60  # new participants per client address and hour
 
 
-def _with_rt(index: int, n_inputs: int) -> str:
-    return _WITH_RT.replace("{i}", str(index)).replace("{n}", str(n_inputs))
+def with_rt(index: int, n_inputs: int, clocked: str) -> str:
+    """JS that puts the response time of container ``clocked`` into argument ``index`` (None before
+    its first content was shown) and passes the first ``n_inputs`` arguments on."""
+    if clocked not in CLOCKED:
+        raise ValueError(f"no response clock for {clocked!r}")
+    return _WITH_RT.replace("{i}", str(index)).replace("{n}", str(n_inputs)).replace("{id}", clocked)
 
 
 DEFAULT_INSTRUCTIONS = (
@@ -137,15 +159,17 @@ def _storage_key(*parts: str) -> str:
     return "cbam_viz_" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
-def figures(*items: tuple[str, str, bytes]) -> str:
-    """HTML for side-by-side PNGs given as (element id, caption, bytes), inline as data: URIs."""
+def figures(*items: tuple[str, str, bytes], key: str) -> str:
+    """HTML for side-by-side PNGs given as (element id, caption, bytes), inline as data: URIs. A new
+    ``key`` (``data-key``: one per trial, saying nothing about the models) restarts the response clock
+    (`CLOCK_JS`)."""
     cells = "".join(
         f'<figure id="{html.escape(elem_id)}" style="flex:1 1 220px;margin:0;text-align:center">'
         f'<img alt="{html.escape(caption)}" style="width:100%;max-width:360px;image-rendering:auto" '
         f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
         f'<figcaption style="font-weight:600">{html.escape(caption)}</figcaption></figure>'
         for elem_id, caption, png in items)
-    return f'<div style="display:flex;gap:12px;flex-wrap:wrap;align-items:flex-start">{cells}</div>'
+    return f'<div data-key="{html.escape(key)}" style="display:flex;gap:12px;flex-wrap:wrap;align-items:flex-start">{cells}</div>'
 
 
 def tab(label: str, tab_id: str) -> gr.Tab:
@@ -228,7 +252,7 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
             return (progress_md, "", "", None, end_markdown(view) if view.done else "", done.url if go else "",
                     answer_value, view.stage)
         maps = figures(("study-image", "Image", trial.image), ("study-map-a", "Map A", trial.map_a),
-                       ("study-map-b", "Map B", trial.map_b))
+                       ("study-map-b", "Map B", trial.map_b), key=str(trial.position))
         return progress_md, f"### {trial.question}", maps, trial.position, view.message, "", answer_value, view.stage
 
     def resume(credential: str | None, link: str | None):
@@ -272,11 +296,12 @@ def build_study_tab(runtime: StudyRuntime, joins_per_hour: int = JOINS_PER_HOUR)
           js=_with_link(1, storage_key), api_name="study_resume", trigger_mode="always_last",
           **common).success(**layout)
     root.load(None, js=_KEYS)
+    root.load(None, js=CLOCK_JS)
     start.click(join, inputs=[participant, expertise, consent, link], outputs=[participant, *view_outputs],
                 js=_with_link(3, storage_key), api_name="study_start", **common).success(**layout)
     restart.click(None, outputs=[participant], js=_RESTART)
     vote_inputs = [participant, position, answer, response_ms]
-    submit.click(vote, inputs=vote_inputs, outputs=view_outputs, js=_with_rt(3, len(vote_inputs)),
+    submit.click(vote, inputs=vote_inputs, outputs=view_outputs, js=with_rt(3, len(vote_inputs), "study-maps"),
                  api_name="study_vote", **common).success(**layout)
     return StudyTab(runtime, participant=participant, start_box=start_box, trial_box=trial_box, done_box=done_box,
                     restart=restart, stage=stage,
@@ -320,7 +345,8 @@ def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.C
             trial = votes.prepare(_as_pil(image), pair, method, (left, right))
         except (VoteRejected, ImageError, SetUnavailable) as exc:  # user errors: their message; others stay in the log
             raise gr.Error(html.escape(str(exc))) from None
-        maps = figures(("free-vote-a", "Map A", trial.map_a), ("free-vote-b", "Map B", trial.map_b))
+        maps = figures(("free-vote-a", "Map A", trial.map_a), ("free-vote-b", "Map B", trial.map_b),
+                       key=secrets.token_hex(8))
         return trial, f"### {trial.question}", maps, gr.Radio(value=None), ""
 
     def cast_vote(trial: FreeTrial | None, credential: str | None, answer: str | None, response_ms: Any,
@@ -342,11 +368,12 @@ def build_free_vote(ctx: AppContext, study: StudyRuntime, image: gr.components.C
         return credential, note
 
     show.click(prepare, inputs=[image, pair, method, *models], outputs=[pending, question, shown, answer, status],
-               api_name="free_vote_show", show_progress="minimal", concurrency_id=COMPUTE).success(None, js=_MARK_SHOWN)
+               api_name="free_vote_show", show_progress="minimal", concurrency_id=COMPUTE)
+    gr.context.Context.root_block.load(None, js=CLOCK_JS)
     register_cost(gr.context.Context.root_block, prepare, lambda data: ctx.estimate(data[1], data[2]) or 0.0)
     vote_inputs = [voter, answer, response_ms]
     cast.click(cast_vote, inputs=[pending, *vote_inputs], outputs=[voter, status],
-               js=_with_rt(3, len(vote_inputs) + 1), api_name="free_vote",
+               js=with_rt(3, len(vote_inputs) + 1, "free-vote-maps"), api_name="free_vote",
                concurrency_limit=STUDY_CONCURRENCY, concurrency_id="cbam_viz_study", show_progress="hidden")
     return {"show": show, "cast": cast, "pending": pending, "voter": voter, "shown": shown,
             "answer": answer, "status": status, "question": question}
