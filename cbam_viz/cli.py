@@ -185,7 +185,7 @@ def train_recipe(args: argparse.Namespace) -> Recipe:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from .ablation import VARIANTS, run_ablation, write_table
-    from .training import ROLES, Recipe, check_names, register_set, train_replicates, write_curves
+    from .training import ROLES, Recipe, check_names, register_set, retrain_command, train_replicates, write_curves
 
     roles, variants = tuple(args.roles.split(",")), tuple(args.variants.split(","))
     names, known, what = (variants, VARIANTS, "variant") if args.ablation else (roles, ROLES, "role")
@@ -203,7 +203,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             print(f"wrote {write_table(rows, recipe, args.eval_n, Path(args.table), full=Recipe())}")
             return
         out = Path(args.out_dir or "models")
-        trained = train_replicates(recipe, out, args.name, args.seeds, roles, args.device, args.resume, state_dir)
+        trained = train_replicates(recipe, out, args.name, args.seeds, roles, args.device, args.resume, state_dir,
+                                   retrain_command(args.argv))
     except ValueError as e:
         raise CLIError(str(e)) from None
     for replicate, results in trained.items():
@@ -480,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: `train` records it (retrain_command)
     try:
         return args.func(args) or 0
     except CLIError as e:

@@ -332,14 +332,14 @@ def training_data(recipe: Recipe) -> tuple[tuple[torch.Tensor, torch.Tensor], ..
 
 def train_set(recipe: Recipe, out_dir: Path, name: str = "demo", roles: tuple[str, ...] = tuple(ROLES),
               device: str = "cpu", resume: bool = False, rendered: tuple | None = None,
-              state_dir: Path | None = None) -> dict[str, dict]:
+              state_dir: Path | None = None, command: str = "") -> dict[str, dict]:
     """Train every role (baseline, se, cbam) with the same recipe and data (``rendered``: the
-    recipe's :func:`training_data`, rendered here when None); returns metrics per role."""
+    recipe's :func:`training_data`, rendered here when None); returns metrics per role, each with
+    ``command``: the pasteable command that trains it again (:func:`retrain_command`; none from a library call)."""
     check_names(roles, ROLES, "role")
     if not resume:
         refuse_interrupted([out_dir / f"{name}-{role}.pt" for role in roles], state_dir)
     data, val, test = rendered or training_data(recipe)
-    command = retrain_command(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for role in roles:
@@ -367,7 +367,8 @@ def replicate_name(name: str, seed: int, first_seed: int) -> str:
 
 
 def train_replicates(recipe: Recipe, out_dir: Path, name: str, seeds: int, roles: tuple[str, ...] = tuple(ROLES),
-                     device: str = "cpu", resume: bool = False, state_dir: Path | None = None) -> dict[str, dict[str, dict]]:
+                     device: str = "cpu", resume: bool = False, state_dir: Path | None = None,
+                     command: str = "") -> dict[str, dict[str, dict]]:
     """Train the set ``seeds`` times with seeds ``recipe.seed``, ``recipe.seed + 1``, ... (the same
     rendered images, recipe and roles; the seed sets the initial weights and the batch order);
     returns the metrics per role of each replicate set (:func:`replicate_name`)."""
@@ -381,7 +382,8 @@ def train_replicates(recipe: Recipe, out_dir: Path, name: str, seeds: int, roles
     out = {}
     for seed in range(recipe.seed, recipe.seed + seeds):
         replicate = replicate_name(name, seed, recipe.seed)
-        out[replicate] = train_set(replace(recipe, seed=seed), out_dir, replicate, roles, device, resume, rendered, state_dir)
+        out[replicate] = train_set(replace(recipe, seed=seed), out_dir, replicate, roles, device, resume, rendered, state_dir,
+                                   command)
     return out
 
 
@@ -486,7 +488,7 @@ def register_set(results: dict[str, dict], out_dir: Path, name: str = "demo", re
             **{k: metrics[k] for k in ("epochs", "best_epoch", "lr_drops", "plateau") if k in metrics},
             "schedule": metrics["recipe"].get("schedule", "onecycle"), "init": metrics["recipe"].get("init", "torchvision"),
             "train_seconds": metrics["train_seconds"], "generator": metrics["recipe"]["difficulty"],
-            "how_to_get": f"it ships with the project; retrain with: {metrics['command']}",
+            "how_to_get": "it ships with the project" + (f"; retrain with: {metrics['command']}" if metrics["command"] else ""),
         }
     recipe = next(iter(results.values()))["recipe"]
     described = ", ".join(role_title(r) for r in results)

@@ -1,5 +1,6 @@
 """``python -m cbam_viz`` end to end, in subprocesses, on the shipped demo pair."""
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -177,6 +178,29 @@ def test_the_recorded_training_command_retrains_from_scratch():
     assert retrain_command(argv) == f"{CLI} train --out-dir models --seeds 3 --lr 0.1"
     with pytest.raises(SystemExit):  # no abbreviations that the recorded command would keep
         build_parser().parse_args(["train", "--resum"])
+
+
+def test_train_records_the_command_as_typed_and_a_library_call_none(tmp_path, monkeypatch):
+    """The manifest's training_command is the CLI's own argv (less --resume and --state-dir), whatever
+    process runs it (here pytest); a library call records none."""
+    from cbam_viz import CLI
+    from cbam_viz.cli import main
+    from cbam_viz.models.sets import read_manifest
+    from cbam_viz.training import Recipe, register_set, train_set
+
+    monkeypatch.setenv("CBAM_VIZ_TRAIN_STATE", str(tmp_path / "state"))
+    tiny = ["--train-size", "32", "--val-size", "16", "--size", "32", "--width", "4", "--epochs", "1", "--batch-size", "16",
+            "--schedule", "onecycle", "--difficulty", "easy", "--roles", "baseline", "--curves", str(tmp_path / "c.csv")]
+    argv = ["train", "--out-dir", str(tmp_path / "cli"), *tiny]
+    assert main([*argv, "--resume", "--state-dir", str(tmp_path / "s")]) == 0
+    entry = read_manifest(tmp_path / "cli")["models"]["demo-baseline"]
+    assert entry["training_command"] == f"{CLI} " + shlex.join(argv)
+    assert entry["how_to_get"].endswith("; retrain with: " + entry["training_command"])
+    recipe = Recipe(train_size=32, val_size=16, test_size=16, size=32, width=4, epochs=1, batch_size=16,
+                    schedule="onecycle", difficulty="easy")
+    results = train_set(recipe, tmp_path / "lib", roles=("baseline",))
+    entry = read_manifest(register_set(results, tmp_path / "lib").parent)["models"]["demo-baseline"]
+    assert entry["training_command"] == "" and entry["how_to_get"] == "it ships with the project"
 
 
 def test_train_refuses_a_recipe_out_of_range_with_a_clear_message(tmp_path, capsys):
