@@ -251,12 +251,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .data.annotations import AnnotationError, read_annotations
     from .evaluate import evaluate, evaluate_folder, markdown_table, summary_rows
     from .evaluate.run import check_seed
-    from .evaluate.distributed import start, stop
+    from .evaluate.distributed import barrier, remove_files, start, stop
     from .evaluate.sweep import parse_layers, sweep, sweep_markdown, sweep_rows, write_sweep
     from .models.sets import SetUnavailable, load_set, replicate_names
 
     shard = start(args.device)  # under torchrun: this process's rank; alone: rank 0 of 1
     user = _user_models(args)
+    kept: list[Path] = []  # a sweep's partial files: removed once the whole sweep is written
     options = dict(batch_size=args.batch_size, road=not args.no_road, workers=args.workers, shard=shard, out=Path(args.out),
                    report=args.report)
 
@@ -290,13 +291,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             evaluations = [run(first, layers[0])]
             result = None
         else:
+            options["kept"] = kept
             result = sweep(names, layers, lambda name: first if name == names[0] else load(name), run)
             evaluations = [e for by_layer in (result.runs.values() if result else []) for e in by_layer.values()]
+            barrier(shard)  # every run's outputs are written
     except (SetUnavailable, AnnotationError, ValueError) as e:
         raise CLIError(str(e)) from None
     finally:
         stop(shard)
     if not evaluations or evaluations[0] is None:  # another rank than 0: rank 0 reports
+        remove_files(kept)
         return
     evaluation = evaluations[0]
     if evaluation.seen_as:
@@ -310,6 +314,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         rows = sweep_rows(result)
         print(sweep_markdown(result, rows))
         files += write_sweep(result, Path(args.out), rows)
+        remove_files(kept)
     for path in files:
         print(f"wrote {path}")
 

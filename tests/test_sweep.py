@@ -78,6 +78,34 @@ def test_the_cli_sweeps_layers_and_names_the_files_by_layer(tmp_path):
     assert bad.returncode == 2 and "unknown layer(s) layer7.0" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_an_interrupted_sweep_recomputes_none_of_its_finished_runs(tmp_path, monkeypatch):
+    from cbam_viz.cli import main
+    from cbam_viz.evaluate import run
+
+    models, out = tiny_models_file(tmp_path / "mine"), tmp_path / "out"
+    real, computed = run.score_batch, []
+
+    def counting(models, targets, *args, **kwargs):
+        if len(computed) == stop_after:
+            raise KeyboardInterrupt
+        computed.append((kwargs.get("layer", args[-1]), [t.index for t in targets]))
+        return real(models, targets, *args, **kwargs)
+
+    monkeypatch.setattr(run, "score_batch", counting)
+    argv = ["evaluate", "--models", str(models), "--set", "tiny3", "-n", "4", "--batch-size", "2", "--no-road",
+            "--workers", "0", "--out", str(out), "--layers", "layer2.1,layer4.1"]
+    stop_after = 3  # the first run's two batches, then one of the second run's
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    assert sorted(p.name for p in out.glob("*_partial-*")) == ["tiny3_layer2.1_partial-0of1.jsonl", "tiny3_partial-0of1.jsonl"]
+    stop_after, computed[:] = None, []
+    assert main(argv) == 0
+    assert computed == [("layer4.1", [2, 3])]  # only the batch the interruption left
+    assert list(out.glob("*_partial-*")) == [] and (out / "tiny3_sweep.csv").is_file()
+    computed[:] = []
+    assert main(argv) == 0 and len(computed) == 4  # a finished sweep starts over
+
+
 def test_replicates_train_with_other_seeds_on_the_same_data(tmp_path):
     recipe = Recipe(width=8, size=48, train_size=64, val_size=32, test_size=16, epochs=1, batch_size=32, seed=3, difficulty="easy")
     trained = train_replicates(recipe, tmp_path, "demo", seeds=2, roles=("baseline", "cbam"))

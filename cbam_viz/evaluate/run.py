@@ -60,13 +60,17 @@ def _as_list(items: list) -> list:
 @dataclass
 class Job:
     """How to run: batch size, loader processes, this process's shard, where the outputs and partial
-    results go (None: kept in memory only, nothing resumes) and whether an HTML report is written there."""
+    results go (None: kept in memory only, nothing resumes), whether an HTML report is written there, and
+    ``kept``: None to remove a run's partial file once its outputs are written, or a list that collects
+    the partial files instead (a sweep removes them when all its runs are written, so a sweep resumed
+    after an interruption recomputes none of its finished runs)."""
 
     batch_size: int = 64
     workers: int = 0
     shard: Shard = field(default_factory=Shard)
     out: Path | None = None
     report: bool = False
+    kept: list[Path] | None = None
 
 
 def score_dataset(models: dict, dataset: Dataset, methods: Sequence[str], road: bool, seed: int, job: Job,
@@ -153,14 +157,19 @@ def _evaluate(model_set: ModelSet, images: Dataset, methods: list[str], road: bo
             if job.report:
                 evaluation.files.append(write_report(evaluation, model_set.models, images, model_set.class_names, job.out))
     if partial is not None:
-        barrier(job.shard)  # the outputs exist before any partial file goes
-        partial.remove()
+        if job.kept is not None:
+            partial.close()
+            job.kept.append(partial.path)
+        else:
+            barrier(job.shard)  # the outputs exist before any partial file goes
+            partial.remove()
     return evaluation
 
 
 def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int = EVAL_SEED, batch_size: int = 64,
              road: bool = True, allow_seen_seed: bool = False, workers: int = 0, shard: Shard | None = None,
-             out: Path | None = None, report: bool = False, layer: str | None = None) -> Evaluation | None:
+             out: Path | None = None, report: bool = False, layer: str | None = None,
+             kept: list[Path] | None = None) -> Evaluation | None:
     """Run every method of every model of the set on ``n`` generated images (of the generator the set
     was trained on); the target is the ground-truth class.
 
@@ -170,6 +179,7 @@ def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int =
     there and an interrupted run resumes from its partial file; ``shard``: this process's rank under
     torchrun (:func:`cbam_viz.evaluate.distributed.start`), which returns the result on rank 0 only.
     ``layer``: the CAMs' target layer (None: the last block; another one is part of the output names).
+    ``kept``: see :class:`Job`.
     """
     for role, model in model_set.models.items():
         if model.info.class_names != list(CLASSES):
@@ -180,7 +190,7 @@ def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int =
     dataset = GeneratedImages(seed, n, model_set.info, DIFFICULTIES[generator])
     held_out = "" if seen_as else " that neither trained nor validated the set"
     data = {"generated": n, "generator": generator, "size": model_set.info.input_size}
-    job = Job(batch_size, workers, shard or Shard(), out, report)
+    job = Job(batch_size, workers, shard or Shard(), out, report, kept)
     source = f"generated images{held_out} ({generator} generator, dataset seed {seed})"
     return _evaluate(model_set, dataset, methods, road, seed, job, [], data, layer=layer, seen_as=seen_as, source=source)
 
@@ -188,14 +198,14 @@ def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int =
 def evaluate_folder(model_set: ModelSet, images: Path, annotations: Path, fmt: str, methods: list[str],
                     seed: int = EVAL_SEED, batch_size: int = 64, road: bool = True, workers: int = 0,
                     shard: Shard | None = None, out: Path | None = None, report: bool = False,
-                    layer: str | None = None) -> Evaluation | None:
+                    layer: str | None = None, kept: list[Path] | None = None) -> Evaluation | None:
     """Run every method of every model of the set on a folder of annotated images (``fmt``: one of
     :data:`cbam_viz.data.annotations.FORMATS`); the target is the annotated class. ``seed`` seeds
-    ROAD's noise; ``shard``, ``out``, ``report`` and ``layer`` as for :func:`evaluate`. Raises AnnotationError
+    ROAD's noise; ``shard``, ``out``, ``report``, ``layer`` and ``kept`` as for :func:`evaluate`. Raises AnnotationError
     for annotations that cannot be read at all."""
     dataset, skipped = folder_dataset(images, fmt, annotations, model_set.class_names, model_set.info)
     source = f"annotated images of `{images}` ({fmt} annotations `{annotations}`)"
     data = {"images": str(images.resolve()), "annotations": str(annotations.resolve()), "format": fmt, "items": len(dataset)}
-    job = Job(batch_size, workers, shard or Shard(), out, report)
+    job = Job(batch_size, workers, shard or Shard(), out, report, kept)
     return _evaluate(model_set, dataset, methods, road, seed, job, skipped, data, dataset=images.resolve().name,
                      layer=layer, source=source)
