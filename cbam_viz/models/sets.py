@@ -118,11 +118,7 @@ def _load_entry(model_id: str, entry: dict[str, Any], models_dir: Path, device: 
             raise SetUnavailable(f"{path} is missing: {entry.get('how_to_get', 'reinstall the project')}")
         digest = sha256(path)
         if digest != entry["sha256"]:
-            retrain = entry.get("training_command")
-            raise SetUnavailable(
-                f"{path}: SHA-256 {digest[:12]}... does not match the manifest ({entry['sha256'][:12]}...); the file is corrupt "
-                "or was replaced" + (f" (retraining into {models_dir} rewrites the manifest when the whole run ends; "
-                                     f"finish an interrupted one with: {retrain} --resume)" if retrain else ""))
+            raise SetUnavailable(f"{path}: SHA-256 {digest[:12]}... does not match the manifest ({entry['sha256'][:12]}...); the file is corrupt or was replaced")
         return load_checkpoint(path, device), None
     try:  # kind "user": from a --models file (models/config.py)
         return load_weights(build_from_info(model_info(entry)), entry["file"]).to(device).eval(), None

@@ -18,8 +18,8 @@ Public API endpoints (all that a participant's browser can call for the study):
 
 (Credentials: server-issued ids with a signature, see `cbam_viz.study.credentials`.)
 Every trial payload holds the image and the two maps inline, as ``data:`` URIs of PNGs whose
-lengths depend only on the image size (keyed by the trial's position, for the response clock), plus
-the target class, the question and the progress:
+lengths depend only on the image size, plus the target class, the question and the progress (and the
+position again as the maps' ``data-key``, for the response clock):
 no file, URL, header or timestamp exists per map, and nothing says which model drew which map.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,25 +49,37 @@ from ..study.records import StudyError, VoteRejected
 from .clients import client_address
 from .fairness import COMPUTE, register_cost
 
-# Response time is measured in the browser, from the moment a trial's maps are on screen to the click: one
-# clock per container, (re)started by a MutationObserver in the DOM step that first shows content with a new
-# `data-key` (see `figures`), hidden content starting none. (A step after the response, as before, runs late
-# on a slow browser, after the participant has already been looking.)
+# Response time is measured in the browser, from the frame that first paints a trial's maps to the click:
+# one clock per container, restarted when content with a new `data-key` (see `figures`) becomes visible
+# (seen by a MutationObserver: hidden content starts no clock), then set once its images are decoded, in the
+# next animation frame. So neither a page still busy before that frame nor a late step after the response
+# (as before 2026-12-07, when the layout step restarted it) shifts it. A key is forgotten when its content
+# goes (the end screen), so the next participant in the same window starts a clock of their own.
 CLOCKED = ("study-maps", "free-vote-maps")
 CLOCK_JS = """() => {
   if (window.__cbamVizClock) return;
   const clock = window.__cbamVizClock = {shown: {}, keys: {}};
+  const visible = (node) => node.checkVisibility ? node.checkVisibility() : node.getClientRects().length > 0;
+  const painted = (id, key, node) => {
+    clock.shown[id] = performance.now();  // until the frame that paints it
+    const decoded = [...node.querySelectorAll("img")].map((img) => img.decode().catch(() => null));
+    Promise.all(decoded).then(() => requestAnimationFrame(() => {
+      if (clock.keys[id] === key) clock.shown[id] = performance.now();
+    }));
+  };
   const look = () => {
     for (const id of IDS) {
       const node = document.querySelector(`#${id} [data-key]`);
-      if (!node || node.dataset.key === clock.keys[id] || !node.checkVisibility()) continue;
+      if (!node) { delete clock.keys[id]; continue; }
+      if (node.dataset.key === clock.keys[id] || !visible(node)) continue;
       clock.keys[id] = node.dataset.key;
-      clock.shown[id] = performance.now();
+      painted(id, node.dataset.key, node);
     }
   };
-  new MutationObserver(look).observe(document.body, {subtree: true, childList: true, attributes: true});
+  new MutationObserver(look).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                     attributeFilter: ["class", "style", "hidden", "open", "data-key"]});
   look();
-}""".replace("IDS", str(list(CLOCKED)))
+}""".replace("IDS", json.dumps(list(CLOCKED)))
 # After each study response: the start screen, the trial or the end screen by the view's stage; the
 # platform's completion URL after a few seconds when the vote that finished the study says so (only
 # then: reopening the page later shows the end screen, no redirect).
