@@ -18,7 +18,7 @@ from PIL import Image
 from browser_support import chromium_page
 from playwright.sync_api import Page, expect
 
-from cbam_viz.data import CLASSES, render_sample
+from cbam_viz.data import CLASSES, DIFFICULTIES, render_sample
 from cbam_viz.explain import explain_batch
 from cbam_viz.models.sets import load_set, role_title
 from cbam_viz.render import panels
@@ -93,7 +93,7 @@ def expect_every_panel_named_and_nothing_clipped(page: Page, titles: list[str]) 
 def misclassified_example() -> tuple[str, str, str]:
     """(class, model title, predicted class) of the first Compare-tab example that a bundled demo model gets wrong."""
     demo = load_set("demo", device="cpu")
-    samples = [render_sample(EXAMPLE_SEED, i) for i in range(len(CLASSES))]
+    samples = [render_sample(EXAMPLE_SEED, i, difficulty=DIFFICULTIES[demo.generator]) for i in range(len(CLASSES))]  # as the tab draws them
     results = explain_batch(demo.models, [s.image for s in samples])
     for i, sample in enumerate(samples):
         for role, by_image in results.items():
