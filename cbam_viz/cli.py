@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import CLI
 
@@ -267,8 +268,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     timer = _RunTimer(shard.rank == 0)
 
     def run(model_set, layer: str | None):
-        with timer:
-            return _run(model_set, layer)
+        return timer.time(lambda: _run(model_set, layer))
 
     def _run(model_set, layer: str | None):
         if fmt:
@@ -333,21 +333,22 @@ def _plan(args: argparse.Namespace, names: list[str], layers: list, methods: lis
 
 
 class _RunTimer:
-    """Times each evaluation run; after the first of several, prints about how long the rest will take."""
+    """Times the evaluation runs of a sweep; after the first one computed from scratch (not read back, even in
+    part, from an interrupted sweep's partial file), prints about how long the rest will take."""
 
     def __init__(self, speaks: bool):
-        self.speaks, self.runs, self.done, self.seconds = speaks, 1, 0, 0.0
+        self.speaks, self.runs, self.done, self.told = speaks, 1, 0, False
 
-    def __enter__(self) -> None:
-        self.started = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds += time.perf_counter() - self.started
-        self.done += 1
-        if self.speaks and self.done == 1 and self.runs > 1 and not exc[0]:
-            left = self.seconds * (self.runs - 1)
-            print(f"run 1 of {self.runs} took {self.seconds / 60:.1f} min: about {left / 60:.1f} min more for the "
-                  f"other {self.runs - 1}", file=sys.stderr)
+    def time(self, run: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        evaluation = run()
+        seconds, self.done = time.perf_counter() - started, self.done + 1
+        left = self.runs - self.done
+        if self.speaks and not self.told and left and evaluation is not None and not evaluation.resumed:
+            self.told = True
+            print(f"run {self.done} of {self.runs} took {seconds / 60:.1f} min: about {seconds * left / 60:.1f} min more "
+                  f"for the other {left}", file=sys.stderr)
+        return evaluation
 
 
 def cmd_weights(args: argparse.Namespace) -> None:

@@ -78,7 +78,7 @@ def test_the_cli_sweeps_layers_and_names_the_files_by_layer(tmp_path):
     assert bad.returncode == 2 and "unknown layer(s) layer7.0" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_an_interrupted_sweep_recomputes_none_of_its_finished_runs(tmp_path, monkeypatch):
+def test_an_interrupted_sweep_recomputes_none_of_its_finished_runs(tmp_path, monkeypatch, capsys):
     from cbam_viz.cli import main
     from cbam_viz.evaluate import run
 
@@ -99,8 +99,10 @@ def test_an_interrupted_sweep_recomputes_none_of_its_finished_runs(tmp_path, mon
         main(argv)
     assert sorted(p.name for p in out.glob("*_partial-*")) == ["tiny3_layer2.1_partial-0of1.jsonl", "tiny3_partial-0of1.jsonl"]
     stop_after, computed[:] = None, []
+    capsys.readouterr()
     assert main(argv) == 0
     assert computed == [("layer4.1", [2, 3])]  # only the batch the interruption left
+    assert "min more for the other" not in capsys.readouterr().err  # no estimate from runs read back
     assert list(out.glob("*_partial-*")) == [] and (out / "tiny3_sweep.csv").is_file()
     computed[:] = []
     assert main(argv) == 0 and len(computed) == 4  # a finished sweep starts over

@@ -93,6 +93,7 @@ class PartialFile:
     def __init__(self, path: Path, settings: dict[str, Any]) -> None:
         self.path, self.settings = path, json.loads(json.dumps(settings))
         self._file = None
+        self.loaded = 0  # batches read back by `load`
 
     def load(self) -> dict[int, dict[str, Any]]:
         """The batches already finished by a run with the same settings (the file is trimmed to them);
@@ -117,6 +118,7 @@ class PartialFile:
             done[batch["batch"]] = batch
             kept.append(line)
         atomic_write(self.path, lambda f: f.write(("\n".join(kept) + "\n").encode()))
+        self.loaded = len(done)
         return done
 
     def append(self, batch: dict[str, Any]) -> None:

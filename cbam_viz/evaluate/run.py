@@ -151,7 +151,7 @@ def _evaluate(model_set: ModelSet, images: Dataset, methods: list[str], road: bo
         evaluation = Evaluation.from_scores(scores, roles, methods, road, name=model_set.name, seed=seed, dataset=dataset,
                                             image_shape=(info.input_size, info.input_size), feature_shapes=shapes,
                                             skipped=[tuple(s) for s in skipped + failed], reference_note=note, layer=layer,
-                                            layer_in_name=named, **fields)
+                                            layer_in_name=named, resumed=bool(partial and partial.loaded), **fields)
         if job.out is not None:
             evaluation.files = write_outputs(evaluation, job.out)
             if job.report:

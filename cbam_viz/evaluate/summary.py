@@ -128,6 +128,7 @@ class Evaluation:
     layer: str = ""  # the CAMs' target layer
     layer_in_name: bool = False  # a layer other than the last block: part of the output file names
     files: list[Path] = field(default_factory=list)  # the outputs, once written
+    resumed: bool = False  # some of its images were read back from an earlier run's partial file
     own: dict[str, dict[str, dict[str, dict[str, np.ndarray]]]] | None = None
     predicted: dict[str, list[str]] | None = None
     _tested: list[dict] | None = field(default=None, init=False, repr=False, compare=False)  # see tested_rows
