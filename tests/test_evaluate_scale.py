@@ -94,3 +94,21 @@ def test_torchrun_with_two_cpu_processes_matches_one_process(samples, tmp_path):
     assert len(rows) == 1 + N * 3 * 6  # images x models x (2 placements x 2 targets + 2 reference maps)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
     assert sorted(p.suffix for p in (tmp_path / "two").iterdir()) == [".csv", ".csv", ".md"]  # no partial file left
+
+
+def test_a_torchrun_sweep_matches_one_process_and_leaves_no_partial_file(tmp_path):
+    """A sweep keeps each run's partial files until the sweep is written (every rank its own), then removes them."""
+    models = tiny_models_file(tmp_path / "models")
+    args = ["-m", "cbam_viz", "evaluate", "--models", str(models), "--set", "tiny3", "-n", "8", "--batch-size", "2",
+            "--no-road", "--workers", "0", "--layers", "layer2.1,layer4.1"]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+                "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
+    for command, out in (([sys.executable], "one"), (launcher, "two")):
+        done = subprocess.run([*command, *args, "--out", str(tmp_path / out)], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (sorted(p.name for p in (tmp_path / out).iterdir()) for out in ("one", "two"))
+    assert one == two and "tiny3_sweep.csv" in two and not [n for n in two if "partial" in n]
+    for name in ("tiny3_sweep.csv", "tiny3_layer2.1_per_image.csv", "tiny3_per_image.csv"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text(), name
