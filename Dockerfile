@@ -7,7 +7,7 @@
 # The torch wheel pinned in requirements.txt (CUDA 13.0 build) carries its own CUDA and cuDNN libraries
 # and also runs on CPU; the CUDA base image adds the container-side driver set-up.
 # ImageNet weights (never downloaded): mount them and name them, e.g.
-#   docker run --rm -p 7860:7860 -v $PWD/weights:/weights:ro -e CBAM_VIZ_RESNET50=/weights/resnet50-11ad3fa6.pth \
+#   docker run --rm -p 7860:7860 -v $PWD/weights:/weights:ro -e CBAM_VIZ_RESNET50=/weights/resnet50-0676ba61.pth \
 #     -e CBAM_VIZ_RESNET50_CBAM=/weights/RESNET50_CBAM_new_name_wrap.pth cbam-viz
 ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE}

@@ -12,14 +12,18 @@ PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
 ensure_venv() {  # $1: requirements file; requirements-test.txt includes requirements.txt
-  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  if [ ! -x .venv/bin/python ] && ! "$PYTHON" -m venv .venv; then
+    rm -rf .venv  # half made: the next run must not take it for a working one
+    echo "could not create .venv with $PYTHON: install Python 3.11 and its venv module (Debian/Ubuntu: apt-get install python3.11-venv)" >&2
+    exit 1
+  fi
   local stamp=.venv/.installed-$(basename "$1")
   local want; want=$(cat requirements*.txt | sha256sum | cut -c1-16)
   local covering=("$stamp")  # stamps whose install covers $1: the test install covers the runtime one
   [ "$(basename "$1")" = requirements.txt ] && covering+=(.venv/.installed-requirements-test.txt)
   local s
   for s in "${covering[@]}"; do [ "$(cat "$s" 2>/dev/null)" = "$want" ] && return 0; done
-  echo "installing Python packages from $1 (first run: a few minutes)..."
+  echo "installing Python packages from $1 (first run, or changed requirements: a few minutes; needs pip's package index)..."
   .venv/bin/python -m pip install -q --disable-pip-version-check -r "$1" 2>&1 | grep -v "is ignored" || true
   if [ "$(basename "$1")" = requirements-test.txt ]; then  # packages whose declared dependencies would clash
     .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-test-nodeps.txt 2>&1 \

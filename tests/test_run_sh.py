@@ -36,3 +36,15 @@ def test_the_test_install_covers_the_runtime_requirements(tmp_path: Path) -> Non
     assert "cli-ran" in _cli(project)  # a changed requirement: installed again
     assert "-r requirements.txt" in log.read_text()
     assert "cli-ran" in _cli(project) and log.read_text().count("pip install") == 1  # and stamped
+
+
+def test_a_python_without_venv_gets_a_clear_error_and_no_half_made_venv(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    shutil.rmtree(project / ".venv")
+    fake = tmp_path / "python-without-venv"  # Debian's python3.11 without python3.11-venv: a bare .venv, then failure
+    fake.write_text('#!/bin/sh\nmkdir -p .venv/bin && ln -sf /bin/true .venv/bin/python\n'
+                    'echo "ensurepip is not available" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    done = subprocess.run(["bash", "run.sh", "cli"], cwd=project, capture_output=True, text=True, env={"PYTHON": str(fake), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1 and "apt-get install python3.11-venv" in done.stderr
+    assert not (project / ".venv").exists()
