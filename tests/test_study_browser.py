@@ -52,6 +52,10 @@ def expect_trial(page: Page, number: int) -> None:
 
 
 LOOK_MS = 1000
+# The clock starts in the frame after the trial's images are decoded, which on a loaded machine can come a little
+# after the test already sees them (their size is known before they are decoded): a pause is measured at least
+# this much short.
+FRAME_SLACK_MS = 250
 
 
 def answer(page: Page, label: str) -> None:
@@ -90,7 +94,7 @@ def test_participant_completes_a_study_then_the_owner_reads_the_results(page: Pa
     assert [v.answer for v in votes] == ["A", "same", "B"]
     assert len({v.participant_id for v in votes}) == 1 and votes[0].expertise == "some ML experience"
     times = [v.response_ms for v in votes]  # measured in the browser: includes the pause before each submit
-    assert all(t is not None and 300 <= t < 60_000 for t in times), times  # 300 ms before the keyboard's
+    assert all(t is not None and 300 - FRAME_SLACK_MS <= t < 60_000 for t in times), times  # 300 ms before the keyboard's
 
     expect(page.get_by_role("tab", name="Results")).to_have_count(0)  # the owner's page is elsewhere
     read_results(page, url, "3 votes from 1 participants")
@@ -187,7 +191,7 @@ def test_a_platform_link_walks_consent_practice_trials_and_ends_with_the_complet
     votes = store.votes(config.name)
     assert len(store.participants(config.name)) == 1
     assert sorted(v.kind for v in votes) == ["catch", "trial", "trial", "trial"]  # the practice answer is no vote
-    assert all(v.response_ms is not None and v.response_ms >= LOOK_MS for v in votes)
+    assert all(v.response_ms is not None and v.response_ms >= LOOK_MS - FRAME_SLACK_MS for v in votes)
     assert all(v.server_ms is not None and v.server_ms >= 250 for v in votes)
     (conflict,) = store.conflicts(config.name)  # the fresh browser, on record (each of its requests counted)
     assert conflict.participant_id == joined.participant_id and conflict.other_id == "" and conflict.arrivals >= 1
@@ -292,7 +296,8 @@ def test_the_response_clock_counts_the_time_a_trial_is_on_screen_and_no_more(pag
     expect(slow.locator("#study-status")).to_contain_text("All trials done")
     mine = sorted((v for v in store.votes(CONFIG.name) if v.participant_id not in before), key=lambda v: v.position)
     first, held_before_paint, held_after_paint = (v.response_ms for v in mine)
-    assert first >= LOOK_MS and LOOK_MS <= held_before_paint < LOOK_MS + STALL_MS, (first, held_before_paint)
+    look = LOOK_MS - FRAME_SLACK_MS
+    assert first >= look and look <= held_before_paint < LOOK_MS + STALL_MS, (first, held_before_paint)
     assert held_after_paint >= LOOK_MS + STALL_MS - 50, held_after_paint
     slow.close()
 
@@ -323,12 +328,13 @@ def rt(page: Page, clocked: str) -> int | None:
 
 
 def test_a_response_clock_starts_when_new_content_is_visible(page: Page) -> None:
-    """Per container: hidden content starts no clock; showing it does; the same content again does not
-    restart it; new content does."""
+    """Per container: hidden content starts no clock; showing it does (in the frame that paints it); the same
+    content again does not restart it; new content does."""
     p = new_page(page)
     p.set_content('<div id="box" style="display:none"><div id="study-maps"></div></div><div id="free-vote-maps"></div>')
     p.evaluate(CLOCK_JS)
     put = "([id, html]) => { document.getElementById(id).innerHTML = html; }"
+    painted = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), "red").save(buffer, format="PNG")
     png = buffer.getvalue()
@@ -336,9 +342,11 @@ def test_a_response_clock_starts_when_new_content_is_visible(page: Page) -> None
     assert 'data-key="1"' in first
     p.evaluate(put, ["study-maps", first])
     p.evaluate(put, ["free-vote-maps", first])
+    p.evaluate(painted)
     p.wait_for_timeout(300)
     assert rt(p, "study-maps") is None and rt(p, "free-vote-maps") >= 300
     p.evaluate("() => { document.getElementById('box').style.display = 'block'; }")
+    p.evaluate(painted)
     p.wait_for_timeout(400)
     assert 400 <= rt(p, "study-maps") < rt(p, "free-vote-maps")
     p.evaluate(put, ["free-vote-maps", first])  # the same maps again: still the same trial
