@@ -224,12 +224,28 @@ def state_file(out: Path, state_dir: Path | None = None) -> Path:
     return (state_dir or default_state_dir()) / f"{out.stem}-{digest}.state.pt"
 
 
+def staged_file(out: Path) -> Path:
+    """Where a model finished by a run that is not (beside ``out``) waits: all the models of a run replace
+    the old ones together once the last is done (:func:`publish`), so a set keeps loading, as its manifest
+    describes it, while it is retrained."""
+    return out.with_name(out.name + ".staged")
+
+
+def publish(outs: Iterable[Path]) -> None:
+    """Move every staged model of ``outs`` into place (one atomic rename each; a model kept as it was has none)."""
+    for out in outs:
+        staged = staged_file(out)
+        if staged.is_file():
+            os.replace(staged, out)
+
+
 def refuse_interrupted(outs: Sequence[Path], state_dir: Path | None = None) -> None:
-    """ValueError naming every model of ``outs`` that has an interrupted run's state, which training from
-    scratch would overwrite: checked before a run starts, so that no finished model is retrained first."""
-    found = [path for path in (state_file(out, state_dir) for out in outs) if path.is_file()]
+    """ValueError naming every model of ``outs`` that an interrupted run left, which training from scratch
+    would overwrite (its state, or the model it finished but did not publish): checked before a run starts,
+    so that no finished model is retrained first."""
+    found = [path for out in outs for path in (state_file(out, state_dir), staged_file(out)) if path.is_file()]
     if found:
-        raise ValueError("an interrupted run's state is there for " + ", ".join(str(p) for p in found)
+        raise ValueError("an interrupted run left " + ", ".join(str(p) for p in found)
                          + ": continue it with resume (train --resume), or delete those files to start over")
 
 
@@ -246,11 +262,13 @@ def _deterministic() -> Iterator[None]:
 
 def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tuple, test: tuple | None = None,
           device: str = "cpu", resume: bool = False, options: dict | None = None, title: str | None = None,
-          state_dir: Path | None = None) -> dict:
+          state_dir: Path | None = None, staged: bool = False) -> dict:
     """Train one model (``attention`` and CBAM ``options`` as for ``build_resnet``) under the recipe's
-    schedule; write the best held-out epoch's weights to ``out``; return its metrics, with the
-    accuracy on ``test`` (images no step of training or selection saw) when given. An interrupted run's
-    state (:func:`state_file`) is continued with ``resume=True`` and never overwritten without it."""
+    schedule; write the best held-out epoch's weights to ``out`` (with ``staged``: to :func:`staged_file`,
+    for :func:`publish`); return its metrics, with the accuracy on ``test`` (images no step of training or
+    selection saw) when given. An interrupted run's state (:func:`state_file`) is continued with
+    ``resume=True`` and never overwritten without it; with ``resume``, a model already trained with this
+    recipe (staged or in place) is kept."""
     state_path = state_file(out, state_dir)
     legacy = state_path.with_name(f"{out.stem}.state.pt")  # the name before 2026-12-07: the model file's only
     if resume and not state_path.is_file() and legacy.is_file():
@@ -258,10 +276,11 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
         state_path = legacy
     if not resume:
         refuse_interrupted([out], state_dir)
-    if resume and out.is_file() and not state_path.is_file():
-        metrics = torch.load(out, weights_only=True).get("metrics", {})
+    target = staged_file(out) if staged else out
+    for done in dict.fromkeys((target, out)) if resume and not state_path.is_file() else ():
+        metrics = torch.load(done, weights_only=True).get("metrics", {}) if done.is_file() else {}
         if metrics.get("recipe") == asdict(recipe) and metrics.get("generator_knobs") == generator_knobs(recipe):
-            print(f"{out.name} is already trained with this recipe; keeping it", file=sys.stderr)
+            print(f"{done.name} is already trained with this recipe; keeping it", file=sys.stderr)
             return metrics
     x, y = data
     model = build_demo_model(recipe, attention, options, title).to(device)
@@ -309,9 +328,9 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
         hits = correct_mask(model, *test)
         metrics.update(test_accuracy=float(hits.float().mean()), test_size=len(hits), test_seed=TEST_SEED,
                        test_correct=hits.tolist())
-    save_checkpoint(model.cpu(), out, metrics=metrics)
+    save_checkpoint(model.cpu(), target, metrics=metrics)
     state_path.unlink(missing_ok=True)
-    print(f"{out.name}: best held-out accuracy {best['accuracy']:.2%} at epoch {best['epoch']} of {len(history)}"
+    print(f"{target.name}: best held-out accuracy {best['accuracy']:.2%} at epoch {best['epoch']} of {len(history)}"
           + (f"; test accuracy {metrics['test_accuracy']:.2%}" if test is not None else ""), file=sys.stderr)
     return metrics
 
@@ -332,10 +351,12 @@ def training_data(recipe: Recipe) -> tuple[tuple[torch.Tensor, torch.Tensor], ..
 
 def train_set(recipe: Recipe, out_dir: Path, name: str = "demo", roles: tuple[str, ...] = tuple(ROLES),
               device: str = "cpu", resume: bool = False, rendered: tuple | None = None,
-              state_dir: Path | None = None, command: str = "") -> dict[str, dict]:
+              state_dir: Path | None = None, command: str = "", publish_models: bool = True) -> dict[str, dict]:
     """Train every role (baseline, se, cbam) with the same recipe and data (``rendered``: the
     recipe's :func:`training_data`, rendered here when None); returns metrics per role, each with
-    ``command``: the pasteable command that trains it again (:func:`retrain_command`; none from a library call)."""
+    ``command``: the pasteable command that trains it again (:func:`retrain_command`; none from a library call).
+    The models replace those in ``out_dir`` together, when the last is trained (unless ``publish_models``
+    is False: then the caller calls :func:`publish`)."""
     check_names(roles, ROLES, "role")
     if not resume:
         refuse_interrupted([out_dir / f"{name}-{role}.pt" for role in roles], state_dir)
@@ -345,8 +366,10 @@ def train_set(recipe: Recipe, out_dir: Path, name: str = "demo", roles: tuple[st
     for role in roles:
         attention, options = ROLES[role]
         metrics = train(recipe, attention, out_dir / f"{name}-{role}.pt", data, val, test, device, resume, options,
-                        state_dir=state_dir)
+                        state_dir=state_dir, staged=True)
         results[role] = {**metrics, "command": command, "file": f"{name}-{role}.pt"}
+    if publish_models:
+        publish(out_dir / m["file"] for m in results.values())
     return results
 
 
@@ -371,7 +394,8 @@ def train_replicates(recipe: Recipe, out_dir: Path, name: str, seeds: int, roles
                      command: str = "") -> dict[str, dict[str, dict]]:
     """Train the set ``seeds`` times with seeds ``recipe.seed``, ``recipe.seed + 1``, ... (the same
     rendered images, recipe and roles; the seed sets the initial weights and the batch order);
-    returns the metrics per role of each replicate set (:func:`replicate_name`)."""
+    returns the metrics per role of each replicate set (:func:`replicate_name`). All the models replace
+    those in ``out_dir`` together, when the last is trained."""
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
     check_names(roles, ROLES, "role")
@@ -383,7 +407,8 @@ def train_replicates(recipe: Recipe, out_dir: Path, name: str, seeds: int, roles
     for seed in range(recipe.seed, recipe.seed + seeds):
         replicate = replicate_name(name, seed, recipe.seed)
         out[replicate] = train_set(replace(recipe, seed=seed), out_dir, replicate, roles, device, resume, rendered, state_dir,
-                                   command)
+                                   command, publish_models=False)
+    publish(out_dir / m["file"] for results in out.values() for m in results.values())
     return out
 
 

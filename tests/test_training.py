@@ -129,12 +129,40 @@ def test_an_interrupted_set_is_refused_before_any_finished_model_is_retrained(tm
     with pytest.raises(KeyboardInterrupt):
         train_set(recipe, tmp_path, roles=("baseline", "cbam"), rendered=plateau_data, state_dir=tmp_path / "s")
     monkeypatch.undo()
-    finished = (tmp_path / "demo-baseline.pt").read_bytes()
-    with pytest.raises(ValueError, match="demo-cbam.*train --resume"):
+    finished = (tmp_path / "demo-baseline.pt.staged").read_bytes()  # finished, waiting for the run's last model
+    assert not (tmp_path / "demo-baseline.pt").exists()
+    with pytest.raises(ValueError, match=r"demo-baseline\.pt\.staged.*demo-cbam.*train --resume"):
         train_set(recipe, tmp_path, roles=("baseline", "cbam"), rendered=plateau_data, state_dir=tmp_path / "s")
     with pytest.raises(ValueError, match="demo-cbam"):  # the same check, before rendering, for a run of several seeds
         training.train_replicates(recipe, tmp_path, "demo", 2, ("baseline", "cbam"), state_dir=tmp_path / "s")
-    assert (tmp_path / "demo-baseline.pt").read_bytes() == finished
+    assert (tmp_path / "demo-baseline.pt.staged").read_bytes() == finished
+
+
+def test_a_set_keeps_loading_while_it_is_retrained_and_is_replaced_whole(tmp_path, monkeypatch, plateau_data):
+    """Retraining into a folder whose manifest describes a set: the finished models wait beside the old ones,
+    which keep loading (their SHA-256 as registered) until the run's last model is done; then all are replaced."""
+    recipe, retrained = replace(PLATEAU, epochs=2), replace(PLATEAU, epochs=2, lr=0.02)
+    roles = ("baseline", "cbam")
+    kw = dict(roles=roles, state_dir=tmp_path / "s")
+    for name, by_role in training.train_replicates(recipe, tmp_path, "demo", 2, **kw).items():
+        register_set(by_role, tmp_path, name)
+    old = {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")}
+    _interrupt_at(monkeypatch, 1, model="demo-seed6-cbam")  # the second seed's last model
+    with pytest.raises(KeyboardInterrupt):
+        training.train_replicates(retrained, tmp_path, "demo", 2, **kw)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.glob("*.staged")) == [
+        "demo-baseline.pt.staged", "demo-cbam.pt.staged", "demo-seed6-baseline.pt.staged"]
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")} == old
+    for name in ("demo", "demo-seed6"):
+        load_set(name, tmp_path, device="cpu")  # as registered: every SHA-256 matches
+    staged = (tmp_path / "demo-baseline.pt.staged").read_bytes()
+    results = training.train_replicates(retrained, tmp_path, "demo", 2, resume=True, **kw)
+    assert list(tmp_path.glob("*.staged")) == [] and (tmp_path / "demo-baseline.pt").read_bytes() == staged
+    assert all((tmp_path / name).read_bytes() != data for name, data in old.items())
+    for name, by_role in results.items():
+        register_set(by_role, tmp_path, name)
+        assert load_set(name, tmp_path, device="cpu").entries["cbam"]["seed"] == by_role["cbam"]["recipe"]["seed"]
 
 
 def test_training_leaves_torchs_global_state_as_it_was(tmp_path, plateau_data):
