@@ -458,10 +458,12 @@ def accuracy_table(trained: dict[str, dict[str, dict]]) -> str:
             plateau = ("yes" if m.get("plateau") else "no") if m["recipe"].get("schedule") == "plateau" else "fixed schedule"
             epochs = m["recipe"]["epochs"]  # a fixed schedule's length, which older checkpoints do not record apart
             lines.append(f"| {replicate} | {role_title(role)} | {m['recipe']['seed']} | {m.get('epochs', epochs)} ({m.get('best_epoch', epochs)}) "
-                         f"| {plateau} | {pct(m['val_accuracy'])} | {test} | {gap} | {m['train_seconds'] / 60:.0f} min |")
+                         f"| {plateau} | {100 * m['val_accuracy']:.2f} | {test} | {gap} | {m['train_seconds'] / 60:.0f} min |")
     if len(trained) > 1 and tests:
-        means = ", ".join(f"{role_title(role)} {pct(float(np.mean(v)))}%" for role, v in tests.items())
-        lines += ["", f"Mean test accuracy over the {len(trained)} seeds: {means}."]
+        counts = {len(v) for v in tests.values()}
+        means = ", ".join(f"{role_title(role)} {pct(float(np.mean(v)))}%" + ("" if len(counts) == 1 else
+                          f" ({len(v)} seed{'s' * (len(v) > 1)})") for role, v in tests.items())
+        lines += ["", f"Mean test accuracy over {f'the {counts.pop()} seeds' if len(counts) == 1 else 'seeds'}: {means}."]
     recipe = next(iter(next(iter(trained.values())).values()))["recipe"]
     lines += ["", f"Recipe: {recipe['difficulty']} generator at {recipe['size']} px, {recipe['train_size']:,} training images, "
                   f"{recipe.get('schedule', 'onecycle')} schedule, {recipe.get('init', 'torchvision')} initialisation. Held-out: "

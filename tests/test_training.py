@@ -252,6 +252,10 @@ def test_curves_and_manifest_record_the_training(tmp_path, tiny_pair):
     assert list(lines) == ["Baseline", "CBAM"] and "| — |" in lines["Baseline"]
     test = results["cbam"]["test_accuracy"] - results["baseline"]["test_accuracy"]
     assert f"| {100 * results['cbam']['test_accuracy']:.1f} [" in lines["CBAM"] and f"| {100 * test:+.1f} [" in lines["CBAM"]
+    assert f"| {100 * results['cbam']['val_accuracy']:.2f} |" in lines["CBAM"]  # held-out: steps of 1/val_size
+    partial = training.accuracy_table({"demo": results, "demo-seed8": {"baseline": results["baseline"]}})
+    assert "Mean test accuracy over seeds: Baseline" in partial and "(2 seeds), CBAM" in partial and "(1 seed)." in partial
+    assert "over the 2 seeds" in training.accuracy_table({"demo": results, "demo-seed8": results})
     assert {r["role"] for r in rows} == {"baseline", "cbam"} and all(float(r["train_loss"]) > 0 for r in rows)
     entry = read_manifest(out)["models"]["demo-cbam"]
     assert entry["epochs"] == len(results["cbam"]["history"]) and 1 <= entry["best_epoch"] <= entry["epochs"]
