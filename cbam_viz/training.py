@@ -224,6 +224,31 @@ def state_file(out: Path, state_dir: Path | None = None) -> Path:
     return (state_dir or default_state_dir()) / f"{out.stem}-{digest}.state.pt"
 
 
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and values: written into a trained model's metrics,
+    so that a finished file kept on resume is known to hold the weights it was saved with."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _kept(done: Path, recipe: Recipe) -> dict | None:
+    """The metrics of ``done`` when it is a finished model of ``recipe`` (ValueError when its weights no longer
+    match the digest written with them); None otherwise."""
+    if not done.is_file():
+        return None
+    checkpoint = torch.load(done, weights_only=True)
+    metrics = checkpoint.get("metrics", {})
+    if metrics.get("recipe") != asdict(recipe) or metrics.get("generator_knobs") != generator_knobs(recipe):
+        return None
+    if "weights_sha256" in metrics and weights_digest(checkpoint["state_dict"]) != metrics["weights_sha256"]:
+        raise ValueError(f"{done} is damaged: its weights differ from those it was saved with; delete it to train it again")
+    return metrics
+
+
 def staged_file(out: Path) -> Path:
     """Where a model finished by a run that is not (beside ``out``) waits: all the models of a run replace
     the old ones together once the last is done (:func:`publish`), so a set keeps loading, as its manifest
@@ -278,8 +303,7 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
         refuse_interrupted([out], state_dir)
     target = staged_file(out) if staged else out
     for done in dict.fromkeys((target, out)) if resume and not state_path.is_file() else ():
-        metrics = torch.load(done, weights_only=True).get("metrics", {}) if done.is_file() else {}
-        if metrics.get("recipe") == asdict(recipe) and metrics.get("generator_knobs") == generator_knobs(recipe):
+        if (metrics := _kept(done, recipe)) is not None:
             print(f"{done.name} is already trained with this recipe; keeping it", file=sys.stderr)
             return metrics
     x, y = data
@@ -323,7 +347,7 @@ def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tu
                "best_epoch": best["epoch"], "epochs": len(history), "lr_drops": schedule.drops,
                "plateau": schedule.ended == "plateau",
                "train_seconds": round(sum(h["seconds"] for h in history), 1), "history": history, "recipe": asdict(recipe),
-               "generator_knobs": generator_knobs(recipe)}
+               "generator_knobs": generator_knobs(recipe), "weights_sha256": weights_digest(model.state_dict())}
     if test is not None:
         hits = correct_mask(model, *test)
         metrics.update(test_accuracy=float(hits.float().mean()), test_size=len(hits), test_seed=TEST_SEED,

@@ -165,6 +165,18 @@ def test_a_set_keeps_loading_while_it_is_retrained_and_is_replaced_whole(tmp_pat
         assert load_set(name, tmp_path, device="cpu").entries["cbam"]["seed"] == by_role["cbam"]["recipe"]["seed"]
 
 
+def test_resume_keeps_a_finished_model_only_while_its_weights_are_those_it_was_saved_with(tmp_path, plateau_data):
+    recipe, out = replace(PLATEAU, epochs=1), tmp_path / "demo-cbam.pt"
+    metrics = training.train(recipe, "cbam", out, *plateau_data, state_dir=tmp_path)
+    assert metrics["weights_sha256"] == training.weights_digest(load_checkpoint(out).state_dict())
+    assert training.train(recipe, "cbam", out, *plateau_data, resume=True, state_dir=tmp_path) == metrics  # kept
+    data = bytearray(out.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the weights: the file still loads
+    out.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"demo-cbam\.pt is damaged.*delete it to train it again"):
+        training.train(recipe, "cbam", out, *plateau_data, resume=True, state_dir=tmp_path)
+
+
 def test_training_leaves_torchs_global_state_as_it_was(tmp_path, plateau_data):
     rng, deterministic = torch.get_rng_state(), torch.are_deterministic_algorithms_enabled()
     training.build_demo_model(PLATEAU, "cbam")
