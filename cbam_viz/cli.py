@@ -252,13 +252,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .data.annotations import AnnotationError, read_annotations
     from .evaluate import evaluate, evaluate_folder, markdown_table, summary_rows
     from .evaluate.run import check_seed
-    from .evaluate.distributed import barrier, remove_files, start, stop
+    from .evaluate.distributed import barrier, start, stop
     from .evaluate.sweep import parse_layers, sweep, sweep_markdown, sweep_rows, write_sweep
     from .models.sets import SetUnavailable, load_set, replicate_names
 
     shard = start(args.device)  # under torchrun: this process's rank; alone: rank 0 of 1
     user = _user_models(args)
-    kept: list[Path] = []  # a sweep's partial files: removed once the whole sweep is written
+    kept: list = []  # a sweep's partial files (PartialFile): removed once the whole sweep is written
     options = dict(batch_size=args.batch_size, road=not args.no_road, workers=args.workers, shard=shard, out=Path(args.out),
                    report=args.report)
 
@@ -300,7 +300,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     finally:
         stop(shard)
     if not evaluations or evaluations[0] is None:  # another rank than 0: rank 0 reports
-        remove_files(kept)
+        for partial in kept:
+            partial.remove()
         return
     evaluation = evaluations[0]
     if evaluation.seen_as:
@@ -314,7 +315,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         rows = sweep_rows(result)
         print(sweep_markdown(result, rows))
         files += write_sweep(result, Path(args.out), rows)
-        remove_files(kept)
+        for partial in kept:
+            partial.remove()
     for path in files:
         print(f"wrote {path}")
 

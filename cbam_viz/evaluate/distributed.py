@@ -61,12 +61,6 @@ def barrier(shard: Shard) -> None:
         dist.barrier()
 
 
-def remove_files(paths: Iterable[Path]) -> None:
-    """Remove ``paths`` (partial files whose results are written)."""
-    for path in paths:
-        path.unlink(missing_ok=True)
-
-
 def stop(shard: Shard) -> None:
     """Wait for every rank, then leave the process group."""
     if shard.world > 1 and dist.is_initialized():

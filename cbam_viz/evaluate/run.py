@@ -62,7 +62,7 @@ class Job:
     """How to run: batch size, loader processes, this process's shard, where the outputs and partial
     results go (None: kept in memory only, nothing resumes), whether an HTML report is written there, and
     ``kept``: None to remove a run's partial file once its outputs are written, or a list that collects
-    the partial files instead (a sweep removes them when all its runs are written, so a sweep resumed
+    the (closed) partial files instead (a sweep removes them when all its runs are written, so a sweep resumed
     after an interruption recomputes none of its finished runs)."""
 
     batch_size: int = 64
@@ -70,7 +70,7 @@ class Job:
     shard: Shard = field(default_factory=Shard)
     out: Path | None = None
     report: bool = False
-    kept: list[Path] | None = None
+    kept: list[PartialFile] | None = None
 
 
 def score_dataset(models: dict, dataset: Dataset, methods: Sequence[str], road: bool, seed: int, job: Job,
@@ -159,7 +159,7 @@ def _evaluate(model_set: ModelSet, images: Dataset, methods: list[str], road: bo
     if partial is not None:
         if job.kept is not None:
             partial.close()
-            job.kept.append(partial.path)
+            job.kept.append(partial)
         else:
             barrier(job.shard)  # the outputs exist before any partial file goes
             partial.remove()
@@ -169,7 +169,7 @@ def _evaluate(model_set: ModelSet, images: Dataset, methods: list[str], road: bo
 def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int = EVAL_SEED, batch_size: int = 64,
              road: bool = True, allow_seen_seed: bool = False, workers: int = 0, shard: Shard | None = None,
              out: Path | None = None, report: bool = False, layer: str | None = None,
-             kept: list[Path] | None = None) -> Evaluation | None:
+             kept: list[PartialFile] | None = None) -> Evaluation | None:
     """Run every method of every model of the set on ``n`` generated images (of the generator the set
     was trained on); the target is the ground-truth class.
 
@@ -198,7 +198,7 @@ def evaluate(model_set: ModelSet, methods: list[str], n: int = 1000, seed: int =
 def evaluate_folder(model_set: ModelSet, images: Path, annotations: Path, fmt: str, methods: list[str],
                     seed: int = EVAL_SEED, batch_size: int = 64, road: bool = True, workers: int = 0,
                     shard: Shard | None = None, out: Path | None = None, report: bool = False,
-                    layer: str | None = None, kept: list[Path] | None = None) -> Evaluation | None:
+                    layer: str | None = None, kept: list[PartialFile] | None = None) -> Evaluation | None:
     """Run every method of every model of the set on a folder of annotated images (``fmt``: one of
     :data:`cbam_viz.data.annotations.FORMATS`); the target is the annotated class. ``seed`` seeds
     ROAD's noise; ``shard``, ``out``, ``report``, ``layer`` and ``kept`` as for :func:`evaluate`. Raises AnnotationError
