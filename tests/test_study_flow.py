@@ -181,17 +181,20 @@ def test_three_models_in_balanced_pairs_and_the_stored_vote_names_both(study) ->
 
 def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, tmp_path: Path) -> None:
     session, store = study()
-    # four careful participants: CBAM wins 3 of every 4 of its trials, baseline vs SE alternates;
+    # four careful participants: CBAM wins 3 of every 4 of its trials, baseline vs SE alternates between the
+    # models (counted per kind of trial, so neither the random trial order nor the sides decide who leads: at worst
+    # CBAM ties SE 4-4 and beats the baseline 8-0, while SE ties the baseline);
     # one careless participant picks the baseline (and the background map of the catch trials)
-    count = [0]
+    count = {"cbam": 0, "baseline-se": 0}
 
     def careful(t, kind: str) -> str:
-        count[0] += 1
         if kind == "catch":
             return "A" if t.model_a == "object" else "B"
-        if "cbam" in (t.model_a, t.model_b):
-            return ("A" if t.model_a == "cbam" else "B") if count[0] % 4 else ("B" if t.model_a == "cbam" else "A")
-        return "AB"[count[0] % 2]
+        key = "cbam" if "cbam" in (t.model_a, t.model_b) else "baseline-se"
+        count[key] += 1
+        winner = ("cbam" if count["cbam"] % 4 else next(m for m in (t.model_a, t.model_b) if m != "cbam")) if key == "cbam" \
+            else ("se" if count[key] % 2 else "baseline")
+        return "A" if t.model_a == winner else "B"
 
     for _ in range(4):
         answer_all(session, session.join("", consent=True), careful)
