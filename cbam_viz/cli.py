@@ -252,13 +252,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .data.annotations import AnnotationError, read_annotations
     from .evaluate import evaluate, evaluate_folder, markdown_table, summary_rows
     from .evaluate.run import check_seed
-    from .evaluate.distributed import barrier, start, stop
+    from .evaluate.distributed import PartialFile, barrier, start, stop
     from .evaluate.sweep import parse_layers, sweep, sweep_markdown, sweep_rows, write_sweep
     from .models.sets import SetUnavailable, load_set, replicate_names
 
     shard = start(args.device)  # under torchrun: this process's rank; alone: rank 0 of 1
     user = _user_models(args)
-    kept: list = []  # a sweep's partial files (PartialFile): removed once the whole sweep is written
+    kept: list[PartialFile] = []  # a sweep's partial files: removed once the whole sweep is written
     options = dict(batch_size=args.batch_size, road=not args.no_road, workers=args.workers, shard=shard, out=Path(args.out),
                    report=args.report)
 

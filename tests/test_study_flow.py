@@ -190,10 +190,12 @@ def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, t
     def careful(t, kind: str) -> str:
         if kind == "catch":
             return "A" if t.model_a == "object" else "B"
-        key = "cbam" if "cbam" in (t.model_a, t.model_b) else "baseline-se"
-        count[key] += 1
-        winner = ("cbam" if count["cbam"] % 4 else next(m for m in (t.model_a, t.model_b) if m != "cbam")) if key == "cbam" \
-            else ("se" if count[key] % 2 else "baseline")
+        if "cbam" in (t.model_a, t.model_b):
+            count["cbam"] += 1
+            winner = "cbam" if count["cbam"] % 4 else next(m for m in (t.model_a, t.model_b) if m != "cbam")
+        else:
+            count["baseline-se"] += 1
+            winner = "se" if count["baseline-se"] % 2 else "baseline"
         return "A" if t.model_a == winner else "B"
 
     for _ in range(4):
