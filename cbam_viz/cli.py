@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=96)
-    p.add_argument("--difficulty", choices=GENERATORS, default="hard")
+    p.add_argument("--difficulty", choices=GENERATORS, default="harder", help="generator difficulty (default: harder, the demo set's)")
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("weights", help="published ImageNet weights: where they come from, and downloading them")

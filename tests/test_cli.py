@@ -1,4 +1,5 @@
 """``python -m cbam_viz`` end to end, in subprocesses, on the shipped demo pair."""
+import json
 import os
 import shlex
 import subprocess
@@ -79,6 +80,15 @@ def test_samples_command(tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "s").glob("*_mask.png"))) == 3
     assert (tmp_path / "s" / "labels.csv").read_text().count("\n") == 4
+
+
+def test_samples_default_is_the_shipped_demo_generator():
+    """`samples` without --difficulty draws what the shipped demo models were trained and evaluated on."""
+    from cbam_viz.cli import build_parser
+
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    generators = {entry["generator"] for name, entry in manifest["models"].items() if name.startswith("demo")}
+    assert generators == {build_parser().parse_args(["samples", "--out", "x"]).difficulty}
 
 
 HEAVY = ("torch", "torchvision", "pytorchcv", "pytorch_grad_cam", "gradio", "sqlalchemy", "matplotlib", "cv2", "scipy")
