@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta
+import warnings
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from itertools import combinations
 
 import numpy as np
@@ -176,6 +178,38 @@ def test_votes_over_time_counts_votes_and_participants(votes):
     assert ax.lines[0].get_ydata()[-1] == len(votes)
     assert people.lines[0].get_ydata()[-1] == 12
     assert "no time-stamped votes yet" in assert_readable(votes_over_time_figure([]))
+
+
+@pytest.mark.parametrize("span, unit", [(timedelta(0), "seconds"), (timedelta(milliseconds=40), "seconds"),
+                                        (timedelta(minutes=2), "minutes"), (timedelta(hours=5), "hours"),
+                                        (timedelta(days=3), "days"), (timedelta(days=40), "days")])
+@pytest.mark.parametrize("zone", [None, timezone.utc, timezone(timedelta(hours=-5))])
+def test_votes_over_time_reads_at_any_span(span, unit, zone):
+    """A single vote, a burst within a second and a study of weeks all get a readable time axis in a unit
+    that fits, without matplotlib's date-locator warnings (a lone vote's axis once ran from 2025 to 2029).
+    PostgreSQL hands back aware times, SQLite naive UTC ones: the label gives the first vote in UTC."""
+    start = datetime(2026, 12, 7, 9, 0, tzinfo=timezone.utc)
+    votes = [Comparison(f"p{i % 2}", "image-0", "baseline", "cbam", "cbam", at=start + span * i / 4)
+             for i in range(5 if span else 1)]
+    if zone is None:
+        votes = [replace(v, at=v.at.replace(tzinfo=None)) for v in votes]
+    else:
+        votes = [replace(v, at=v.at.astimezone(zone)) for v in votes]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = votes_over_time_figure(votes)
+        assert_png(fig)
+        assert_readable(fig)
+    ax = fig.axes[0]
+    label = ax.get_xlabel()
+    assert label.startswith(f"{unit} since the first vote") and "2026-12-07 09:00 UTC" in label
+    x = ax.lines[0].get_xdata()
+    low, high = ax.get_xlim()
+    assert x[0] == 0 and low <= 0 and max(x[:-1]) < high == x[-1]  # every vote inside, the line drawn to the edge
+    assert ax.get_title().endswith("5 votes from 2 participants" if span else "1 vote from 1 participant")
+    for axis in fig.axes[:2]:  # counts of votes and participants: whole numbers
+        assert all(float(t).is_integer() for t in axis.get_yticks())
+    assert 2 <= len([t for t in ax.get_xticks() if low <= t <= high]) <= 10
 
 
 def test_catch_trial_figure_stacks_excluded_participants():

@@ -16,15 +16,14 @@ from __future__ import annotations
 import io
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 from PIL import Image
 
 from ..data.metrics import wilson_interval
@@ -34,6 +33,7 @@ CLUSTERED = "#1f5fa8"    # intervals clustered by participant and image
 ROW_INCHES = 0.42        # height of one row in the row-per-item charts
 THUMB_PX = 38            # forest-plot thumbnails fit in a square of this many pixels at DPI
 DPI = 100
+TIME_UNITS = ((86400, "days"), (3600, "hours"), (60, "minutes"), (1, "seconds"))  # votes-over-time axis, largest first
 
 
 def figure_png(fig: Figure, dpi: int = DPI) -> bytes:
@@ -227,32 +227,47 @@ def position_bias_figure(bias: Any) -> Figure:
     return fig
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _utc(at: datetime) -> datetime:
+    """``at`` in UTC; naive times are taken as UTC (SQLite's ``CURRENT_TIMESTAMP``)."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
 def votes_over_time_figure(comparisons: Sequence[Any]) -> Figure:
-    """Cumulative votes (left axis) and participants (right axis) against time; comparisons without a
+    """Cumulative votes (left axis) and participants (right axis) against the time since the first vote,
+    in the largest of seconds, minutes, hours or days that the span fills twice; comparisons without a
     time stamp (``at`` is None) are left out."""
-    timed = sorted((c for c in comparisons if c.at is not None), key=lambda c: c.at)
+    timed = sorted((c for c in comparisons if c.at is not None), key=lambda c: _utc(c.at))
     fig = _figure(6.4, 3.2)
     ax = fig.add_subplot()
     if not timed:
         return _empty(fig, ax, "no time-stamped votes yet")
-    times: list[datetime] = [c.at for c in timed]
+    first = _utc(timed[0].at)
+    elapsed = np.array([(_utc(c.at) - first).total_seconds() for c in timed])
+    seconds, unit = next(((s, u) for s, u in TIME_UNITS if elapsed[-1] >= 2 * s), TIME_UNITS[-1])
+    x = elapsed / seconds
     seen: set[str] = set()
     participants = []
     for c in timed:
         seen.add(c.participant)
         participants.append(len(seen))
-    ax.step(times, np.arange(1, len(timed) + 1), where="post", color="black", label="votes")
+    end = 1.04 * max(x[-1], 1.0)  # a margin, so that the last vote's step shows (a lone vote's too)
+    x = np.append(x, end)
+    ax.step(x, [*range(1, len(timed) + 1), len(timed)], where="post", color="black", label="votes")
     ax.set_ylabel("votes")
     people = ax.twinx()
-    people.step(times, participants, where="post", color=CLUSTERED, label="participants")
+    people.step(x, [*participants, participants[-1]], where="post", color=CLUSTERED, label="participants")
     people.set_ylabel("participants", color=CLUSTERED)
     people.tick_params(axis="y", colors=CLUSTERED)
     for axis in (ax, people):
         axis.set_ylim(0, None)
-    locator = AutoDateLocator(maxticks=6)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    ax.set_title(f"Votes over time: {len(timed)} votes from {len(seen)} participants", fontsize=9)
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0, end)
+    ax.set_xlabel(f"{unit} since the first vote ({first:%Y-%m-%d %H:%M} UTC)", fontsize=8)
+    ax.set_title(f"Votes over time: {_count(len(timed), 'vote')} from {_count(len(seen), 'participant')}", fontsize=9)
     return fig
 
 
