@@ -20,6 +20,7 @@ import json
 import os
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -274,15 +275,29 @@ def refuse_interrupted(outs: Sequence[Path], state_dir: Path | None = None) -> N
                          + ": continue it with resume (train --resume), or delete those files to start over")
 
 
+_DETERMINISTIC_LOCK = threading.Lock()
+_deterministic_runs = {"count": 0, "caller": (False, False)}  # runs under way; the setting the first one found
+
+
 @contextmanager
 def _deterministic() -> Iterator[None]:
-    """torch's deterministic algorithms for the duration of a training run, then the caller's setting again."""
-    before, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    """torch's deterministic algorithms (a process-wide setting) while any training run is under way; the
+    last run to end restores the setting the first one found, so runs in several threads do not switch it
+    off under each other."""
+    with _DETERMINISTIC_LOCK:
+        if _deterministic_runs["count"] == 0:
+            _deterministic_runs["caller"] = (torch.are_deterministic_algorithms_enabled(),
+                                             torch.is_deterministic_algorithms_warn_only_enabled())
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        _deterministic_runs["count"] += 1
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before, warn_only=warn_only)
+        with _DETERMINISTIC_LOCK:
+            _deterministic_runs["count"] -= 1
+            if _deterministic_runs["count"] == 0:
+                enabled, warn_only = _deterministic_runs["caller"]
+                torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 def train(recipe: Recipe, attention: str | None, out: Path, data: tuple, val: tuple, test: tuple | None = None,

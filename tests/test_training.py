@@ -184,6 +184,19 @@ def test_training_leaves_torchs_global_state_as_it_was(tmp_path, plateau_data):
     assert torch.equal(torch.get_rng_state(), rng) and torch.are_deterministic_algorithms_enabled() == deterministic
 
 
+def test_overlapping_training_runs_keep_deterministic_algorithms_until_the_last_ends():
+    """Two runs in two threads overlap: the first to end must not switch determinism off under the other,
+    and the last restores the caller's setting. The runs' enter/exit order is driven directly."""
+    before = torch.are_deterministic_algorithms_enabled()
+    first, second = training._deterministic(), training._deterministic()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert torch.are_deterministic_algorithms_enabled()  # the second run is still training
+    second.__exit__(None, None, None)
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
 def test_plateau_rule():
     assert not training.plateaued([0.1, 0.2, 0.3], patience=3, min_delta=0.005)  # too few epochs to tell
     assert not training.plateaued([0.1, 0.2, 0.3, 0.31], patience=3, min_delta=0.005)
