@@ -252,13 +252,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .data.annotations import AnnotationError, read_annotations
     from .evaluate import evaluate, evaluate_folder, markdown_table, summary_rows
     from .evaluate.run import check_seed
-    from .evaluate.distributed import PartialFile, barrier, start, stop
-    from .evaluate.sweep import parse_layers, sweep, sweep_markdown, sweep_rows, write_sweep
+    from .evaluate.distributed import PartialFile, barrier, from_main, start, stop
+    from .evaluate.sweep import parse_layers, sweep, sweep_rows, write_sweep
     from .models.sets import SetUnavailable, load_set, replicate_names
 
     shard = start(args.device)  # under torchrun: this process's rank; alone: rank 0 of 1
     user = _user_models(args)
-    kept: list[PartialFile] = []  # a sweep's partial files: removed once the whole sweep is written
+    kept: list[PartialFile] = []  # a sweep's partial files: every rank removes its own once rank 0 has written the sweep
+    sweep_files: list[Path] = []
     options = dict(batch_size=args.batch_size, road=not args.no_road, workers=args.workers, shard=shard, out=Path(args.out),
                    report=args.report)
 
@@ -295,13 +296,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             result = sweep(names, layers, lambda name: first if name == names[0] else load(name), run)
             evaluations = [e for by_layer in (result.runs.values() if result else []) for e in by_layer.values()]
             barrier(shard)  # every run's outputs are written
+            written = False
+            try:
+                if result is not None:  # rank 0
+                    sweep_files = write_sweep(result, Path(args.out), sweep_rows(result))
+                written = True
+            finally:  # no rank removes its partial files unless the sweep is written: a rerun reads them back
+                if from_main(shard, written):
+                    for partial in kept:
+                        partial.remove()
     except (SetUnavailable, AnnotationError, ValueError) as e:
         raise CLIError(str(e)) from None
     finally:
         stop(shard)
     if not evaluations or evaluations[0] is None:  # another rank than 0: rank 0 reports
-        for partial in kept:
-            partial.remove()
         return
     evaluation = evaluations[0]
     if evaluation.seen_as:
@@ -312,11 +320,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if result is None:
         print(markdown_table(evaluation, summary_rows(evaluation)))
     else:
-        rows = sweep_rows(result)
-        print(sweep_markdown(result, rows))
-        files += write_sweep(result, Path(args.out), rows)
-        for partial in kept:
-            partial.remove()
+        print(sweep_files[1].read_text())  # the sweep's Markdown report
+        files += sweep_files
     for path in files:
         print(f"wrote {path}")
 

@@ -97,17 +97,29 @@ def test_torchrun_with_two_cpu_processes_matches_one_process(samples, tmp_path):
 
 
 def test_a_torchrun_sweep_matches_one_process_and_leaves_no_partial_file(tmp_path):
-    """A sweep keeps each run's partial files until the sweep is written (every rank its own), then removes them."""
+    """A sweep keeps each run's partial files until the sweep is written (every rank its own), then removes them.
+    When rank 0 cannot write the sweep, no rank removes its partial files: the rerun reads every batch back."""
     models = tiny_models_file(tmp_path / "models")
     args = ["-m", "cbam_viz", "evaluate", "--models", str(models), "--set", "tiny3", "-n", "8", "--batch-size", "2",
             "--no-road", "--workers", "0", "--layers", "layer2.1,layer4.1"]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
                 "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
-    for command, out in (([sys.executable], "one"), (launcher, "two")):
-        done = subprocess.run([*command, *args, "--out", str(tmp_path / out)], cwd=ROOT, env=env, capture_output=True,
+
+    def evaluate(command: list[str], out: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*command, *args, "--out", str(tmp_path / out)], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=600)
+
+    (tmp_path / "two" / "tiny3_sweep.csv").mkdir(parents=True)  # rank 0 cannot write the sweep's table
+    failed = evaluate(launcher, "two")
+    assert failed.returncode != 0
+    partials = sorted(p.name for p in (tmp_path / "two").glob("*_partial-*"))
+    assert partials == [f"tiny3_{layer}partial-{rank}of2.jsonl" for layer in ("layer2.1_", "") for rank in (0, 1)]
+    (tmp_path / "two" / "tiny3_sweep.csv").rmdir()
+    for command, out in (([sys.executable], "one"), (launcher, "two")):
+        done = evaluate(command, out)
         assert done.returncode == 0, done.stderr[-3000:]
+    assert all(f"already scored in {name}" in done.stderr for name in partials)  # the rerun computed nothing again
     one, two = (sorted(p.name for p in (tmp_path / out).iterdir()) for out in ("one", "two"))
     assert one == two and "tiny3_sweep.csv" in two and not [n for n in two if "partial" in n]
     for name in ("tiny3_sweep.csv", "tiny3_layer2.1_per_image.csv", "tiny3_per_image.csv"):

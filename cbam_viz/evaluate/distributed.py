@@ -68,6 +68,15 @@ def stop(shard: Shard) -> None:
         dist.destroy_process_group()
 
 
+def from_main(shard: Shard, value: Any) -> Any:
+    """Rank 0's ``value``, on every rank."""
+    if shard.world == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def gather(shard: Shard, value: Any) -> list[Any] | None:
     """Every rank's ``value`` on rank 0 (in rank order); None on the other ranks."""
     if shard.world == 1:

@@ -62,7 +62,7 @@ class Job:
     """How to run: batch size, loader processes, this process's shard, where the outputs and partial
     results go (None: kept in memory only, nothing resumes), whether an HTML report is written there, and
     ``kept``: None to remove a run's partial file once its outputs are written, or a list that collects
-    the (closed) partial files instead (a sweep removes them when all its runs are written, so a sweep resumed
+    the (closed) partial files instead (a sweep removes them once its own files are written, so a sweep resumed
     after an interruption recomputes none of its finished runs)."""
 
     batch_size: int = 64
