@@ -97,7 +97,7 @@ def test_participant_completes_a_study_then_the_owner_reads_the_results(page: Pa
     assert all(t is not None and 300 - FRAME_SLACK_MS <= t < 60_000 for t in times), times  # 300 ms before the keyboard's
 
     expect(page.get_by_role("tab", name="Results")).to_have_count(0)  # the owner's page is elsewhere
-    read_results(page, url, "3 votes from 1 participants")
+    read_results(page, url, "3 votes from 1 participant ")
 
 
 def read_results(page: Page, url: str, votes: str) -> None:

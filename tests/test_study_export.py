@@ -63,7 +63,7 @@ def test_cli_export_and_summary(db: str, tmp_path: Path, capsys: pytest.CaptureF
     assert main(["study", "export", "--db", db, "--study", "pilot", "--format", "json", "--out", str(out)]) == 0
     assert [r["chosen_model"] for r in json.loads(out.read_text())] == expected_choices(db)
     assert main(["study", "summary", "--db", db, "--study", "pilot"]) == 0
-    assert "6 votes from 1 participants" in capsys.readouterr().out
+    assert "6 votes from 1 participant " in capsys.readouterr().out
     assert main(["study", "summary", "--db", db, "--study", "nope"]) == 2
     assert "unknown study 'nope'" in capsys.readouterr().err
 

@@ -214,7 +214,7 @@ def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, t
     assert analysis.ranking.strengths[0].model == "cbam"
     assert "1 of 5 participants failed at least one" in report.markdown
     assert "(careless-5f)" in report.markdown  # by the platform id the owner rejects on the platform
-    assert "Left out: 6 votes from 1 participants who failed an attention check" in report.markdown
+    assert "Left out: 6 votes from 1 participant who failed an attention check" in report.markdown
     assert "Power**: Power" not in report.markdown
     review = {row[0]: row[-1] for row in report.review[1]}
     assert list(review) == ["careless-5f"] and review["careless-5f"].startswith("failed an attention check")
@@ -227,7 +227,7 @@ def test_catch_trials_are_recorded_and_failures_are_excluded_by_default(study, t
     assert len(report.per_participant[1]) == 4 and len(everyone.per_participant[1]) == 5
     assert sum(r[1] for r in report.answers[1]) == 24 and sum(r[1] for r in everyone.answers[1]) == 30
     assert len({c.participant for c in everyone.analyses[0].comparisons}) == 5
-    assert "Counted in: 1 participants who failed" in everyone.markdown
+    assert "Counted in: 1 participant who failed" in everyone.markdown
     # position bias once, with its per-vote and (where it exists) clustered interval
     assert report.markdown.count("Position bias") == 1 == everyone.markdown.count("Position bias")
     assert "with votes independent (Wilson)" in report.markdown

@@ -296,7 +296,7 @@ def test_report_and_exports(setup, tmp_path: Path) -> None:
     assert report.stats.votes == 8 and report.stats.participants == 2
     assert report.per_image[0][-2:] == ["energy PG Baseline", "energy PG CBAM"]
     assert "Agrees with the objective score" in report.markdown
-    assert "Votes on uploads" in report.free_markdown and "1 votes" in report.free_markdown
+    assert "Votes on uploads" in report.free_markdown and "1 vote from 1 participant " in report.free_markdown
     paths = write_exports(report, "s1", tmp_path / "out")
     assert [p.name for p in paths] == ["s1-votes.csv", "s1-votes.json", "s1-participants.csv", "s1-platform-review.csv",
                                        "s1-conflicts.csv", "s1-upload-votes.csv"]

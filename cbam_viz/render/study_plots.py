@@ -87,8 +87,8 @@ def ranking_figure(ranking: Any, names: Mapping[str, str] | None = None) -> Figu
     right.tick_params(labelsize=8, length=0)
     ax.set_ylim(-0.6, len(strengths) - 0.4)
     ax.set_xlabel("Bradley-Terry strength (log-odds; 0 = average model)")
-    ax.set_title(f"Ranking from {ranking.decisive} decisive votes ({ranking.ties} without preference), "
-                 f"{ranking.participants} participants", fontsize=9)
+    ax.set_title(f"Ranking from {_count(ranking.decisive, 'decisive vote')} ({ranking.ties} without preference), "
+                 f"{_count(ranking.participants, 'participant')}", fontsize=9)
     clustered = " and ".join("image" if c == "stimulus" else c for c in ranking.clustered_by)
     _interval_legend(fig, "95% CI, votes independent",
                      f"95% CI, clustered by {clustered}" if clustered else "no clustered CI (one participant, one image)")

@@ -167,9 +167,10 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
     models_line = _models_markdown(models, names, titles)
     people, conflicts = store.participants(study), store.conflicts(study)
     left_out = [v for v in votes if v.participant_id in exclude and v.kind == TRIAL and not v.is_repeat]
-    excluded_line = (f"Left out: {len(left_out)} votes from {len(exclude)} participants who failed an attention check "
+    excluded_line = (f"Left out: {len(left_out)} vote{'' if len(left_out) == 1 else 's'} from {len(exclude)} participant"
+                     f"{'' if len(exclude) == 1 else 's'} who failed an attention check "
                      "(the switch counts them in, everywhere)." if exclude else
-                     f"Counted in: {len(failed)} participants who failed an attention check." if failed else "")
+                     f"Counted in: {len(failed)} participant{'' if len(failed) == 1 else 's'} who failed an attention check." if failed else "")
     full = summary_markdown(stats, title=f"Study {study!r}", names=names, position_bias=False,
                             notes=[line for line in (excluded_line, models_line) if line])
     extra = "\n".join(filter(None, [_checks_markdown(config, votes, catch, people), _conflicts_markdown(conflicts),

@@ -184,7 +184,8 @@ def summary_markdown(stats: StudyStats, title: str = "Study summary", names: Map
     (for a report that gives it with a clustered interval, `report.build_report`); ``notes``: Markdown
     lines under the vote count."""
     lines = [f"## {title}", "",
-             f"{stats.votes} votes from {stats.participants} participants (repeat trials excluded).", *notes, "",
+             f"{stats.votes} vote{'' if stats.votes == 1 else 's'} from {stats.participants} participant"
+             f"{'' if stats.participants == 1 else 's'} (repeat trials excluded).", *notes, "",
              "| answer | votes |", "|---|---|"]
     names = dict(names or {})
     lines += [f"| {names.get(k, k)} | {v} |" for k, v in stats.chosen_counts.items()]
