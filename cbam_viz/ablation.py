@@ -20,12 +20,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
 
 from .data import DIFFICULTIES, energy_pointing_game, mean_ci, pointing_game, render_sample
 from .explain import explain_batch
+from .fileio import atomic_write_text
 from .models import load_checkpoint
 from .training import Recipe, check_names, train, training_data
 
@@ -135,12 +137,15 @@ def markdown(rows: Sequence[Row], recipe: Recipe, n_eval: int, full: Recipe | No
 def write_table(rows: Sequence[Row], recipe: Recipe, n_eval: int, path: Path, full: Recipe | None = None) -> Path:
     """Write :func:`markdown` to ``path`` and the raw rows next to it as CSV."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(rows, recipe, n_eval, full) + "\n")
-    with open(path.with_suffix(".csv"), "w", newline="") as f:
+    atomic_write_text(path, markdown(rows, recipe, n_eval, full) + "\n")
+
+    def write(f: IO[str]) -> None:
         writer = csv.writer(f)
         writer.writerow(["variant", "metric", "value", "lo", "hi", "n", "train_seconds", "recipe"])
         for r in rows:
             for metric in ("accuracy", "pointing", "energy"):
                 writer.writerow([r.variant, metric, *(f"{v:.6f}" for v in getattr(r, metric)), n_eval, r.train_seconds,
                                  json.dumps(asdict(recipe))])
+
+    atomic_write_text(path.with_suffix(".csv"), write)
     return path

@@ -118,6 +118,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     import numpy as np
 
     from .explain import explain, to_arrays
+    from .fileio import atomic_write
     from .models import display_crop
     from .render import comparison_figure
 
@@ -132,8 +133,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
     display = np.asarray(display_crop(image, info))
     titles = {role: model.info.title for role, model in models.items()}
     note = _domain_note(class_names, [args.image])
-    comparison_figure(display, results, class_names, titles, note).save(out / f"{stem}_{args.method}.png")
-    np.savez_compressed(out / f"{stem}_{args.method}.npz", **to_arrays(results))
+    figure, arrays = comparison_figure(display, results, class_names, titles, note), to_arrays(results)
+    atomic_write(out / f"{stem}_{args.method}.png", lambda f: figure.save(f, format="PNG"))
+    atomic_write(out / f"{stem}_{args.method}.npz", lambda f: np.savez_compressed(f, **arrays))
     _warn(note)
     for role, r in results.items():
         print(f"{role:8s} {titles[role]:28s} pred {class_names[r.prediction]} ({r.probs[r.prediction]:.1%}), explained {class_names[r.target]}")

@@ -1,6 +1,7 @@
 """Writing files so that no reader ever sees part of one; the formats figures are written in."""
 from __future__ import annotations
 
+import io
 import os
 import stat
 import tempfile
@@ -23,6 +24,21 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: Path, write: Callable[[IO[str]], Any] | str) -> Path:
+    """:func:`atomic_write` for text in UTF-8: ``write`` is the text, or writes it to a text stream (newlines
+    untranslated, as the csv module expects)."""
+    def binary(f: IO[bytes]) -> None:
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        if callable(write):
+            write(text)
+        else:
+            text.write(write)
+        text.flush()
+        text.detach()  # atomic_write closes the file itself
+
+    return atomic_write(path, binary)
 
 
 FIGURE_FORMATS = ("pdf", "svg", "png")

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from cbam_viz.fileio import atomic_write
+from cbam_viz.fileio import atomic_write, atomic_write_text
 
 
 def _mode(path) -> int:
@@ -30,3 +30,13 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
     with pytest.raises(OSError):
         atomic_write(path, fail)
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+def test_an_atomic_text_write_is_utf8_with_newlines_as_written(tmp_path):
+    import csv
+
+    path = tmp_path / "table.csv"
+    atomic_write_text(path, lambda f: csv.writer(f).writerows([("image", "reason"), ("ü.png", "not an image")]))
+    assert path.read_bytes() == "image,reason\r\nü.png,not an image\r\n".encode()  # csv's own line ends, untranslated
+    atomic_write_text(path, "# Tabelle\n")
+    assert path.read_bytes() == "# Tabelle\n".encode() and _mode(path) == 0o644

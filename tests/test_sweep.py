@@ -108,6 +108,31 @@ def test_an_interrupted_sweep_recomputes_none_of_its_finished_runs(tmp_path, mon
     assert main(argv) == 0 and len(computed) == 4  # a finished sweep starts over
 
 
+def test_rewriting_outputs_that_fail_midway_leaves_the_last_ones_whole(three, tmp_path, monkeypatch):
+    """A rerun that fails while writing a file (full disk, Ctrl+C) leaves the last run's file whole and no
+    temporary file: readers (the app serves `<set>_sweep.html`) see an old file or a new one, never part of one."""
+    import cbam_viz.evaluate.summary as summary
+    from cbam_viz.evaluate.summary import write_outputs
+
+    result = sweep(["tiny3"], ["layer2.1", None], lambda name: three, _run)
+    evaluation = result.runs["tiny3"]["layer4.1"]
+    before = {p: p.read_bytes() for p in [*write_sweep(result, tmp_path), *write_outputs(evaluation, tmp_path)]}
+
+    class DiskFull(list):  # some rows are written, then the disk is full
+        def __iter__(self):
+            yield from self[:2]
+            raise OSError("No space left on device")
+
+    with pytest.raises(OSError):
+        write_sweep(result, tmp_path, DiskFull(sweep_rows(result)))
+    real = summary.write_scores
+    monkeypatch.setattr(summary, "write_scores", lambda f, scores, **kw: real(f, DiskFull(scores), **kw))
+    with pytest.raises(OSError):
+        write_outputs(evaluation, tmp_path)
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in before)
+
+
 def test_replicates_train_with_other_seeds_on_the_same_data(tmp_path):
     recipe = Recipe(width=8, size=48, train_size=64, val_size=32, test_size=16, epochs=1, batch_size=32, seed=3, difficulty="easy")
     trained = train_replicates(recipe, tmp_path, "demo", seeds=2, roles=("baseline", "cbam"))

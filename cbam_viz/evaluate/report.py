@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..explain import explain_batch
+from ..fileio import atomic_write_text
 from ..models.sets import role_title
 from ..render.overlay import outline, overlay
 from .scoring import Target, model_input
@@ -193,6 +194,4 @@ def write_report(evaluation: Evaluation, models: Mapping[str, nn.Module], datase
                  ([f"<li>... and {len(evaluation.skipped) - len(shown)} more (see {html.escape(evaluation.stem)}_skipped.csv)</li>"]
                   if len(evaluation.skipped) > len(shown) else []) + ["</ul>"]
     parts.append("</body></html>")
-    path = out_dir / f"{evaluation.stem}_report.html"
-    path.write_text("\n".join(parts))
-    return path
+    return atomic_write_text(out_dir / f"{evaluation.stem}_report.html", "\n".join(parts))

@@ -21,6 +21,7 @@ from typing import IO, NamedTuple
 import numpy as np
 
 from ..data import PLACEMENTS, REFERENCE_MAPS, holm, mean_ci, paired_test, pointing_tolerance
+from ..fileio import atomic_write_text
 from ..models.sets import role_title
 
 ALPHA = 0.05
@@ -466,20 +467,21 @@ def write_outputs(evaluation: Evaluation, out_dir: Path) -> list[Path]:
     """Per-image CSV (every CAM under every placement, and the reference maps), summary CSV, the
     Markdown report and, when images were skipped, the skip list (CSV: image, reason)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    per_image = out_dir / f"{evaluation.stem}_per_image.csv"
-    with open(per_image, "w", newline="") as f:
-        write_scores(f, evaluation.scores())
+    per_image = atomic_write_text(out_dir / f"{evaluation.stem}_per_image.csv", lambda f: write_scores(f, evaluation.scores()))
     rows = summary_rows(evaluation)
-    summary = out_dir / f"{evaluation.stem}_summary.csv"
-    with open(summary, "w", newline="") as f:
+    paths = [per_image, write_csv(out_dir / f"{evaluation.stem}_summary.csv", rows),
+             atomic_write_text(out_dir / f"{evaluation.stem}_summary.md", markdown_table(evaluation, rows))]
+    if evaluation.skipped:
+        paths.append(atomic_write_text(out_dir / f"{evaluation.stem}_skipped.csv",
+                                       lambda f: csv.writer(f).writerows([("image", "reason"), *evaluation.skipped])))
+    return paths
+
+
+def write_csv(path: Path, rows: Sequence[dict]) -> Path:
+    """``rows`` (dicts with the same keys, in column order) as a CSV file with a header, written atomically."""
+    def write(f: IO[str]) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    table = out_dir / f"{evaluation.stem}_summary.md"
-    table.write_text(markdown_table(evaluation, rows))
-    paths = [per_image, summary, table]
-    if evaluation.skipped:
-        paths.append(out_dir / f"{evaluation.stem}_skipped.csv")
-        with open(paths[-1], "w", newline="") as f:
-            csv.writer(f).writerows([("image", "reason"), *evaluation.skipped])
-    return paths
+
+    return atomic_write_text(path, write)

@@ -15,7 +15,6 @@ differences.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,11 +25,12 @@ from markdown_it import MarkdownIt
 
 from ..data import PLACEMENTS
 from ..explain import target_layers
+from ..fileio import atomic_write, atomic_write_text
 from ..models.sets import ModelSet, role_title
 from ..render.study_plots import figure_png
 from ..render.sweep_plot import depth_plot
 from .summary import (ALPHA, ANALYSES, DEPENDS_ON_PLACEMENT, LABELS, NO_VERDICT, PRIMARY, Evaluation, judge, metric_lines,
-                      output_stem, tested_rows)
+                      output_stem, tested_rows, write_csv)
 
 DEPENDS_ON_SEED = "depends on the seed"
 DEPENDS_ON_LAYER = "depends on the layer"
@@ -255,19 +255,16 @@ def write_sweep(result: Sweep, out_dir: Path, rows: list[dict] | None = None) ->
     rows = rows if rows is not None else sweep_rows(result)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{result.stem}.{suffix}" for suffix in ("csv", "md", "png", "html")]
-    with open(paths[0], "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(paths[0], rows)
     text = sweep_markdown(result, rows)
-    paths[1].write_text(text)
+    atomic_write_text(paths[1], text)
     first = result.first
     plots = {method: {LABELS[m]: curves(result, method, m) for m in first.metrics if m != "energy_matched"}
              for method in first.values}
     seeds = "; thin lines: one training seed each, thick: their mean" if len(result.replicates) > 1 else ""
     image = figure_png(depth_plot(result.layers, plots, f"{result.name}: mean per target layer ({PLOTTED_PLACEMENT} placement{seeds})"))
-    paths[2].write_bytes(image)
-    paths[3].write_text(_html(result.name, text, image))
+    atomic_write(paths[2], lambda f: f.write(image))
+    atomic_write_text(paths[3], _html(result.name, text, image))
     return paths
 
 

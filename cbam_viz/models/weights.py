@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from ..fileio import atomic_write
 from .resnet import ATTENTIONS, ModelInfo, ResNet, build_from_info
 
 FORMAT = "cbam-viz"
@@ -192,6 +193,6 @@ def save_checkpoint(model: ResNet, path: str | Path, **extra: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "version": FORMAT_VERSION, "info": model.info.to_dict(), "state_dict": state, **extra}, path)
-    return path
+    checkpoint = {"format": FORMAT, "version": FORMAT_VERSION, "info": model.info.to_dict(), "state_dict": state, **extra}
+    return atomic_write(path, lambda f: torch.save(checkpoint, f))
 

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ..explain import Explanation  # noqa: E402
-from ..fileio import figure_format  # noqa: E402
+from ..fileio import atomic_write, figure_format  # noqa: E402
 from .figure import FONT, NOTE_COLOR, PAD_INCHES, caption, colorbar, wrap  # noqa: E402
 from .overlay import overlay  # noqa: E402
 
@@ -67,5 +67,4 @@ def save_grid(fig: Figure, path: str | Path, dpi: int = 300) -> Path:
     path = Path(path)
     fmt = figure_format(path)
     with matplotlib.rc_context(VECTOR_TEXT):
-        fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=PAD_INCHES)
-    return path
+        return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=PAD_INCHES))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from ..fileio import atomic_write
 from .sweep_plot import COLOURS
 
 STYLES = ("-", "--", ":", "-.")
@@ -42,5 +43,4 @@ def plot_curves(rows: Sequence[Mapping], best: Mapping[tuple[str, str], int], ou
     for ax in (acc_ax, zoom_ax, loss_ax):
         ax.grid(alpha=0.3)
     acc_ax.legend(fontsize=7, ncol=len(seeds))
-    fig.savefig(out)
-    return out
+    return atomic_write(out, lambda f: fig.savefig(f, format="png"))

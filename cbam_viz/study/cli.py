@@ -81,8 +81,10 @@ def _export(args: argparse.Namespace) -> int:
     if args.out == "-":
         count = write_votes(votes, sys.stdout, args.format)
     else:
-        with open(args.out, "w", newline="", encoding="utf-8") as fh:
-            count = write_votes(votes, fh, args.format)
+        from ..fileio import atomic_write_text
+
+        atomic_write_text(Path(args.out), lambda fh: write_votes(votes, fh, args.format))
+        count = len(votes)  # one row per vote
     print(f"wrote {count} votes to {args.out}", file=sys.stderr)
     return 0
 

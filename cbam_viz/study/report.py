@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..fileio import atomic_write, atomic_write_text
 from .analysis import (
     Agreement,
     Comparison,
@@ -233,9 +234,7 @@ def write_plots(report: ResultsReport, folder: str | Path, thumbnails: Mapping[s
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, png in plots(report, thumbnails).items():
-        path = folder / f"{export_stem(report.config.name)}-{name}.png"
-        path.write_bytes(png)
-        paths.append(path)
+        paths.append(atomic_write(folder / f"{export_stem(report.config.name)}-{name}.png", lambda f, png=png: f.write(png)))
     return paths
 
 
@@ -248,25 +247,15 @@ def write_exports(report: ResultsReport, study: str, folder: str | Path) -> list
     stem = export_stem(study)
     paths = []
     for fmt in ("csv", "json"):
-        path = folder / f"{stem}-votes.{fmt}"
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            write_votes(report.votes, fh, fmt)
-        paths.append(path)
+        paths.append(atomic_write_text(folder / f"{stem}-votes.{fmt}", lambda fh, fmt=fmt: write_votes(report.votes, fh, fmt)))
     conflicts = [[c.platform_key, c.participant_id, c.other_id, c.arrivals, c.first_at.isoformat(timespec="seconds"),
                   c.last_at.isoformat(timespec="seconds")] for c in report.conflicts]
     for name, header, rows in (("participants", *report.participants), ("platform-review", *report.review),
                                ("conflicts", ["platform id", "participant", "arrived as participant", "arrivals", "first",
                                               "last"], conflicts)):
-        path = folder / f"{stem}-{name}.csv"
-        with path.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(header)
-            writer.writerows(rows)
-        paths.append(path)
-    path = folder / f"{stem}-upload-votes.csv"
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        write_votes(report.free_votes, fh, "csv")
-    paths.append(path)
+        paths.append(atomic_write_text(folder / f"{stem}-{name}.csv",
+                                       lambda fh, rows=[header, *rows]: csv.writer(fh, lineterminator="\n").writerows(rows)))
+    paths.append(atomic_write_text(folder / f"{stem}-upload-votes.csv", lambda fh: write_votes(report.free_votes, fh, "csv")))
     return paths
 
 
