@@ -1,11 +1,12 @@
 """Writing files so that no reader ever sees part of one; the formats figures are written in."""
 from __future__ import annotations
 
+import csv
 import io
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +40,16 @@ def atomic_write_text(path: Path, write: Callable[[IO[str]], Any] | str) -> Path
         text.detach()  # atomic_write closes the file itself
 
     return atomic_write(path, binary)
+
+
+def atomic_write_csv(path: Path, rows: Sequence[Mapping[str, Any]], fieldnames: Sequence[str] | None = None) -> Path:
+    """``rows`` as CSV with a header (``fieldnames``, default the first row's keys), written atomically."""
+    def write(f: IO[str]) -> None:
+        writer = csv.DictWriter(f, fieldnames=list(fieldnames or rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    return atomic_write_text(path, write)
 
 
 FIGURE_FORMATS = ("pdf", "svg", "png")

@@ -14,7 +14,6 @@ continues from it, and an interrupted + resumed run equals an uninterrupted one 
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -26,7 +25,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import torch
@@ -35,7 +33,7 @@ from tqdm import tqdm
 
 from . import CLI
 from .data import CLASSES, DIFFICULTIES, MEAN, STD, render_sample
-from .fileio import atomic_write, atomic_write_text
+from .fileio import atomic_write, atomic_write_csv, atomic_write_text
 from .models import ResNet, build_resnet, save_checkpoint
 from .models.attention import authors_init
 from .models.sets import role_title
@@ -463,12 +461,7 @@ def write_curves(trained: dict[str, dict[str, dict]], csv_path: Path) -> tuple[P
     rows = [{"set": replicate, "role": role, "seed": metrics["recipe"]["seed"], **{k: h[k] for k in CURVE_FIELDS[3:]}}
             for replicate, results in trained.items() for role, metrics in results.items() for h in metrics["history"]]
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    def write(f: IO[str]) -> None:
-        writer = csv.DictWriter(f, CURVE_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-    atomic_write_text(csv_path, write)
+    atomic_write_csv(csv_path, rows, CURVE_FIELDS)
     best = {(replicate, role): metrics["best_epoch"] for replicate, results in trained.items() for role, metrics in results.items()}
     table = atomic_write_text(csv_path.with_suffix(".md"), accuracy_table(trained))
     return csv_path, plot_curves(rows, best, csv_path.with_suffix(".png")), table

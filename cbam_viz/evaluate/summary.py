@@ -21,7 +21,7 @@ from typing import IO, NamedTuple
 import numpy as np
 
 from ..data import PLACEMENTS, REFERENCE_MAPS, holm, mean_ci, paired_test, pointing_tolerance
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_csv, atomic_write_text
 from ..models.sets import role_title
 
 ALPHA = 0.05
@@ -469,19 +469,9 @@ def write_outputs(evaluation: Evaluation, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     per_image = atomic_write_text(out_dir / f"{evaluation.stem}_per_image.csv", lambda f: write_scores(f, evaluation.scores()))
     rows = summary_rows(evaluation)
-    paths = [per_image, write_csv(out_dir / f"{evaluation.stem}_summary.csv", rows),
+    paths = [per_image, atomic_write_csv(out_dir / f"{evaluation.stem}_summary.csv", rows),
              atomic_write_text(out_dir / f"{evaluation.stem}_summary.md", markdown_table(evaluation, rows))]
     if evaluation.skipped:
         paths.append(atomic_write_text(out_dir / f"{evaluation.stem}_skipped.csv",
                                        lambda f: csv.writer(f).writerows([("image", "reason"), *evaluation.skipped])))
     return paths
-
-
-def write_csv(path: Path, rows: Sequence[dict]) -> Path:
-    """``rows`` (dicts with the same keys, in column order) as a CSV file with a header, written atomically."""
-    def write(f: IO[str]) -> None:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-    return atomic_write_text(path, write)

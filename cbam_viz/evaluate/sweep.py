@@ -25,12 +25,12 @@ from markdown_it import MarkdownIt
 
 from ..data import PLACEMENTS
 from ..explain import target_layers
-from ..fileio import atomic_write, atomic_write_text
+from ..fileio import atomic_write, atomic_write_csv, atomic_write_text
 from ..models.sets import ModelSet, role_title
 from ..render.study_plots import figure_png
 from ..render.sweep_plot import depth_plot
 from .summary import (ALPHA, ANALYSES, DEPENDS_ON_PLACEMENT, LABELS, NO_VERDICT, PRIMARY, Evaluation, judge, metric_lines,
-                      output_stem, tested_rows, write_csv)
+                      output_stem, tested_rows)
 
 DEPENDS_ON_SEED = "depends on the seed"
 DEPENDS_ON_LAYER = "depends on the layer"
@@ -255,7 +255,7 @@ def write_sweep(result: Sweep, out_dir: Path, rows: list[dict] | None = None) ->
     rows = rows if rows is not None else sweep_rows(result)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{result.stem}.{suffix}" for suffix in ("csv", "md", "png", "html")]
-    write_csv(paths[0], rows)
+    atomic_write_csv(paths[0], rows)
     text = sweep_markdown(result, rows)
     atomic_write_text(paths[1], text)
     first = result.first
