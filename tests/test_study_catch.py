@@ -110,5 +110,5 @@ if __name__ == "__main__":
         real = [r[2][name] for r in found["rows"] if not r[0]]
         catch = [r[2][name] for r in found["rows"] if r[0]]
         spread = [f"{np.median(v):.2f} ({min(v):.2f}-{max(v):.2f})" for v in (real, catch)]
-        print(f"| {name} | {correct}/{total} ({correct / total:.0%}) | {p:.3f} | {spread[0]} | {spread[1]} |")
+        print(f"| {name} | {correct}/{total} ({(200 * correct + total) // (2 * total)}%) | {p:.3f} | {spread[0]} | {spread[1]} |")
     print("least OBJECT/BACKGROUND in-box energy ratio:", min(o / max(b, 1e-12) for o, b in found["energies"]))
