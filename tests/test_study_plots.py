@@ -196,7 +196,7 @@ def test_votes_over_time_reads_at_any_span(span, unit, zone):
     else:
         votes = [replace(v, at=v.at.astimezone(zone)) for v in votes]
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)  # matplotlib's; not the ResourceWarnings other tests' leftovers raise when collected
         fig = votes_over_time_figure(votes)
         assert_png(fig)
         assert_readable(fig)
