@@ -11,6 +11,18 @@ export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072} MALLOC_TRIM_THRE
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
+check_free_space() {  # a full disk fails pip half-way with a bare OSError: say so before starting
+  local need_mb=1024  # an update beside an installed PyTorch
+  compgen -G ".venv/lib/python*/site-packages/torch" >/dev/null || need_mb=7168  # PyTorch's build alone is ~5.5 GB
+  need_mb=${CBAM_VIZ_INSTALL_NEEDS_MB:-$need_mb}
+  local free_mb; free_mb=$(df -Pm .venv | awk 'NR == 2 {print $4}')
+  if [ "$free_mb" -lt "$need_mb" ]; then
+    echo "not enough disk space to install: about $need_mb MB needed on the disk holding $(pwd)/.venv, $free_mb MB free." >&2
+    echo "Free some space and run this again (set CBAM_VIZ_INSTALL_NEEDS_MB=0 to try anyway)." >&2
+    exit 1
+  fi
+}
+
 ensure_venv() {  # $1: requirements file; requirements-test.txt includes requirements.txt
   if [ ! -x .venv/bin/python ] && ! "$PYTHON" -m venv .venv; then
     rm -rf .venv  # half made: the next run must not take it for a working one
@@ -23,6 +35,7 @@ ensure_venv() {  # $1: requirements file; requirements-test.txt includes require
   [ "$(basename "$1")" = requirements.txt ] && covering+=(.venv/.installed-requirements-test.txt)
   local s
   for s in "${covering[@]}"; do [ "$(cat "$s" 2>/dev/null)" = "$want" ] && return 0; done
+  check_free_space
   echo "installing Python packages from $1 (first run, or changed requirements: a few minutes; needs pip's package index)..."
   .venv/bin/python -m pip install -q --disable-pip-version-check -r "$1" 2>&1 | grep -v "is ignored" || true
   if [ "$(basename "$1")" = requirements-test.txt ]; then  # packages whose declared dependencies would clash

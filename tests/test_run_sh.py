@@ -1,4 +1,5 @@
-"""run.sh's install stamps: the test install covers the runtime one, a changed requirements file does not."""
+"""run.sh's install: stamps (the test install covers the runtime one, a changed requirements file does not),
+a clear error before a venv or an install that cannot succeed."""
 from __future__ import annotations
 
 import shutil
@@ -25,6 +26,10 @@ def _cli(project: Path) -> str:
     return subprocess.run(["bash", "run.sh", "cli"], cwd=project, capture_output=True, text=True, check=True).stdout
 
 
+def _free_mb(path: Path) -> int:
+    return shutil.disk_usage(path).free // 2**20
+
+
 def test_the_test_install_covers_the_runtime_requirements(tmp_path: Path) -> None:
     project = _project(tmp_path)
     log = project / ".venv" / "pip.log"
@@ -48,3 +53,21 @@ def test_a_python_without_venv_gets_a_clear_error_and_no_half_made_venv(tmp_path
     done = subprocess.run(["bash", "run.sh", "cli"], cwd=project, capture_output=True, text=True, env={"PYTHON": str(fake), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 1 and "apt-get install python3.11-venv" in done.stderr
     assert not (project / ".venv").exists()
+
+
+def test_too_little_disk_space_is_said_before_pip_starts(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    need = _free_mb(project) + 10**6  # more than this disk has: what a nearly full disk looks like to run.sh
+    done = subprocess.run(["bash", "run.sh", "cli"], cwd=project, capture_output=True, text=True,
+                          env={"CBAM_VIZ_INSTALL_NEEDS_MB": str(need), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1 and "not enough disk space to install" in done.stderr
+    assert f"about {need} MB needed" in done.stderr and "cli-ran" not in done.stdout
+    assert not (project / ".venv" / "pip.log").exists()  # pip never started
+    assert not list((project / ".venv").glob(".installed-*"))  # and nothing was stamped as installed
+
+
+def test_enough_disk_space_installs_as_before(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    done = subprocess.run(["bash", "run.sh", "cli"], cwd=project, capture_output=True, text=True,
+                          env={"CBAM_VIZ_INSTALL_NEEDS_MB": str(max(_free_mb(project) - 100, 0)), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0 and "cli-ran" in done.stdout and "-r requirements.txt" in (project / ".venv" / "pip.log").read_text()
