@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -8,6 +10,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["CBAM_VIZ_WEIGHTS"] = tempfile.mkdtemp(prefix="cbam-viz-test-weights-")
 # Training state of the tests' tiny runs never lands beside a real run's (~/.cache/cbam-viz/train).
 os.environ["CBAM_VIZ_TRAIN_STATE"] = tempfile.mkdtemp(prefix="cbam-viz-test-train-")
+for _folder in (os.environ["CBAM_VIZ_WEIGHTS"], os.environ["CBAM_VIZ_TRAIN_STATE"]):
+    atexit.register(shutil.rmtree, _folder, ignore_errors=True)
 
 import torch  # noqa: E402
 

@@ -40,8 +40,9 @@ def app_url(models_dir: Path) -> Iterator[str]:  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def client(app_url: str) -> Client:
-    return Client(app_url, verbose=False, ssl_verify=False)  # plain HTTP: skip loading CA certificates per call
+def client(app_url: str, tmp_path_factory: pytest.TempPathFactory) -> Client:
+    return Client(app_url, verbose=False, ssl_verify=False,  # plain HTTP: skip loading CA certificates per call
+                  download_files=tmp_path_factory.mktemp("downloads"))  # not /tmp/gradio, which outlives the run
 
 
 @pytest.fixture(scope="module")

@@ -233,9 +233,9 @@ def test_concurrent_exports_are_complete_and_distinct(ctx: AppContext, tmp_path:
     assert not [p for p in (tmp_path / "exports").rglob("*") if p.name.startswith(".")]  # no temporary left
 
 
-def test_concurrent_exports_through_the_api(app_url: str, secret: Path) -> None:
+def test_concurrent_exports_through_the_api(app_url: str, secret: Path, tmp_path: Path) -> None:
     """Six clients (one tab may have only 3 requests in the queue) export at once."""
-    clients = [Client(app_url, verbose=False, ssl_verify=False) for _ in range(6)]
+    clients = [Client(app_url, verbose=False, ssl_verify=False, download_files=tmp_path) for _ in range(6)]
     jobs = [client.submit(handle_file(str(secret)), "demo", "gradcam", "layer4.1", target, api_name="/export")
             for client, target in zip(clients, (OWN, *CLASSES[:5]))]
     for job in jobs:

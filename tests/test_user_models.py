@@ -103,11 +103,11 @@ def test_a_user_set_may_not_shadow_a_shipped_one(models_file: Path) -> None:
         load_set("skin", device="cpu", user=user)
 
 
-def test_compare_tab_and_export_with_the_users_models(models_file: Path, lesion: Path) -> None:
+def test_compare_tab_and_export_with_the_users_models(models_file: Path, lesion: Path, tmp_path: Path) -> None:
     ctx = AppContext(device="cpu", user_models=models_file)
     assert "skin" in ctx.sets and "demo" in ctx.sets
     with serve(ctx) as url:
-        client = Client(url, verbose=False, ssl_verify=False)
+        client = Client(url, verbose=False, ssl_verify=False, download_files=tmp_path)
         info, layer, target, block, left, right = client.predict("skin", api_name="/select_set")
         assert "dermoscopy" in info and [c[1] for c in target["choices"]] == [TRUTH, OWN, *CLASSES]
         outputs = client.predict(handle_file(str(lesion)), model_set="skin", method="gradcam", layer="layer4.1",
