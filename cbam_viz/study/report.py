@@ -36,7 +36,7 @@ from .config import StudyConfig
 from .export import write_votes
 from .records import Conflict, Participant, VoteRecord
 from .scheduler import CATCH, OBJECT, TRIAL
-from .stats import GroupRow, StudyStats, compute_stats, share_title, summary_markdown
+from .stats import GroupRow, StudyStats, compute_stats, plural, share_title, summary_markdown
 from .storage import Store
 
 Table = tuple[list[str], list[list[object]]]
@@ -168,10 +168,9 @@ def build_report(store: Store, study: str, objective: Mapping[str, Mapping[str, 
     models_line = _models_markdown(models, names, titles)
     people, conflicts = store.participants(study), store.conflicts(study)
     left_out = [v for v in votes if v.participant_id in exclude and v.kind == TRIAL and not v.is_repeat]
-    excluded_line = (f"Left out: {len(left_out)} vote{'' if len(left_out) == 1 else 's'} from {len(exclude)} participant"
-                     f"{'' if len(exclude) == 1 else 's'} who failed an attention check "
-                     "(the switch counts them in, everywhere)." if exclude else
-                     f"Counted in: {len(failed)} participant{'' if len(failed) == 1 else 's'} who failed an attention check." if failed else "")
+    excluded_line = (f"Left out: {plural(len(left_out), 'vote')} from {plural(len(exclude), 'participant')} who failed an "
+                     "attention check (the switch counts them in, everywhere)." if exclude else
+                     f"Counted in: {plural(len(failed), 'participant')} who failed an attention check." if failed else "")
     full = summary_markdown(stats, title=f"Study {study!r}", names=names, position_bias=False,
                             notes=[line for line in (excluded_line, models_line) if line])
     extra = "\n".join(filter(None, [_checks_markdown(config, votes, catch, people), _conflicts_markdown(conflicts),

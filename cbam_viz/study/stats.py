@@ -177,6 +177,11 @@ def _agreement(decisive: Sequence[VoteRecord], objective: Mapping[str, Mapping[s
 # --- markdown -----------------------------------------------------------------------------
 
 
+def plural(n: int, noun: str) -> str:
+    """``n`` and ``noun``, with an "s" unless ``n`` is 1: "1 vote", "2 votes"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def summary_markdown(stats: StudyStats, title: str = "Study summary", names: Mapping[str, str] | None = None,
                      position_bias: bool = True, notes: Sequence[str] = ()) -> str:
     """A Markdown report of `stats` (headline figures, then per-image and per-participant tables).
@@ -184,8 +189,8 @@ def summary_markdown(stats: StudyStats, title: str = "Study summary", names: Map
     (for a report that gives it with a clustered interval, `report.build_report`); ``notes``: Markdown
     lines under the vote count."""
     lines = [f"## {title}", "",
-             f"{stats.votes} vote{'' if stats.votes == 1 else 's'} from {stats.participants} participant"
-             f"{'' if stats.participants == 1 else 's'} (repeat trials excluded).", *notes, "",
+             f"{plural(stats.votes, 'vote')} from {plural(stats.participants, 'participant')} (repeat trials excluded).",
+             *notes, "",
              "| answer | votes |", "|---|---|"]
     names = dict(names or {})
     lines += [f"| {names.get(k, k)} | {v} |" for k, v in stats.chosen_counts.items()]
